@@ -1,0 +1,89 @@
+"""Errors grouped by what the user has to do about them.
+
+Every message names the cause and the fix; the CLI prints ``error: <message>`` and the
+API returns it as JSON. ``retriable`` tells a scheduler whether trying again may help.
+"""
+
+from __future__ import annotations
+
+
+class ProfilesyncError(Exception):
+    """Root of every error profilesync raises on purpose."""
+
+    retriable = False
+    #: machine-readable kind, used by the API and stored with failed runs
+    code = "error"
+
+
+class ConfigurationError(ProfilesyncError):
+    """The connection, source or mapping is wrong; the user must change it."""
+
+    code = "configuration"
+
+
+class NotFoundError(ConfigurationError):
+    """A named connection, source, table or profile does not exist."""
+
+    code = "not_found"
+
+
+class MissingDependencyError(ConfigurationError):
+    """An optional driver is not installed; the message carries the pip line."""
+
+    code = "missing_dependency"
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f'the {package} driver is not installed: run `pip install "profilesync[{extra}]"`'
+        )
+
+
+class ChangeTrackingError(ConfigurationError):
+    """Change tracking (Delta change data feed, Snowflake CHANGE_TRACKING, ...) is off."""
+
+    code = "change_tracking"
+
+
+class NeedsResyncError(ProfilesyncError):
+    """The checkpoint can no longer be continued: the table was replaced or its history expired.
+
+    Nothing was applied. ``profilesync sync NAME --resync`` diffs the current snapshot
+    against the store and applies only the real differences.
+    """
+
+    code = "needs_resync"
+
+
+class TableReplacedError(NeedsResyncError):
+    code = "table_replaced"
+
+
+class RetentionExceededError(NeedsResyncError):
+    code = "retention_exceeded"
+
+
+class QuotaExceededError(ProfilesyncError):
+    """The sync would pass the plan's monthly operation limit; nothing was applied."""
+
+    code = "quota_exceeded"
+
+
+class ConcurrentSyncError(ProfilesyncError):
+    """Another sync of the same source is running."""
+
+    code = "sync_running"
+    retriable = True
+
+
+class StoreBusyError(ProfilesyncError):
+    """The store file is held by another process for longer than we waited."""
+
+    code = "store_busy"
+    retriable = True
+
+
+class WarehouseUnavailableError(ProfilesyncError):
+    """The warehouse did not answer; trying again later may work."""
+
+    code = "warehouse_unavailable"
+    retriable = True

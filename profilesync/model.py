@@ -1,0 +1,201 @@
+"""The small values everything else passes around."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from profilesync.errors import ConfigurationError
+
+Strategy = Literal["cdc", "diff"]
+DEFAULT_FREQUENCY_SECONDS = 12 * 3600
+
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "day": 86400}
+_FREQ = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*$")
+
+
+def parse_frequency(text: str | int) -> int:
+    """``"12h"`` -> 43200. Accepts s, m/min, h, d; a bare number is seconds."""
+    if isinstance(text, int) or str(text).strip().isdigit():
+        seconds = int(text)
+    else:
+        match = _FREQ.match(str(text).lower())
+        if not match or match.group(2) not in _UNITS:
+            raise ConfigurationError(
+                f"frequency {text!r} is not understood: write it like 30m, 1h, 12h or 1d"
+            )
+        seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 60:
+        raise ConfigurationError(f"frequency {text!r} is under one minute: use at least 1m")
+    return seconds
+
+
+def format_frequency(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where one warehouse is and how to reach it; reusable by many sources."""
+
+    name: str
+    kind: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PropertyMapping:
+    """One profile property: the SQL expression that computes it and its display name."""
+
+    name: str
+    expression: str  # SQL in DuckDB dialect over the source table's columns
+    column: str | None = None  # the plain column, when the mapping is a column
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Which table, which expression is ``user_id``, which become which properties.
+
+    A ``--table`` mapping and a ``--query`` mapping end up in the same shape: one table,
+    DuckDB-dialect expressions over its columns and an optional ``WHERE`` filter.
+    """
+
+    table: str
+    user_id: str  # DuckDB SQL expression
+    properties: tuple[PropertyMapping, ...]
+    columns: tuple[str, ...]  # the table columns the expressions read
+    where: str | None = None
+    query: str | None = None  # the query as the user wrote it, if any
+
+    @property
+    def property_names(self) -> list[str]:
+        return [p.name for p in self.properties]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "user_id": self.user_id,
+            "properties": [
+                {"name": p.name, "expression": p.expression, "column": p.column}
+                for p in self.properties
+            ],
+            "columns": list(self.columns),
+            "where": self.where,
+            "query": self.query,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Mapping:
+        return cls(
+            table=data["table"],
+            user_id=data["user_id"],
+            properties=tuple(PropertyMapping(**p) for p in data["properties"]),
+            columns=tuple(data["columns"]),
+            where=data.get("where"),
+            query=data.get("query"),
+        )
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The warehouse position a source has synced up to, plus the table identity there.
+
+    ``position`` is the kind's own notion (Delta version, Postgres LSN, Snowflake
+    timestamp, DuckLake snapshot id) as text; ``identity`` detects drop-and-replace.
+    """
+
+    position: str
+    identity: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"position": self.position, "identity": self.identity, "extra": self.extra}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Checkpoint | None:
+        if not data:
+            return None
+        return cls(data["position"], data["identity"], data.get("extra") or {})
+
+
+@dataclass(frozen=True)
+class Source:
+    """A connection + mapping + import strategy + name + frequency."""
+
+    name: str
+    connection: str
+    mapping: Mapping
+    strategy: Strategy = "cdc"
+    frequency_seconds: int = DEFAULT_FREQUENCY_SECONDS
+    data_type: str = "profiles"
+    paused: bool = False
+    id: int = 0
+    checkpoint: Checkpoint | None = None
+    created_at: datetime | None = None
+
+    @property
+    def profile_table(self) -> str:
+        return f"profiles_{self.id}"
+
+
+@dataclass
+class SyncResult:
+    """What one sync run did; printed by ``sync --json`` and kept in the run history."""
+
+    source: str
+    status: str = "running"  # success | failed
+    mode: str = "incremental"  # initial | incremental | resync | diff
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    read: int = 0
+    checkpoint: str | None = None
+    previous_checkpoint: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+    run_id: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def operations(self) -> int:
+        return self.inserted + self.updated + self.deleted
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "source": self.source,
+            "status": self.status,
+            "mode": self.mode,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "read": self.read,
+            "operations": self.operations,
+            "checkpoint": self.checkpoint,
+            "previous_checkpoint": self.previous_checkpoint,
+            "error": self.error,
+            "error_code": self.error_code,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "duration_seconds": self.duration_seconds,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

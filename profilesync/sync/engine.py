@@ -1,0 +1,203 @@
+"""One sync, start to end: read -> map/validate/compact -> meter -> apply in one transaction."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from profilesync.errors import (
+    ConcurrentSyncError,
+    ConfigurationError,
+    NotFoundError,
+    ProfilesyncError,
+)
+from profilesync.mapping import from_query
+from profilesync.model import Mapping, Source, SyncResult
+from profilesync.sources import open_source
+from profilesync.sources.base import Check, WarehouseSource
+from profilesync.store.duckdb import DuckDBStore, json_value, now
+from profilesync.sync.transform import DELETED, transform
+
+#: called with (stage, rows so far) while a sync reads; the CLI draws a progress bar with it
+Progress = Callable[[str, int], None]
+
+
+def sync(
+    store: DuckDBStore, name: str, *, resync: bool = False, progress: Progress | None = None
+) -> SyncResult:
+    """Run one sync of source ``name``; raises ProfilesyncError after recording a failed run.
+
+    ``resync`` re-reads the current snapshot and applies only rows that differ from the
+    store: the way out after a drop-and-replace or an expired checkpoint.
+    """
+    source = store.get_source(name)
+    result = SyncResult(source=name, started_at=now())
+    result.previous_checkpoint = source.checkpoint.position if source.checkpoint else None
+    with source_lock(store, name):
+        try:
+            return _run(store, source, result, resync, progress)
+        except ProfilesyncError as exc:
+            result.error, result.error_code = str(exc), exc.code
+            store.record_failed_run(source, result)
+            raise
+
+
+def _run(
+    store: DuckDBStore, source: Source, result: SyncResult, resync: bool, progress: Progress | None
+) -> SyncResult:
+    connection = store.get_connection(source.connection)
+    warehouse = open_source(connection, source.name)
+    try:
+        if source.checkpoint is None:
+            result.mode = "initial"
+            changes = warehouse.snapshot(source.mapping)
+        elif resync or source.strategy == "diff":
+            result.mode = "resync" if resync else "diff"
+            changes = warehouse.snapshot(source.mapping)
+        else:
+            changes = warehouse.changes(source.mapping, source.checkpoint)
+        reader = _counting(changes.reader, progress) if progress else changes.reader
+        transformed = transform(reader, source.mapping)
+        result.read = transformed.read
+        if progress:
+            progress("applying", transformed.read)
+        return store.apply(
+            source, transformed, changes.checkpoint, result, full=changes.full, quota=store.quota()
+        )
+    finally:
+        warehouse.close()
+
+
+def _counting(reader: pa.RecordBatchReader, progress: Progress) -> pa.RecordBatchReader:
+    def batches() -> Iterator[pa.RecordBatch]:
+        seen = 0
+        for batch in reader:
+            seen += batch.num_rows
+            progress("reading", seen)
+            yield batch
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+
+@contextmanager
+def source_lock(store: DuckDBStore, name: str) -> Iterator[None]:
+    """Two syncs of one source never overlap, across threads and processes."""
+    locks = store.home / "locks"
+    locks.mkdir(exist_ok=True)
+    path = locks / f"{name.replace('/', '_')}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise ConcurrentSyncError(
+                f"a sync of source {name!r} is already running (PID {holder}): wait for it to finish; "
+                "a source never syncs twice at once"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+# -- test mapping ---------------------------------------------------------------------
+
+
+def resolve_mapping(
+    warehouse: WarehouseSource,
+    *,
+    table: str | None,
+    query: str | None,
+    user_id: str | None,
+    properties: list[tuple[str, str]],
+    strategy: str = "cdc",
+) -> Mapping:
+    """Build the mapping from either form and check its table and columns exist.
+
+    Under ``diff`` a query the CDC form refuses (joins, CTEs, unions) runs in the
+    warehouse as written, where the source kind can run SQL (``supports_query``).
+    """
+    from profilesync.mapping import from_columns
+
+    if bool(table) == bool(query):
+        raise ConfigurationError(
+            "give either --table (with --user-id) or --query, not both or neither"
+        )
+    if query:
+        try:
+            mapping = from_query(query, warehouse.dialect)
+        except ConfigurationError:
+            if strategy != "diff" or not getattr(warehouse, "supports_query", False):
+                raise
+            return from_query(query, warehouse.dialect, pushdown=True)
+    else:
+        if not user_id:
+            raise ConfigurationError(
+                "--table needs --user-id COLUMN (the column holding the user id)"
+            )
+        assert table is not None
+        mapping = from_columns(table, user_id, properties)
+    schema = warehouse.table_schema(mapping.table)
+    missing = [c for c in mapping.columns if c not in schema.names]
+    if missing:
+        raise NotFoundError(
+            f"table {mapping.table} has no column(s) {', '.join(missing)} (it has: {', '.join(schema.names)})"
+        )
+    return mapping
+
+
+def test_mapping(
+    store: DuckDBStore, source: Source, preview_rows: int = 10, sample_limit: int | None = 100_000
+) -> dict[str, Any]:
+    """The dry check of "Test mapping": nothing is written to the store."""
+    connection = store.get_connection(source.connection)
+    warehouse = open_source(connection, source.name)
+    try:
+        checks: list[Check] = []
+        if source.strategy == "cdc" and not warehouse.supports_cdc:
+            checks.append(
+                Check(
+                    "strategy",
+                    "fail",
+                    f"{connection.kind} tables cannot be read by change data capture: "
+                    "use --strategy diff (each sync reads the whole result and applies only real differences)",
+                )
+            )
+        try:
+            store.check_property_names(source.name, source.mapping)
+            checks.append(Check("property names", "pass", "unique across sources"))
+        except ConfigurationError as exc:
+            checks.append(Check("property names", "fail", str(exc)))
+        checks.extend(warehouse.check(source.mapping, source.frequency_seconds, source.strategy))
+        sample = transform(
+            warehouse.snapshot(source.mapping, limit=sample_limit).reader, source.mapping
+        )
+    finally:
+        warehouse.close()
+    preview = (
+        sample.net.filter(pc.invert(sample.net.column(DELETED)))
+        .drop_columns([DELETED])
+        .slice(0, preview_rows)
+    )
+    ok = all(c.level != "fail" for c in checks)
+    return {
+        "source": source.name,
+        "ok": ok,
+        "checks": [c.to_json() for c in checks],
+        "sampled_rows": sample.read,
+        "preview": [{k: json_value(v) for k, v in row.items()} for row in preview.to_pylist()],
+        "rejected": sample.rejected_count,
+        "rejected_rows": [
+            {"reason": r["reason"], "row": json.loads(r["row"])}
+            for r in sample.rejected.slice(0, 50).to_pylist()
+        ],
+    }

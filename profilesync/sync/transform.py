@@ -1,0 +1,122 @@
+"""Map, validate and compact a batch of warehouse rows, vectorised in DuckDB over Arrow.
+
+Input: the rows a source read (table columns + ``_op``/``_ord``, see sources/base.py).
+Output: one net change per ``user_id`` (last by ``_ord``; insert-then-delete nets to a
+delete, which the store ignores for users it does not hold) and the rejected rows with a
+reason a person can read. No Python runs per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from profilesync.errors import ConfigurationError
+from profilesync.mapping import quote
+from profilesync.model import Mapping
+from profilesync.sources.base import OP, ORD, UPSERT
+
+MIN_USER_ID_LENGTH = 5
+#: rejected rows kept per run (all are counted)
+REJECTED_SAMPLE = 1000
+DELETED = "_deleted"
+_INTEGER_TYPES = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+}
+
+
+@dataclass
+class Transformed:
+    """Net changes (``user_id``, ``_deleted``, properties...) and rejected rows."""
+
+    net: pa.Table
+    rejected: pa.Table  # reason, row (JSON text)
+    read: int
+    rejected_count: int
+
+
+def transform(reader: pa.RecordBatchReader, mapping: Mapping) -> Transformed:
+    con = duckdb.connect()
+    try:
+        return _transform(con, reader, mapping)
+    finally:
+        con.close()
+
+
+def _transform(
+    con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, mapping: Mapping
+) -> Transformed:
+    con.register("incoming", reader)
+    has_ops = OP in reader.schema.names
+    extra = "" if has_ops else f", '{UPSERT}' AS {OP}, 0::BIGINT AS {ORD}"
+    con.execute(f"CREATE TABLE raw AS SELECT *{extra} FROM incoming")
+    con.unregister("incoming")
+    read = _scalar(con, "SELECT count(*) FROM raw")
+    uid = _user_id_sql(con, mapping)
+    props = ", ".join(f"{p.expression} AS {quote(p.name)}" for p in mapping.properties)
+    keep = f"{OP} = '{UPSERT}'" + (f" AND ({mapping.where}) IS TRUE" if mapping.where else "")
+    _run(
+        con,
+        f"""
+        CREATE TABLE mapped AS SELECT
+            {uid} AS user_id, {mapping.user_id} AS _raw_user_id, {props + "," if props else ""}
+            CASE WHEN {keep} THEN false ELSE true END AS {DELETED}, {ORD}
+        FROM raw""",
+        mapping,
+    )
+    reason = f"""CASE
+        WHEN _raw_user_id IS NULL THEN 'user_id is null'
+        WHEN user_id IS NULL THEN 'user_id has type ' || typeof(_raw_user_id) || ' (value ' || CAST(_raw_user_id AS VARCHAR) || '): expected a string or an integer'
+        WHEN length(user_id) < {MIN_USER_ID_LENGTH} THEN 'user_id ' || to_json(user_id) || ' is shorter than {MIN_USER_ID_LENGTH} characters'
+        END"""
+    con.execute(f"CREATE TABLE checked AS SELECT *, {reason} AS _reason FROM mapped")
+    rejected_count = _scalar(
+        con, f"SELECT count(*) FROM checked WHERE _reason IS NOT NULL AND NOT {DELETED}"
+    )
+    names = ", ".join(quote(n) for n in mapping.property_names)
+    row = f"to_json(struct_pack(user_id := _raw_user_id{', ' + ', '.join(f'{quote(n)} := {quote(n)}' for n in mapping.property_names) if names else ''}))"
+    rejected = con.execute(f"""
+        SELECT _reason AS reason, {row} AS row FROM checked
+        WHERE _reason IS NOT NULL AND NOT {DELETED} ORDER BY {ORD} LIMIT {REJECTED_SAMPLE}""").fetch_arrow_table()
+    net = con.execute(f"""
+        SELECT user_id, {DELETED}{", " + names if names else ""} FROM checked WHERE _reason IS NULL
+        QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {ORD} DESC) = 1""").fetch_arrow_table()
+    return Transformed(net, rejected, read, rejected_count)
+
+
+def _user_id_sql(con: duckdb.DuckDBPyConnection, mapping: Mapping) -> str:
+    """Integers become their decimal string; strings stay; other types map to NULL (rejected)."""
+    described = _run(con, f"DESCRIBE SELECT {mapping.user_id} AS u FROM raw", mapping).fetchall()
+    dtype = str(described[0][1]).upper()
+    if dtype in _INTEGER_TYPES or dtype == "VARCHAR":
+        return f"CAST({mapping.user_id} AS VARCHAR)"
+    return "CAST(NULL AS VARCHAR)"
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str, mapping: Mapping) -> duckdb.DuckDBPyConnection:
+    try:
+        return con.execute(sql)
+    except duckdb.Error as exc:
+        raise ConfigurationError(
+            f"the mapping of table {mapping.table} could not be evaluated: {exc}".splitlines()[0]
+            + " — check the column names and expressions (profilesync source test NAME shows them)"
+        ) from exc
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+__all__ = ["DELETED", "MIN_USER_ID_LENGTH", "Transformed", "transform"]
