@@ -139,7 +139,7 @@ def connection_list(json_out: JsonOpt = False) -> None:
     with _store() as store:
         conns = store.list_connections()
         secrets = {c.name: _secret_fields(c.kind) for c in conns}
-    docs = [
+    docs: list[dict[str, Any]] = [
         {
             "name": c.name,
             "kind": c.kind,

@@ -194,7 +194,7 @@ class DeltaSource:
     def snapshot(self, mapping: Mapping, limit: int | None = None) -> Changes:
         dt = self._open(mapping.table)
         version = dt.version()
-        checkpoint = Checkpoint(str(version), dt.metadata().id)
+        checkpoint = Checkpoint(str(version), str(dt.metadata().id))
         dataset = dt.to_pyarrow_dataset()
         reader = dataset.scanner(columns=list(mapping.columns)).to_reader()
         if limit is not None:
@@ -203,7 +203,7 @@ class DeltaSource:
 
     def changes(self, mapping: Mapping, checkpoint: Checkpoint) -> Changes:
         dt = self._open(mapping.table)
-        version, identity = dt.version(), dt.metadata().id
+        version, identity = dt.version(), str(dt.metadata().id)
         since = int(checkpoint.position)
         self._check_identity(mapping.table, checkpoint, identity, version)
         history = dt.history(limit=max(version - since, 1))

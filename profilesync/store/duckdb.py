@@ -494,7 +494,7 @@ class DuckDBStore:
         cur = self.con.cursor()
         reader = cur.execute(
             f"SELECT u.user_id{', ' + cols if cols else ''} FROM ({ids}) u {joins} ORDER BY u.user_id"
-        ).fetch_record_batch(batch_size)
+        ).to_arrow_reader(batch_size)
         for batch in reader:
             for row in batch.to_pylist():
                 uid = row.pop("user_id")

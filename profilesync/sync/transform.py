@@ -88,10 +88,10 @@ def _transform(
     row = f"to_json(struct_pack(user_id := _raw_user_id{', ' + ', '.join(f'{quote(n)} := {quote(n)}' for n in mapping.property_names) if names else ''}))"
     rejected = con.execute(f"""
         SELECT _reason AS reason, {row} AS row FROM checked
-        WHERE _reason IS NOT NULL AND NOT {DELETED} ORDER BY {ORD} LIMIT {REJECTED_SAMPLE}""").fetch_arrow_table()
+        WHERE _reason IS NOT NULL AND NOT {DELETED} ORDER BY {ORD} LIMIT {REJECTED_SAMPLE}""").to_arrow_table()
     net = con.execute(f"""
         SELECT user_id, {DELETED}{", " + names if names else ""} FROM checked WHERE _reason IS NULL
-        QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {ORD} DESC) = 1""").fetch_arrow_table()
+        QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {ORD} DESC) = 1""").to_arrow_table()
     return Transformed(net, rejected, read, rejected_count)
 
 
