@@ -1,3 +1,3 @@
 """Root pytest configuration: shared fixture plugins for the whole suite."""
 
-pytest_plugins: list[str] = []
+pytest_plugins = ["tests.postgres_server"]

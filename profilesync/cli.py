@@ -19,6 +19,7 @@ from rich.table import Table
 from profilesync.errors import ConfigurationError, ProfilesyncError
 from profilesync.mapping import parse_property
 from profilesync.model import Connection, Source, format_frequency, parse_frequency
+from profilesync.secrets import public_config
 from profilesync.sources import open_source, validate_config
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
@@ -27,6 +28,7 @@ app = typer.Typer(
     help="Keep a profile store in sync with warehouse user tables by change data capture.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 connection_app = typer.Typer(
     help="Warehouse connections (reusable by many sources).", no_args_is_help=True
@@ -138,12 +140,11 @@ def connection_list(json_out: JsonOpt = False) -> None:
     """List connections."""
     with _store() as store:
         conns = store.list_connections()
-        secrets = {c.name: _secret_fields(c.kind) for c in conns}
     docs: list[dict[str, Any]] = [
         {
             "name": c.name,
             "kind": c.kind,
-            "config": {k: v for k, v in c.config.items() if k not in secrets[c.name]},
+            "config": public_config(c.kind, c.config),  # no secrets, passwords redacted
         }
         for c in conns
     ]
@@ -553,14 +554,61 @@ def config_get(json_out: JsonOpt = False) -> None:
             out.print(f"{k}: {v}")
 
 
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    admin_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--admin-password-file",
+            help="File holding the web UI password for user admin [env PROFILESYNC_ADMIN_PASSWORD; "
+            "else asked for, or generated and printed once].",
+        ),
+    ] = None,
+    new_token: Annotated[
+        bool, typer.Option("--new-token", help="Replace the admin API token (printed once).")
+    ] = False,
+    tick: Annotated[
+        float, typer.Option("--tick", help="Seconds between scheduler checks.", hidden=True)
+    ] = 15.0,
+) -> None:
+    """Run the web UI, the REST API and the scheduler on this home."""
+    from profilesync.server.serve import serve
+
+    serve(
+        _state["home"],
+        host,
+        port,
+        password_file=admin_password_file,
+        new_token=new_token,
+        tick_seconds=tick,
+        console=out,
+    )
+
+
 @app.command("demo")
 def demo_cmd(
     directory: Annotated[
         Path,
         typer.Option("--dir", help="Where the demo warehouse and home go (replaced if present)."),
     ] = Path("profilesync-demo"),
+    warehouse: Annotated[
+        str,
+        typer.Option(
+            "--warehouse",
+            help="delta (Delta Lake tables) or postgres (starts a throwaway local PostgreSQL 15).",
+        ),
+    ] = "delta",
 ) -> None:
-    """Build a small Delta Lake warehouse, sync it, change it, sync again and show what changed."""
+    """Build a small warehouse, sync it, change it, sync again and show what changed."""
+    if warehouse == "postgres":
+        from profilesync.demo_postgres import run_demo as run_postgres_demo
+
+        run_postgres_demo(directory, out)
+        return
+    if warehouse != "delta":
+        raise ConfigurationError(f"--warehouse {warehouse!r}: choose delta or postgres")
     from profilesync.demo import run_demo
 
     run_demo(directory, out)
@@ -569,7 +617,10 @@ def demo_cmd(
 def main() -> None:
     """Entry point: ProfilesyncError becomes `error: ...` on stderr and exit code 1."""
     try:
-        app(standalone_mode=False)
+        # without standalone mode click returns a typer.Exit's code instead of exiting
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ProfilesyncError as exc:
         if _state["debug"]:
             raise
@@ -582,6 +633,15 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         sys.exit(1)
+    except Exception as exc:  # a bug, not a user error: one line unless --debug
+        if _state["debug"]:
+            raise
+        err.print(
+            f"[red]error:[/] unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(2)
 
 
 if __name__ == "__main__":

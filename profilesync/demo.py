@@ -151,6 +151,7 @@ def run_demo(directory: Path, console: Console) -> None:
     console.print(f"\nTry: [bold]profilesync --home {home} profile get 100003 --json[/]")
     console.print(f"     profilesync --home {home} runs users")
     console.print(f"Files are in {directory}")
+    console.print(f"Open the web UI on this home: [bold]profilesync --home {home} serve[/]")
 
 
 def _sync_all(store: DuckDBStore, console: Console) -> None:

@@ -166,12 +166,15 @@ def _unqualify(node: exp.Expression) -> None:
 
 
 def _check_names(names: list[str]) -> None:
+    # a source's properties are columns of one DuckDB table, where names ignore case
     seen: set[str] = set()
     for name in names:
-        if name == USER_ID:
+        if name.lower() == USER_ID:
             raise ConfigurationError('"user_id" is the key, not a property: map it with --user-id')
         if name.startswith("_"):
             raise ConfigurationError(f"property {name!r}: names starting with '_' are reserved")
-        if name in seen:
-            raise ConfigurationError(f"property {name!r} is mapped twice in this source")
-        seen.add(name)
+        if name.lower() in seen:
+            raise ConfigurationError(
+                f"property {name!r} is mapped twice in this source (names ignore case)"
+            )
+        seen.add(name.lower())

@@ -26,6 +26,7 @@ from profilesync.errors import (
     RetentionExceededError,
     TableReplacedError,
 )
+from profilesync.mapping import quote
 from profilesync.model import Checkpoint, Connection, Mapping, format_frequency
 from profilesync.sources.base import DELETE, OP, ORD, UPSERT, Changes, Check
 
@@ -177,22 +178,28 @@ class DeltaSource:
 
     def cdf_enabled_since(self, dt: DeltaTable) -> int:
         """The first version from which the change data feed has been on without a break."""
-        since = dt.version()
+        # Only commits that may write metadata can switch the feed; the version a walk
+        # back from the newest commit returns is the last such commit that turned it on.
+        since = oldest = dt.version()
         for commit in dt.history():  # newest first; only retained commits
-            version = int(commit["version"])
+            version = oldest = int(commit["version"])
             op = commit.get("operation", "")
             mode = (commit.get("operationParameters") or {}).get("mode", "")
             may_change = op in _METADATA_OPS or (op == "WRITE" and mode != "Append") or version == 0
-            if may_change and not _cdf_on(
-                DeltaTable(dt.table_uri, version=version).metadata().configuration
-            ):
-                return since
-            since = version
+            if may_change:
+                if not _cdf_on(DeltaTable(dt.table_uri, version=version).metadata().configuration):
+                    return since
+                since = version
+        if oldest != since and _cdf_on(
+            DeltaTable(dt.table_uri, version=oldest).metadata().configuration
+        ):
+            return oldest  # on through all the retained history
         return since
 
     # -- reading -----------------------------------------------------------------------
     def snapshot(self, mapping: Mapping, limit: int | None = None) -> Changes:
         dt = self._open(mapping.table)
+        self._require_columns(dt, mapping)
         version = dt.version()
         checkpoint = Checkpoint(str(version), str(dt.metadata().id))
         dataset = dt.to_pyarrow_dataset()
@@ -206,6 +213,7 @@ class DeltaSource:
         version, identity = dt.version(), str(dt.metadata().id)
         since = int(checkpoint.position)
         self._check_identity(mapping.table, checkpoint, identity, version)
+        self._require_columns(dt, mapping)
         history = dt.history(limit=max(version - since, 1))
         if any(c.get("operation") in _REPLACE_OPS and int(c["version"]) > since for c in history):
             raise self._replaced(
@@ -223,6 +231,12 @@ class DeltaSource:
                 new,
                 full=False,
             )
+        # expired log first: with it gone, where the feed was enabled cannot be told
+        oldest = min(int(c["version"]) for c in dt.history())
+        if oldest > since + 1:
+            raise self._expired(
+                mapping.table, f"the Delta log starts at version {oldest} (log cleanup)", since
+            )
         enabled = self.cdf_enabled_since(dt)
         if enabled > since + 1:
             raise RetentionExceededError(
@@ -230,17 +244,15 @@ class DeltaSource:
                 f"checkpoint (version {since}): changes in between were never recorded. "
                 f"Run `profilesync sync {self.source_name} --resync` to diff the table against the store."
             )
-        oldest = min(int(c["version"]) for c in dt.history())
-        if oldest > since + 1:
-            raise self._expired(
-                mapping.table, f"the Delta log starts at version {oldest} (log cleanup)", since
-            )
         try:
             raw = pa.RecordBatchReader.from_stream(
                 dt.load_cdf(
                     starting_version=since + 1,
                     ending_version=version,
-                    columns=[*mapping.columns, "_change_type", "_commit_version"],
+                    # delta-rs reads these as SQL: quoted, "userId" and "Plan Name" work too
+                    columns=[
+                        quote(c) for c in (*mapping.columns, "_change_type", "_commit_version")
+                    ],
                 )
             )
         except DeltaError as exc:
@@ -251,6 +263,16 @@ class DeltaSource:
             new,
             full=False,
         )
+
+    def _require_columns(self, dt: DeltaTable, mapping: Mapping) -> None:
+        names = set(pa.schema(dt.schema().to_arrow()).names)
+        missing = [c for c in mapping.columns if c not in names]
+        if missing:
+            raise ConfigurationError(
+                f"table {mapping.table} no longer has column(s) {', '.join(missing)} that source "
+                f"{self.source_name!r} maps (it has: {', '.join(sorted(names))}): change the source's "
+                "mapping, or restore the column(s)"
+            )
 
     def _change_schema(self, dt: DeltaTable, mapping: Mapping) -> pa.Schema:
         table = pa.schema(dt.schema().to_arrow())

@@ -24,6 +24,7 @@ import pyarrow as pa
 from profilesync.errors import ConfigurationError, NotFoundError, ProfilesyncError, StoreBusyError
 from profilesync.mapping import quote
 from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResult
+from profilesync.secrets import seal, unseal
 from profilesync.store.base import Quota
 from profilesync.sync.quota import DEFAULT_PLAN
 from profilesync.sync.quota import Quota as PlanQuota
@@ -137,7 +138,7 @@ class DuckDBStore:
             )
         self.con.execute(
             "INSERT INTO connections VALUES (?, ?, ?, ?)",
-            [connection.name, connection.kind, json.dumps(connection.config), now()],
+            [connection.name, connection.kind, json.dumps(self._seal(connection)), now()],
         )
 
     def get_connection(self, name: str) -> Connection:
@@ -146,20 +147,24 @@ class DuckDBStore:
         ).fetchone()
         if row is None:
             raise NotFoundError(f"no connection named {name!r}: see `profilesync connection list`")
-        return Connection(row[0], row[1], json.loads(row[2]))
+        return Connection(row[0], row[1], unseal(self.home, row[0], json.loads(row[2])))
 
     def list_connections(self) -> list[Connection]:
         rows = self.con.execute(
             "SELECT name, kind, config FROM connections ORDER BY name"
         ).fetchall()
-        return [Connection(r[0], r[1], json.loads(r[2])) for r in rows]
+        return [Connection(r[0], r[1], unseal(self.home, r[0], json.loads(r[2]))) for r in rows]
 
     def update_connection(self, connection: Connection) -> None:
         self.get_connection(connection.name)
         self.con.execute(
             "UPDATE connections SET config = ? WHERE name = ?",
-            [json.dumps(connection.config), connection.name],
+            [json.dumps(self._seal(connection)), connection.name],
         )
+
+    def _seal(self, connection: Connection) -> dict[str, Any]:
+        """Secret fields encrypted with a key kept outside this file (see profilesync.secrets)."""
+        return seal(self.home, connection.kind, connection.config)
 
     def delete_connection(self, name: str) -> None:
         self.get_connection(name)
@@ -289,8 +294,9 @@ class DuckDBStore:
                     f"count_if({DELETED} AND _exists), count_if(NOT {DELETED} AND _same) FROM _plan"
                 ).fetchone()
                 assert counts is not None
+                # count_if over an empty plan is NULL, not 0
                 result.inserted, result.updated, result.deleted, result.unchanged = (
-                    int(c) for c in counts
+                    int(c or 0) for c in counts
                 )
                 quota.check(self._used_this_month(con), result.operations)
                 _fault("apply")
@@ -560,6 +566,12 @@ def _connect(path: Path, wait_seconds: float) -> duckdb.DuckDBPyConnection:
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise ProfilesyncError(f"cannot open the store {path}: {exc}") from exc
+            server = _server(path.parent)
+            if server:
+                raise StoreBusyError(
+                    f"the store {path} is in use by {server}: use the web UI or the REST API "
+                    "there (e.g. POST /api/sources/NAME/sync), or stop the server first"
+                ) from exc
             if time.monotonic() >= deadline:
                 holder = (
                     str(exc).split("(PID ")[-1].split(")")[0]
@@ -572,6 +584,14 @@ def _connect(path: Path, wait_seconds: float) -> duckdb.DuckDBPyConnection:
                     "or send the command to the server"
                 ) from exc
             time.sleep(0.1)
+
+
+def _server(home: Path) -> str | None:
+    """The running ``profilesync serve`` that owns ``home``, named for error messages."""
+    from profilesync.server import describe, running_server
+
+    info = running_server(home)
+    return describe(info) if info else None
 
 
 def _fault(point: str) -> None:

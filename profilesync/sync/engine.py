@@ -21,8 +21,8 @@ from profilesync.errors import (
 from profilesync.mapping import from_query
 from profilesync.model import Mapping, Source, SyncResult
 from profilesync.sources import open_source
-from profilesync.sources.base import Check, WarehouseSource
-from profilesync.store.duckdb import DuckDBStore, json_value, now
+from profilesync.sources.base import Changes, Check, WarehouseSource
+from profilesync.store.duckdb import DuckDBStore, _fault, json_value, now
 from profilesync.sync.transform import DELETED, transform
 
 #: called with (stage, rows so far) while a sync reads; the CLI draws a progress bar with it
@@ -57,14 +57,15 @@ def _run(
     try:
         if source.checkpoint is None:
             result.mode = "initial"
-            changes = warehouse.snapshot(source.mapping)
+            changes = _snapshot(warehouse, source)
         elif resync or source.strategy == "diff":
             result.mode = "resync" if resync else "diff"
-            changes = warehouse.snapshot(source.mapping)
+            changes = _snapshot(warehouse, source)
         else:
             changes = warehouse.changes(source.mapping, source.checkpoint)
         reader = _counting(changes.reader, progress) if progress else changes.reader
         transformed = transform(reader, source.mapping)
+        _fault("after_read")
         result.read = transformed.read
         if progress:
             progress("applying", transformed.read)
@@ -73,6 +74,16 @@ def _run(
         )
     finally:
         warehouse.close()
+
+
+def _snapshot(warehouse: WarehouseSource, source: Source) -> Changes:
+    """A diff needs no change-stream position: a source whose position costs warehouse
+    resources (a Postgres replication slot) reads a diff through ``diff_snapshot``."""
+    diff_snapshot = getattr(warehouse, "diff_snapshot", None)
+    if source.strategy == "diff" and diff_snapshot is not None:
+        changes: Changes = diff_snapshot(source.mapping)
+        return changes
+    return warehouse.snapshot(source.mapping)
 
 
 def _counting(reader: pa.RecordBatchReader, progress: Progress) -> pa.RecordBatchReader:

@@ -8,12 +8,13 @@ reason a person can read. No Python runs per row.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
 
-from profilesync.errors import ConfigurationError
+from profilesync.errors import ConfigurationError, ProfilesyncError
 from profilesync.mapping import quote
 from profilesync.model import Mapping
 from profilesync.sources.base import OP, ORD, UPSERT
@@ -57,11 +58,7 @@ def transform(reader: pa.RecordBatchReader, mapping: Mapping) -> Transformed:
 def _transform(
     con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, mapping: Mapping
 ) -> Transformed:
-    con.register("incoming", reader)
-    has_ops = OP in reader.schema.names
-    extra = "" if has_ops else f", '{UPSERT}' AS {OP}, 0::BIGINT AS {ORD}"
-    con.execute(f"CREATE TABLE raw AS SELECT *{extra} FROM incoming")
-    con.unregister("incoming")
+    _load(con, reader)
     read = _scalar(con, "SELECT count(*) FROM raw")
     uid = _user_id_sql(con, mapping)
     props = ", ".join(f"{p.expression} AS {quote(p.name)}" for p in mapping.properties)
@@ -93,6 +90,33 @@ def _transform(
         SELECT user_id, {DELETED}{", " + names if names else ""} FROM checked WHERE _reason IS NULL
         QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {ORD} DESC) = 1""").to_arrow_table()
     return Transformed(net, rejected, read, rejected_count)
+
+
+def _load(con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader) -> None:
+    """Copy the rows into DuckDB; an error a source raises mid-read surfaces as itself.
+
+    DuckDB wraps exceptions raised inside an Arrow stream into its own error text, which
+    would turn "history expired, run --resync" into an opaque failure.
+    """
+    raised: list[ProfilesyncError] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from reader
+        except ProfilesyncError as exc:
+            raised.append(exc)
+            raise
+
+    con.register("incoming", pa.RecordBatchReader.from_batches(reader.schema, batches()))
+    extra = "" if OP in reader.schema.names else f", '{UPSERT}' AS {OP}, 0::BIGINT AS {ORD}"
+    try:
+        con.execute(f"CREATE TABLE raw AS SELECT *{extra} FROM incoming")
+    except duckdb.Error:
+        if raised:
+            raise raised[0] from None
+        raise
+    finally:
+        con.unregister("incoming")
 
 
 def _user_id_sql(con: duckdb.DuckDBPyConnection, mapping: Mapping) -> str:

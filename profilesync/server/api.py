@@ -1,0 +1,295 @@
+"""The REST API under ``/api``: what the CLI and the UI do, as JSON.
+
+Errors come back as ``{"code", "message"}`` (see ``app.STATUS`` for the HTTP status of
+each). Secret connection settings are accepted but never returned.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from profilesync.errors import ConfigurationError
+from profilesync.model import parse_frequency
+from profilesync.server import views
+from profilesync.server.deps import get_scheduler, require_token, store_session, write_session
+from profilesync.server.kinds import all_kinds
+
+router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+
+
+class ConnectionIn(BaseModel):
+    name: str = Field(examples=["lake"])
+    kind: str = Field(examples=["delta"])
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        examples=[{"path": "/data/lake"}],
+        description="Settings of the kind; secrets (passwords, tokens, keys) are write-only.",
+    )
+
+
+class ConnectionPatch(BaseModel):
+    config: dict[str, Any] = Field(
+        description="New settings; a secret left out keeps its stored value."
+    )
+
+
+class PropertyIn(BaseModel):
+    column: str
+    name: str | None = Field(None, description="Display name; defaults to the column.")
+
+
+class SourceIn(BaseModel):
+    """A table with ``user_id`` and ``properties``, or a profile ``query``."""
+
+    name: str = ""
+    connection: str
+    table: str | None = None
+    query: str | None = Field(
+        None, examples=['SELECT uid AS "user_id", title AS "Title" FROM prod.users']
+    )
+    user_id: str | None = Field(None, description="The column holding the user id (with table).")
+    properties: list[PropertyIn] = Field(default_factory=list)
+    strategy: Literal["cdc", "diff"] = "cdc"
+    frequency: str = Field("12h", examples=["30m", "12h", "1d"])
+
+    def spec(self) -> views.SourceSpec:
+        return views.SourceSpec(
+            connection=self.connection,
+            name=self.name,
+            table=self.table,
+            query=self.query,
+            user_id=self.user_id,
+            properties=[(p.column, p.name or p.column) for p in self.properties],
+            strategy=self.strategy,
+            frequency_seconds=parse_frequency(self.frequency),
+        )
+
+
+class SourcePatch(BaseModel):
+    frequency: str | None = Field(None, examples=["6h"])
+    paused: bool | None = None
+
+
+# -- connections ------------------------------------------------------------------------
+
+
+@router.get("/kinds", tags=["connections"], summary="Warehouse kinds and their settings")
+def kinds() -> list[dict[str, Any]]:
+    return all_kinds()
+
+
+@router.get("/connections", tags=["connections"], summary="List connections (no secrets)")
+def list_connections(request: Request) -> list[dict[str, Any]]:
+    with store_session(request) as store:
+        sources = store.list_sources()
+        return [views.connection_doc(c, sources) for c in store.list_connections()]
+
+
+@router.post("/connections", tags=["connections"], status_code=201, summary="Add a connection")
+def add_connection(request: Request, body: ConnectionIn) -> dict[str, Any]:
+    with store_session(request) as store:
+        connection = views.add_connection(store, body.name, body.kind, body.config)
+        return views.connection_doc(connection, store.list_sources())
+
+
+@router.get("/connections/{name}", tags=["connections"], summary="One connection (no secrets)")
+def get_connection(request: Request, name: str) -> dict[str, Any]:
+    with store_session(request) as store:
+        return views.connection_doc(store.get_connection(name), store.list_sources())
+
+
+@router.patch("/connections/{name}", tags=["connections"], summary="Change a connection")
+def update_connection(request: Request, name: str, body: ConnectionPatch) -> dict[str, Any]:
+    with store_session(request) as store:
+        connection = views.update_connection(store, name, body.config)
+        return views.connection_doc(connection, store.list_sources())
+
+
+@router.delete(
+    "/connections/{name}", tags=["connections"], status_code=204, summary="Delete a connection"
+)
+def delete_connection(request: Request, name: str) -> None:
+    with store_session(request) as store:
+        store.delete_connection(name)
+
+
+@router.get("/connections/{name}/tables", tags=["connections"], summary="Tables it can read")
+def tables(request: Request, name: str) -> list[str]:
+    with store_session(request) as store:
+        return views.list_tables(store, name)
+
+
+@router.get(
+    "/connections/{name}/tables/{table}/columns",
+    tags=["connections"],
+    summary="Columns of a table, with their types",
+)
+def columns(request: Request, name: str, table: str) -> list[dict[str, str]]:
+    with store_session(request) as store:
+        return views.table_columns(store, name, table)
+
+
+# -- sources ----------------------------------------------------------------------------
+
+
+@router.get("/sources", tags=["sources"], summary="Sources with last run, next run and state")
+def list_sources(request: Request) -> list[dict[str, Any]]:
+    scheduler = get_scheduler(request)
+    with store_session(request) as store:
+        return [views.source_doc(store, scheduler, s) for s in store.list_sources()]
+
+
+@router.post(
+    "/sources/test",
+    tags=["sources"],
+    summary="Test mapping of an unsaved source: checks, fix SQL, preview, rejected rows",
+)
+def test_unsaved(request: Request, body: SourceIn) -> dict[str, Any]:
+    with store_session(request) as store:
+        return views.test_spec(store, body.spec())
+
+
+@router.post(
+    "/sources",
+    tags=["sources"],
+    status_code=201,
+    summary="Add a source (refused when Test mapping's checks fail)",
+)
+def add_source(request: Request, body: SourceIn) -> dict[str, Any]:
+    scheduler = get_scheduler(request)
+    with store_session(request) as store:
+        source = views.create_source(store, body.spec())
+        return views.source_doc(store, scheduler, source)
+
+
+@router.get("/sources/{name}", tags=["sources"], summary="One source")
+def get_source(request: Request, name: str) -> dict[str, Any]:
+    with store_session(request) as store:
+        return views.source_doc(store, get_scheduler(request), store.get_source(name))
+
+
+@router.patch("/sources/{name}", tags=["sources"], summary="Change frequency or pause/resume")
+def update_source(request: Request, name: str, body: SourcePatch) -> dict[str, Any]:
+    scheduler = get_scheduler(request)
+    with write_session(request) as store:
+        source = store.get_source(name)
+        if body.frequency is not None:
+            seconds = parse_frequency(body.frequency)
+            views.check_frequency(store, source, seconds)
+            store.update_source(name, frequency_seconds=seconds)
+        if body.paused is True:
+            store.update_source(name, paused=True)
+        elif body.paused is False:
+            scheduler.resume(name)
+        return views.source_doc(store, scheduler, store.get_source(name))
+
+
+@router.post("/sources/{name}/pause", tags=["sources"], summary="Pause scheduled syncs")
+def pause(request: Request, name: str) -> dict[str, Any]:
+    return update_source(request, name, SourcePatch(frequency=None, paused=True))
+
+
+@router.post(
+    "/sources/{name}/resume",
+    tags=["sources"],
+    summary="Resume scheduled syncs (also lifts a stop after a failure that needed a person)",
+)
+def resume(request: Request, name: str) -> dict[str, Any]:
+    return update_source(request, name, SourcePatch(frequency=None, paused=False))
+
+
+@router.delete(
+    "/sources/{name}",
+    tags=["sources"],
+    status_code=204,
+    summary="Delete a source and every property it gave (drops a Postgres slot)",
+)
+def delete_source(request: Request, name: str) -> None:
+    with write_session(request) as store:
+        views.delete_source(store, get_scheduler(request), name)
+
+
+@router.post("/sources/{name}/test", tags=["sources"], summary="Test mapping of a saved source")
+def test_saved(request: Request, name: str) -> dict[str, Any]:
+    from profilesync.sync import engine
+
+    with store_session(request) as store:
+        return engine.test_mapping(store, store.get_source(name))
+
+
+@router.post(
+    "/sources/{name}/sync",
+    tags=["sources"],
+    summary="Sync now (queued; `wait=true` runs it and returns the run)",
+    responses={202: {"description": "queued"}},
+)
+def sync_now(request: Request, name: str, resync: bool = False, wait: bool = False) -> Any:
+    scheduler = get_scheduler(request)
+    if wait:
+        result = scheduler.run(name, resync=resync)
+        if result is None:
+            raise ConfigurationError(f"source {name!r} is being synced by another process")
+        return result.to_json()
+    scheduler.sync_now(name, resync=resync)
+    return JSONResponse({"queued": True, "source": name, "resync": resync}, status_code=202)
+
+
+@router.post("/sources/{name}/resync", tags=["sources"], summary="Resync: diff against the store")
+def resync(request: Request, name: str, wait: bool = False) -> Any:
+    return sync_now(request, name, resync=True, wait=wait)
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+
+@router.get("/sources/{name}/runs", tags=["runs"], summary="Run history, newest first")
+def runs(request: Request, name: str, limit: int = 20) -> list[dict[str, Any]]:
+    with store_session(request) as store:
+        store.get_source(name)
+        return store.runs(name, limit)
+
+
+@router.get(
+    "/runs/{run_id}/rejected", tags=["runs"], summary="Rejected rows of a run, with reasons"
+)
+def rejected(request: Request, run_id: int, limit: int = 100) -> list[dict[str, Any]]:
+    with store_session(request) as store:
+        return store.rejected_rows(run_id, limit)
+
+
+# -- profiles, properties, usage ----------------------------------------------------------------
+
+
+@router.get(
+    "/profiles/{user_id}", tags=["profiles"], summary="A profile: values, sources, synced at"
+)
+def profile(request: Request, user_id: str) -> dict[str, Any]:
+    with store_session(request) as store:
+        return store.get_profile(user_id, detail=True)
+
+
+@router.get("/properties", tags=["properties"], summary="Every profile property")
+def list_properties(request: Request) -> list[dict[str, Any]]:
+    with store_session(request) as store:
+        return views.properties(store)
+
+
+@router.delete(
+    "/properties/{name}",
+    tags=["properties"],
+    status_code=204,
+    summary="Remove a property from its source's mapping and from the store",
+)
+def remove_property(request: Request, name: str) -> None:
+    with write_session(request) as store:
+        views.remove_property(store, name)
+
+
+@router.get("/usage", tags=["usage"], summary="Operations this month by source and by day")
+def usage(request: Request) -> dict[str, Any]:
+    with store_session(request) as store:
+        return views.usage(store)

@@ -1,0 +1,220 @@
+"""The FastAPI application of ``profilesync serve``: API, pages, login, docs and errors.
+
+``create_app(home)`` opens the home's store once, loads the login and token hashes and
+builds the scheduler; the scheduler's thread starts with the app (its lifespan) and stops
+before the store closes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Form, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from profilesync.errors import (
+    ConcurrentSyncError,
+    ConfigurationError,
+    NeedsResyncError,
+    NotFoundError,
+    ProfilesyncError,
+    QuotaExceededError,
+    StoreBusyError,
+    WarehouseUnavailableError,
+)
+from profilesync.server import api, deps, pages, wizard
+from profilesync.server.auth import ADMIN_USER, SESSION_COOKIE, SESSION_SECONDS, Auth
+from profilesync.server.deps import LoginRequired, login_url, render, require_token, require_user
+from profilesync.server.scheduler import RetryPolicy, Scheduler, utcnow
+from profilesync.store.duckdb import DuckDBStore
+
+#: HTTP status of each error family; the first match wins (subclasses first)
+STATUS: tuple[tuple[type[ProfilesyncError], int], ...] = (
+    (NotFoundError, 404),
+    (ConcurrentSyncError, 409),
+    (NeedsResyncError, 409),
+    (QuotaExceededError, 409),
+    (StoreBusyError, 503),
+    (WarehouseUnavailableError, 503),
+    (ConfigurationError, 422),
+)
+_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+
+
+def status_of(exc: ProfilesyncError) -> int:
+    return next((code for cls, code in STATUS if isinstance(exc, cls)), 400)
+
+
+def create_app(
+    home: Path,
+    *,
+    tick_seconds: float | None = 15.0,
+    clock: Callable[[], datetime] = utcnow,
+    retry: RetryPolicy | None = None,
+) -> FastAPI:
+    """The app for ``home``. ``tick_seconds=None`` schedules nothing (only "Sync now")."""
+    store = DuckDBStore(home)
+    lock = threading.RLock()
+    # syncs write through a second connection to the same database (see scheduler.py)
+    sync_store = DuckDBStore(home)
+    scheduler = Scheduler(
+        store, lock, clock=clock, retry=retry or RetryPolicy(), sync_store=sync_store
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        scheduler.start(tick_seconds)
+        try:
+            yield
+        finally:
+            scheduler.shutdown()
+            with scheduler.sync_lock, lock:
+                sync_store.close()
+                store.close()
+
+    app = FastAPI(
+        title="profilesync",
+        summary="Keep a profile store in sync with warehouse user tables by change data capture.",
+        description=(
+            "Every endpoint except `/health` needs `Authorization: Bearer <admin token>` "
+            "(printed when `profilesync serve` first started). Errors are "
+            '`{"code": "...", "message": "..."}`; secrets are write-only.'
+        ),
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.home = Path(home)
+    app.state.store, app.state.store_lock, app.state.scheduler = store, lock, scheduler
+    with lock:
+        app.state.auth = Auth.load(store)
+    _errors(app)
+    _routes(app)
+    app.include_router(api.router)
+    app.include_router(wizard.router)  # before pages: /sources/new is not a source's page
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=str(deps.WEB / "static")), name="static")
+    _mount_docs_assets(app)
+    return app
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api") or request.url.path == "/openapi.json"
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(ProfilesyncError)
+    async def profilesync_error(request: Request, exc: ProfilesyncError) -> Response:
+        status = status_of(exc)
+        if _is_api(request):
+            return JSONResponse({"code": exc.code, "message": str(exc)}, status_code=status)
+        return render(request, "error.html", {"code": exc.code, "message": str(exc)}, status)
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse(login_url(exc.next_url), status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        if _is_api(request) or request.url.path.startswith("/docs"):
+            return JSONResponse(
+                {"code": code, "message": str(exc.detail)},
+                status_code=exc.status_code,
+                headers=getattr(exc, "headers", None),
+            )
+        return render(request, "error.html", {"code": code, "message": exc.detail}, exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = jsonable_encoder(exc.errors(), exclude={"input", "ctx"})
+        where = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors
+        )
+        return JSONResponse(
+            {"code": "invalid_request", "message": where, "errors": errors}, status_code=422
+        )
+
+
+def _routes(app: FastAPI) -> None:
+    @app.get("/health", tags=["server"], summary="Liveness (no authentication)")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(_: str = Depends(require_token)) -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(_: str = Depends(require_user)) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="profilesync API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+        )
+
+    @app.get("/login", include_in_schema=False)
+    def login_form(request: Request, next: str = "/") -> Response:
+        if deps.session_user(request):
+            return RedirectResponse(_local(next), status_code=303)
+        return render(request, "login.html", {"next": _local(next), "username": ADMIN_USER})
+
+    @app.post("/login", include_in_schema=False)
+    def login(
+        request: Request,
+        username: str = Form(""),
+        password: str = Form(""),
+        next: str = Form("/"),
+    ) -> Response:
+        auth = deps.get_auth(request)
+        if not auth.check_login(username, password):
+            ctx = {
+                "next": _local(next),
+                "username": username,
+                "error": "Wrong user name or password.",
+            }
+            return render(request, "login.html", ctx, 401)
+        response = RedirectResponse(_local(next), status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            auth.open_session(ADMIN_USER),
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    def logout(request: Request) -> Response:
+        deps.get_auth(request).close_session(request.cookies.get(SESSION_COOKIE))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+
+def _local(target: str) -> str:
+    """Only redirect within this site (no ``//host`` or ``http://`` targets)."""
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+def _mount_docs_assets(app: FastAPI) -> None:
+    """Swagger UI's files ship in a package: the /docs page works offline, without a CDN."""
+    import fastapi_offline
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")

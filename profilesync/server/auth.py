@@ -1,0 +1,137 @@
+"""Who may use the server: one admin API token and one UI login, both stored hashed.
+
+The token is random (256 bits), so a SHA-256 of it is enough to check it; the UI password
+is chosen by a person and is stored with scrypt and a salt. UI sessions live in memory: a
+restart logs everyone out, which is the safe default for a single-process server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+from profilesync.errors import ConfigurationError
+from profilesync.store.duckdb import DuckDBStore
+
+ADMIN_USER = "admin"
+TOKEN_KEY = "server.admin_token_sha256"
+PASSWORD_KEY = "server.admin_password_scrypt"
+SESSION_COOKIE = "profilesync_session"
+SESSION_SECONDS = 12 * 3600
+MIN_PASSWORD = 8
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """``scrypt$n$r$p$salt$hash`` (hex), the form :func:`verify_password` reads."""
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        _, n, r, p, salt, digest = stored.split("$")
+        got = hashlib.scrypt(
+            password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(got.hex(), digest)
+
+
+@dataclass
+class Credentials:
+    """What :meth:`Auth.bootstrap` created and must be shown once (None: already set)."""
+
+    token: str | None = None
+    password: str | None = None
+    password_generated: bool = False
+
+
+@dataclass
+class Auth:
+    """The admin token hash, the password hash and the open UI sessions of one app."""
+
+    token_hash: str | None = None
+    password_hash: str | None = None
+    sessions: dict[str, tuple[str, float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def load(cls, store: DuckDBStore) -> Auth:
+        return cls(store.get_setting(TOKEN_KEY), store.get_setting(PASSWORD_KEY))
+
+    # -- setting up ------------------------------------------------------------------
+    def issue_token(self, store: DuckDBStore) -> str:
+        """A new admin token (the old one stops working); only its hash is kept."""
+        token = "ps_" + secrets.token_urlsafe(32)
+        self.token_hash = hash_token(token)
+        store.set_setting(TOKEN_KEY, self.token_hash)
+        return token
+
+    def set_password(self, store: DuckDBStore, password: str) -> None:
+        if len(password) < MIN_PASSWORD:
+            raise ConfigurationError(
+                f"the admin password must have at least {MIN_PASSWORD} characters"
+            )
+        self.password_hash = hash_password(password)
+        store.set_setting(PASSWORD_KEY, self.password_hash)
+        self.sessions.clear()
+
+    def bootstrap(
+        self, store: DuckDBStore, *, password: str | None = None, new_token: bool = False
+    ) -> Credentials:
+        """First start: make the token and the login; later starts change only what is asked."""
+        made = Credentials()
+        if self.token_hash is None or new_token:
+            made.token = self.issue_token(store)
+        if password is not None:
+            self.set_password(store, password)
+        elif self.password_hash is None:
+            made.password = secrets.token_urlsafe(12)
+            made.password_generated = True
+            self.set_password(store, made.password)
+        return made
+
+    # -- checking --------------------------------------------------------------------
+    def check_token(self, token: str) -> bool:
+        return self.token_hash is not None and hmac.compare_digest(
+            hash_token(token), self.token_hash
+        )
+
+    def check_login(self, user: str, password: str) -> bool:
+        ok_user = hmac.compare_digest(user.strip(), ADMIN_USER)
+        return (
+            ok_user
+            and self.password_hash is not None
+            and verify_password(password, self.password_hash)
+        )
+
+    def open_session(self, user: str) -> str:
+        sid = secrets.token_urlsafe(32)
+        with self._lock:
+            self.sessions[sid] = (user, time.monotonic() + SESSION_SECONDS)
+        return sid
+
+    def session_user(self, sid: str | None) -> str | None:
+        if not sid:
+            return None
+        with self._lock:
+            entry = self.sessions.get(sid)
+            if entry is None or entry[1] < time.monotonic():
+                self.sessions.pop(sid, None)
+                return None
+            return entry[0]
+
+    def close_session(self, sid: str | None) -> None:
+        with self._lock:
+            self.sessions.pop(sid or "", None)

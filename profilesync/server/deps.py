@@ -1,0 +1,227 @@
+"""What every route needs: the store (behind one lock), authentication and the templates.
+
+The app holds one :class:`DuckDBStore` in ``app.state.store``. A DuckDB connection is not
+safe to use from two threads at once, so every use goes through ``app.state.store_lock``
+(an ``RLock``): ``with store_session(request) as store: ...``. Syncs run on the
+scheduler's own connection to the same database, so they do not hold this lock: readers
+see each sync when it commits. Changes to a source (pause, frequency, mapping, delete)
+use :func:`write_session`, which also waits for a running sync.
+
+API routes depend on :func:`require_token`: ``Authorization: Bearer <admin token>``, or
+the UI's session cookie for the UI's own scripts (same origin only), else 401 JSON.
+HTML pages depend on :func:`require_user`: the login session, else a 303 to ``/login``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote as url_quote
+from urllib.parse import urlsplit
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.templating import Jinja2Templates
+
+from profilesync.model import format_frequency
+from profilesync.server.auth import SESSION_COOKIE, Auth
+from profilesync.store.duckdb import DuckDBStore
+
+WEB = Path(__file__).parent / "web"
+templates = Jinja2Templates(directory=str(WEB / "templates"))
+#: more nav links (label, href) for every page; features append to it when they mount
+templates.env.globals["extra_nav"] = []
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="The admin token printed when `profilesync serve` first started.",
+)
+
+
+class LoginRequired(Exception):
+    """Raised by :func:`require_user`; the app answers with a redirect to the login form."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+def get_store(request: Request) -> DuckDBStore:
+    """The app's store. Use it only inside :func:`store_session` (or holding the lock)."""
+    store: DuckDBStore = request.app.state.store
+    return store
+
+
+def get_lock(request: Request) -> threading.RLock:
+    lock: threading.RLock = request.app.state.store_lock
+    return lock
+
+
+@contextmanager
+def store_session(request: Request) -> Iterator[DuckDBStore]:
+    """Hold the store lock and yield the store."""
+    with get_lock(request):
+        yield get_store(request)
+
+
+@contextmanager
+def write_session(request: Request) -> Iterator[DuckDBStore]:
+    """Like :func:`store_session`, and no sync runs meanwhile: for changes to a source's row
+    or profile table (pause, frequency, mapping, delete), which a sync's transaction also
+    writes. Lock order: the scheduler's sync lock, then the store lock."""
+    with get_scheduler(request).sync_lock, get_lock(request):
+        yield get_store(request)
+
+
+def get_auth(request: Request) -> Auth:
+    auth: Auth = request.app.state.auth
+    return auth
+
+
+def get_scheduler(request: Request) -> Any:
+    return request.app.state.scheduler
+
+
+def session_user(request: Request) -> str | None:
+    return get_auth(request).session_user(request.cookies.get(SESSION_COOKIE))
+
+
+def _same_origin(request: Request) -> bool:
+    """Cookie-authenticated API calls must come from our own pages (no cross-site requests)."""
+    origin = request.headers.get("origin")
+    if not origin:
+        return True
+    return urlsplit(origin).netloc == request.headers.get("host")
+
+
+def require_token(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+) -> str:
+    """API auth: the admin bearer token (or the UI's session from its own pages)."""
+    if credentials is not None and get_auth(request).check_token(credentials.credentials):
+        return "admin-token"
+    user = session_user(request)
+    if user and _same_origin(request):
+        return user
+    raise HTTPException(
+        status_code=401,
+        detail=(
+            "this endpoint needs `Authorization: Bearer <admin token>`: the token was printed "
+            "when `profilesync serve` first started; `profilesync serve --new-token` makes a new one"
+        ),
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def require_user(request: Request) -> str:
+    """Page auth: the login session, else a redirect to ``/login?next=<this page>``."""
+    user = session_user(request)
+    if user:
+        return user
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    raise LoginRequired(target)
+
+
+def login_url(next_url: str) -> str:
+    return f"/login?next={url_quote(next_url, safe='')}"
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200
+) -> Any:
+    """A page with the signed-in user and any notice from the query string."""
+    ctx = {
+        "user": session_user(request),
+        "notice": NOTICES.get(request.query_params.get("notice", "")),
+    }
+    ctx.update(context or {})
+    return templates.TemplateResponse(request, name, ctx, status_code=status_code)
+
+
+#: the short confirmations a redirect may show (a key, so no text is reflected from the URL)
+NOTICES = {
+    "created": "Source saved. Its first sync starts within a minute; “Sync now” starts it at once.",
+    "queued": "Sync queued; this page refreshes until it finishes.",
+    "already": "A sync of this source is already queued or running; this page refreshes until it finishes.",
+    "resync": "Resync queued: the current table will be diffed against the store.",
+    "paused": "Paused: scheduled syncs are off until you resume.",
+    "resumed": "Resumed: scheduled syncs are on again.",
+    "frequency": "Frequency changed.",
+    "deleted": "Source deleted with every property it gave to profiles.",
+    "property_removed": "Property removed from its source's mapping and from the store.",
+    "connection_deleted": "Connection deleted.",
+}
+
+
+# -- template filters -----------------------------------------------------------------
+
+
+def _when(value: Any) -> str:
+    """An ISO time as ``2024-05-01 12:00 UTC (3 min ago)``."""
+    if not value:
+        return "never"
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    delta = (moment - datetime.now(UTC)).total_seconds()
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({_relative(delta)})"
+
+
+def _relative(seconds: float) -> str:
+    size = abs(seconds)
+    for unit, span in (("d", 86400), ("h", 3600), ("min", 60)):
+        if size >= span:
+            text = f"{int(size // span)} {unit}"
+            break
+    else:
+        text = f"{int(size)} s"
+    return f"in {text}" if seconds > 0 else f"{text} ago"
+
+
+def _number(value: Any) -> str:
+    return "-" if value is None else f"{int(value):,}"
+
+
+def _duration(seconds: Any) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.2f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
+def _sql(expression: Any) -> str:
+    """``"title"`` -> ``title``: a plain quoted column reads better without its quotes."""
+    text = str(expression or "")
+    inner = text[1:-1]
+    if len(text) > 2 and text[0] == text[-1] == '"' and '"' not in inner:
+        return inner
+    return text
+
+
+def _percent(share: float) -> str:
+    if share == 0:
+        return "0%"
+    return "< 0.01%" if share < 0.0001 else f"{share * 100:.2f}%"
+
+
+def _date(value: Any) -> str:
+    """An ISO time as ``2024-05-01 12:00 UTC`` (the relative form is in ``when``)."""
+    if not value:
+        return "-"
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+
+
+templates.env.filters.update(
+    when=_when,
+    date=_date,
+    number=_number,
+    frequency=format_frequency,
+    duration=_duration,
+    sql=_sql,
+    percent=_percent,
+)

@@ -1,0 +1,468 @@
+"""DuckLake tables, read by change data capture between snapshot ids.
+
+A connection is a DuckLake catalog (a DuckDB file, or a ``postgres:...`` connection
+string) and the directory of its data files. The ``ducklake`` extension is loaded from
+the file shipped in the ``duckdb-extension-ducklake`` wheel, never installed from the
+network. Snapshots read ``AT (VERSION => id)``; changes are the insertions and
+deletions DuckLake records per snapshot (what ``table_changes`` returns) after the
+checkpoint's snapshot id. The table's uuid is its identity: a dropped and re-created
+table gets a new one, while ``table_changes`` would silently return only the new
+table's rows.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+import pyarrow as pa
+
+from profilesync.errors import (
+    ConfigurationError,
+    MissingDependencyError,
+    NotFoundError,
+    RetentionExceededError,
+    TableReplacedError,
+    WarehouseUnavailableError,
+)
+from profilesync.mapping import QUERY_TABLE, quote
+from profilesync.model import Checkpoint, Connection, Mapping, format_frequency
+from profilesync.sources.base import DELETE, OP, ORD, UPSERT, Changes, Check
+from profilesync.sources.duckdb import (
+    DuckDBSource,
+    arrow_reader,
+    diff_cost_check,
+    offline_connect,
+    split_table,
+)
+
+WEEK = 7 * 86400
+EXPIRE_OPTION = "expire_older_than"
+#: catalog string prefix -> (DuckDB extension, wheel package shipping it)
+_CATALOG_EXTENSIONS = {"postgres:": ("postgres_scanner", "duckdb-extension-postgres-scanner")}
+
+
+def extension_file(name: str, package: str) -> str:
+    """The ``.duckdb_extension`` file inside ``package``'s wheel for this DuckDB version."""
+    module = package.replace("-", "_")
+    try:
+        root = importlib.resources.files(module)
+    except ModuleNotFoundError:
+        raise MissingDependencyError(package, "ducklake") from None
+    path = root / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not path.is_file():
+        raise ConfigurationError(
+            f"{package} has no extension built for duckdb {duckdb.__version__}: the two must be the "
+            f'same release; run `pip install "{package}=={duckdb.__version__}"`'
+        )
+    return str(path)
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class _Attachments:
+    """One DuckDB instance per process for every DuckLake read, each catalog attached once.
+
+    Loading the extension verifies its signature, which takes about 0.3 s per DuckDB
+    instance, so the instance and its loaded extensions are kept. A catalog is attached
+    read-only while at least one source reads it and detached after the last one closes:
+    a DuckDB catalog file stays locked against writers while it is attached, and DuckDB
+    refuses a second attachment of one file in one process.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._loaded: set[str] = set()
+        self._attached: dict[tuple[str, str | None], tuple[str, int]] = {}
+        self._ids = itertools.count(1)
+
+    def _instance(self) -> duckdb.DuckDBPyConnection:
+        if self._db is None:
+            self._db = offline_connect()
+        return self._db
+
+    def load(self, name: str, package: str) -> None:
+        """Load an extension from its wheel into the shared instance (once)."""
+        if name not in self._loaded:
+            self._instance().execute(f"LOAD {_sql_text(extension_file(name, package))}")
+            self._loaded.add(name)
+
+    def attach(
+        self,
+        key: tuple[str, str | None],
+        attach: Callable[[duckdb.DuckDBPyConnection, str], None],
+    ) -> tuple[str, duckdb.DuckDBPyConnection]:
+        """The alias ``key`` is attached under (attaching it if needed) and a new cursor."""
+        with self._lock:
+            self.load("ducklake", "duckdb-extension-ducklake")
+            alias, users = self._attached.get(key, ("", 0))
+            if not users:
+                alias = f"lake_{next(self._ids)}"
+                attach(self._instance(), alias)
+            self._attached[key] = (alias, users + 1)
+            return alias, self._instance().cursor()
+
+    def release(self, key: tuple[str, str | None]) -> None:
+        with self._lock:
+            alias, users = self._attached.pop(key, ("", 0))
+            if users > 1:
+                self._attached[key] = (alias, users - 1)
+            elif alias:
+                self._instance().execute(f"DETACH {alias}")
+
+
+_LAKES = _Attachments()
+
+
+class DuckLakeSource(DuckDBSource):
+    """Tables of one DuckLake (``--kind ducklake --catalog PATH --data-path DIR``)."""
+
+    kind: ClassVar[str] = "ducklake"
+    dialect: ClassVar[str] = "duckdb"
+    supports_cdc: ClassVar[bool] = True
+    supports_query: ClassVar[bool] = True
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, connection: Connection, source_name: str = "") -> None:
+        self.catalog = str(connection.config["catalog"])
+        self.data_path: str | None = connection.config.get("data_path")
+        self.path = Path(self.catalog)
+        self.source_name = source_name
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._alias: str | None = None
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        catalog = str(config.get("catalog") or "")
+        if not catalog:
+            raise ConfigurationError(
+                "a ducklake connection needs --catalog (a DuckLake catalog file, or a catalog "
+                "string such as postgres:dbname=lake) and --data-path DIR"
+            )
+        catalog = catalog.removeprefix("ducklake:")
+        result: dict[str, Any] = {}
+        if ":" in catalog.split("/")[0]:  # a catalog database string, e.g. postgres:dbname=...
+            result["catalog"] = catalog
+        else:
+            path = Path(catalog).expanduser().resolve()
+            if not path.is_file():
+                raise ConfigurationError(
+                    f"{path} is not a DuckLake catalog file: --catalog must name an existing one "
+                    "(create the lake first, e.g. ATTACH 'ducklake:FILE' AS lake (DATA_PATH 'DIR'))"
+                )
+            result["catalog"] = str(path)
+        if config.get("data_path"):
+            data = str(config["data_path"])
+            result["data_path"] = data if "://" in data else str(Path(data).expanduser().resolve())
+        return result
+
+    # -- the connection ----------------------------------------------------------------
+    @property
+    def alias(self) -> str:
+        """The name the lake is attached under in this process's DuckDB instance."""
+        if self._alias is None:
+            self._open()
+        assert self._alias is not None
+        return self._alias
+
+    @property
+    def meta(self) -> str:
+        return f"__ducklake_metadata_{self.alias}"
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        key = (self.catalog, self.data_path)
+        self._alias, con = _LAKES.attach(key, self._attach)
+        try:
+            con.execute(f"USE {self._alias}")  # a query's table names resolve inside the lake
+        except BaseException:
+            self.close()
+            raise
+        self._con = con
+        return con
+
+    def _attach(self, con: duckdb.DuckDBPyConnection, alias: str) -> None:
+        for prefix, (name, package) in _CATALOG_EXTENSIONS.items():
+            if self.catalog.startswith(prefix):
+                _LAKES.load(name, package)
+        try:
+            con.execute(
+                f"ATTACH {_sql_text('ducklake:' + self.catalog)} AS {alias} ({self._attach_options()})"
+            )
+        except duckdb.Error as exc:
+            raise self._attach_error(exc) from exc
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        if self._alias is not None:
+            _LAKES.release((self.catalog, self.data_path))
+            self._alias = None
+
+    def _attach_options(self) -> str:
+        options = ["READ_ONLY"]
+        if self.data_path:
+            # the catalog may hold a relative or moved data path; this one is where the files are
+            path = self.data_path.rstrip("/") + "/"
+            options += [f"DATA_PATH {_sql_text(path)}", "OVERRIDE_DATA_PATH true"]
+        return ", ".join(options)
+
+    def _attach_error(self, exc: duckdb.Error) -> Exception:
+        text = str(exc)
+        if "lock" in text.lower():
+            return WarehouseUnavailableError(
+                f"the DuckLake catalog {self.catalog} is open for writing in another process: a DuckDB "
+                "catalog file allows one writer or many readers. Let the writer finish (or move the "
+                "catalog to Postgres for concurrent access) and sync again."
+            )
+        return ConfigurationError(
+            f"cannot attach the DuckLake catalog {self.catalog}: {text.splitlines()[0]}"
+        )
+
+    def qualified(self, table: str) -> str:
+        schema, name = split_table(table)
+        return f"{self.alias}.{quote(schema)}.{quote(name)}"
+
+    # -- discovery -------------------------------------------------------------------
+    def list_tables(self) -> list[str]:
+        rows = self.con.execute(
+            f"""SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE database_name = '{self.alias}'
+                UNION SELECT schema_name || '.' || view_name FROM duckdb_views()
+                WHERE database_name = '{self.alias}' ORDER BY 1"""
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def current_snapshot(self) -> int:
+        row = self.con.execute(f"SELECT id FROM {self.alias}.current_snapshot()").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def table_identity(self, table: str, snapshot: int) -> str:
+        """The table's uuid at ``snapshot``; NotFoundError when no such table exists then."""
+        schema, name = split_table(table)
+        row = self.con.execute(
+            f"""SELECT t.table_uuid FROM {self.meta}.ducklake_table t
+                JOIN {self.meta}.ducklake_schema s ON s.schema_id = t.schema_id
+                WHERE s.schema_name = $schema AND t.table_name = $name
+                  AND $snap >= t.begin_snapshot AND (t.end_snapshot IS NULL OR $snap < t.end_snapshot)
+                  AND $snap >= s.begin_snapshot AND (s.end_snapshot IS NULL OR $snap < s.end_snapshot)""",
+            {"schema": schema, "name": name, "snap": snapshot},
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(
+                f"DuckLake table {table!r} not found in {self.catalog} at snapshot {snapshot} "
+                f"(tables there: {', '.join(self.list_tables()) or 'none'})"
+            )
+        return str(row[0])
+
+    # -- test mapping ----------------------------------------------------------------
+    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
+        if mapping.table == QUERY_TABLE:
+            return [self._query_check(mapping), diff_cost_check("query result", None)]
+        snapshot = self.current_snapshot()
+        identity = self.table_identity(mapping.table, snapshot)
+        checks = [
+            Check(
+                "table",
+                "pass",
+                f"DuckLake table {mapping.table} (uuid {identity}) at snapshot {snapshot}",
+            )
+        ]
+        if strategy == "diff":
+            return [*checks, diff_cost_check("table", self._count(mapping.table))]
+        checks.append(
+            Check(
+                "change tracking",
+                "pass",
+                "DuckLake records the inserts and deletes of every snapshot: no setup needed",
+            )
+        )
+        return [*checks, self._retention_check(mapping.table, frequency_seconds)]
+
+    def _retention_check(self, table: str, frequency_seconds: int) -> Check:
+        value = self.expire_older_than(table)
+        oldest = self.oldest_snapshot()
+        if value is None:
+            return Check(
+                "snapshot retention",
+                "pass",
+                f"no {EXPIRE_OPTION} is set: snapshots (oldest kept: {oldest}) stay until someone "
+                "runs ducklake_expire_snapshots; expiring snapshots newer than the last sync "
+                "forces a resync",
+            )
+        seconds = self._interval_seconds(value)
+        fix = f"CALL <lake>.set_option('{EXPIRE_OPTION}', '7 days')"
+        if seconds is None:
+            return Check(
+                "snapshot retention",
+                "warn",
+                f"{EXPIRE_OPTION} = {value!r} is not a duration profilesync reads",
+            )
+        if seconds < frequency_seconds:
+            return Check(
+                "snapshot retention",
+                "fail",
+                f"{EXPIRE_OPTION} = {value} is shorter than the sync frequency "
+                f"{format_frequency(frequency_seconds)}: snapshots would expire before they are read",
+                fix,
+            )
+        if seconds < WEEK:
+            return Check(
+                "snapshot retention",
+                "warn",
+                f"{EXPIRE_OPTION} = {value} is under 7 days: a paused or failing source will need a resync sooner",
+                fix,
+            )
+        return Check("snapshot retention", "pass", f"{EXPIRE_OPTION} = {value}")
+
+    def expire_older_than(self, table: str) -> str | None:
+        """The most specific ``expire_older_than`` option for ``table`` (table, schema, lake)."""
+        schema, name = split_table(table)
+        rows = self.con.execute(
+            f"SELECT scope, scope_entry, value FROM {self.alias}.options() WHERE option_name = ?",
+            [EXPIRE_OPTION],
+        ).fetchall()
+        rank = {"TABLE": 0, "SCHEMA": 1, "GLOBAL": 2}
+        wanted = {"TABLE": {name, f"{schema}.{name}"}, "SCHEMA": {schema}}
+        matching = [
+            (rank.get(str(scope), 3), str(value))
+            for scope, entry, value in rows
+            if str(scope) not in wanted or str(entry) in wanted[str(scope)]
+        ]
+        return min(matching)[1] if matching else None
+
+    def _interval_seconds(self, value: str) -> int | None:
+        try:
+            row = self.con.execute("SELECT epoch(CAST(? AS INTERVAL))", [value]).fetchone()
+        except duckdb.Error:
+            return None
+        return int(row[0]) if row else None
+
+    def oldest_snapshot(self) -> int:
+        row = self.con.execute(f"SELECT min(snapshot_id) FROM {self.alias}.snapshots()").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    # -- reading -----------------------------------------------------------------------
+    def snapshot(self, mapping: Mapping, limit: int | None = None) -> Changes:
+        if mapping.table == QUERY_TABLE:
+            return self._query_snapshot(mapping, limit)
+        snapshot = self.current_snapshot()
+        identity = self.table_identity(mapping.table, snapshot)
+        columns = ", ".join(quote(c) for c in mapping.columns)
+        sql = f"SELECT {columns} FROM {self.qualified(mapping.table)} AT (VERSION => {snapshot})"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return Changes(self.read(sql, mapping), Checkpoint(str(snapshot), identity), full=True)
+
+    def _query_snapshot(self, mapping: Mapping, limit: int | None) -> Changes:
+        # one transaction pins the lake at one snapshot for the id read and the query alike
+        self.con.execute("BEGIN TRANSACTION")
+        snapshot = self.current_snapshot()
+        reader = self.read(self.select_sql(mapping, limit), mapping)
+        return Changes(reader, Checkpoint(str(snapshot), f"ducklake:{QUERY_TABLE}"), full=True)
+
+    def changes(self, mapping: Mapping, checkpoint: Checkpoint) -> Changes:
+        since = int(checkpoint.position)
+        snapshot = self.current_snapshot()
+        identity = self.table_identity(mapping.table, snapshot)
+        if identity != checkpoint.identity:
+            raise self._replaced(
+                mapping.table, f"its uuid changed from {checkpoint.identity} to {identity}"
+            )
+        if snapshot < since:
+            raise self._replaced(
+                mapping.table, f"the lake's snapshot went back from {since} to {snapshot}"
+            )
+        new = Checkpoint(str(snapshot), identity)
+        if snapshot == since:
+            empty = pa.RecordBatchReader.from_batches(self._change_schema(mapping), [])
+            return Changes(empty, new, full=False)
+        self._check_retained(mapping.table, since, snapshot)
+        try:
+            raw = arrow_reader(self.con, self._changes_sql(mapping, since + 1, snapshot))
+        except duckdb.Error as exc:
+            raise self._classify(mapping.table, since, exc) from exc
+        batches = self._guarded(raw, mapping.table, since)
+        return Changes(pa.RecordBatchReader.from_batches(raw.schema, batches), new, full=False)
+
+    def _changes_sql(self, mapping: Mapping, start: int, end: int) -> str:
+        """Insertions are upserts, deletions deletes; within a snapshot deletes sort first.
+
+        This is ``table_changes`` without its self-joins: those only tell an update's
+        pre/post image from a delete/insert, which map to the same ``_op`` here.
+        """
+        schema, name = split_table(mapping.table)
+        args = f"'{self.alias}', {_sql_text(schema)}, {_sql_text(name)}, {start}, {end}"
+        columns = ", ".join(quote(c) for c in mapping.columns)
+        return f"""
+            SELECT {columns}, '{UPSERT}' AS {OP}, snapshot_id * 2 + 1 AS {ORD}
+            FROM ducklake_table_insertions({args})
+            UNION ALL
+            SELECT {columns}, '{DELETE}' AS {OP}, snapshot_id * 2 AS {ORD}
+            FROM ducklake_table_deletions({args})"""
+
+    def _change_schema(self, mapping: Mapping) -> pa.Schema:
+        table = self.table_schema(mapping.table)
+        fields = [table.field(c) for c in mapping.columns]
+        return pa.schema([*fields, pa.field(OP, pa.string()), pa.field(ORD, pa.int64())])
+
+    def _check_retained(self, table: str, since: int, snapshot: int) -> None:
+        """Every snapshot from the checkpoint on must be kept (ids are consecutive).
+
+        The checkpoint's own snapshot counts too: expiring it lets DuckLake remove the
+        data files whose rows the next snapshot deleted.
+        """
+        row = self.con.execute(
+            f"SELECT count(*), min(snapshot_id) FROM {self.alias}.snapshots() WHERE snapshot_id BETWEEN ? AND ?",
+            [since, snapshot],
+        ).fetchone()
+        kept = int(row[0]) if row else 0
+        if kept != snapshot - since + 1:
+            raise self._expired(
+                table,
+                since,
+                f"{snapshot - since + 1 - kept} of the snapshots {since}..{snapshot} were expired "
+                f"(oldest kept: {self.oldest_snapshot()})",
+            )
+
+    def _guarded(
+        self, raw: pa.RecordBatchReader, table: str, since: int
+    ) -> Iterator[pa.RecordBatch]:
+        """Data files removed after expiry surface only while reading."""
+        try:
+            yield from raw
+        except (duckdb.Error, OSError, pa.ArrowException) as exc:
+            raise self._classify(table, since, exc) from exc
+
+    def _classify(self, table: str, since: int, exc: Exception) -> Exception:
+        text = str(exc)
+        # an expired start snapshot, or a data file removed by ducklake_cleanup_old_files
+        if "No snapshot found" in text or isinstance(exc, duckdb.IOException | OSError):
+            return self._expired(table, since, text.splitlines()[0])
+        return ConfigurationError(
+            f"reading the changes of {table} failed: {text.splitlines()[0]} — check the mapping "
+            "(profilesync source test NAME shows it)"
+        )
+
+    def _replaced(self, table: str, why: str) -> TableReplacedError:
+        return TableReplacedError(
+            f"table {table} was dropped and re-created ({why}), as a dbt full refresh or CREATE OR "
+            "REPLACE TABLE does. Nothing was applied. CDC needs incremental models; run "
+            f"`profilesync sync {self.source_name} --resync` to diff the new table against the store."
+        )
+
+    def _expired(self, table: str, since: int, why: str) -> RetentionExceededError:
+        return RetentionExceededError(
+            f"the changes of {table} after snapshot {since} are no longer retained: {why}. Nothing was "
+            f"applied. Expire only snapshots older than the sync frequency ({EXPIRE_OPTION}, "
+            f"ducklake_expire_snapshots), and run `profilesync sync {self.source_name} --resync` "
+            "to diff the table against the store."
+        )

@@ -1,0 +1,131 @@
+"""Fixtures for the Snowflake and Databricks sources: a stand-in warehouse in the place of
+the connector module (``snowflake.connector`` / ``databricks.sql``), so the source's own
+``connect`` runs, and a real store file in ``tmp_path``.
+
+The stand-ins (``fakes.py``) exist only because neither service can be reached from the
+machines these tests run on; everything after the connector (the sync engine, the
+vectorised transform, the DuckDB store) is the real code.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from profilesync.model import Connection, Source, parse_frequency
+from profilesync.sources import open_source, validate_config
+from profilesync.store.duckdb import DuckDBStore
+from profilesync.sync import engine
+from tests.warehouses.fakes import FakeDatabricks, FakeService, FakeSnowflake, connector_modules
+
+SNOWFLAKE_CONFIG = {
+    "account": "xy12345.eu-central-1",
+    "user": "PROFILESYNC",
+    "password": "not-a-real-password",
+    "warehouse": "SYNC_WH",
+    "role": "PROFILESYNC_READER",
+    "database": "analytics",
+}
+DATABRICKS_CONFIG = {
+    "server_hostname": "https://dbc-1234abcd-5678.cloud.databricks.com/",
+    "http_path": "/sql/1.0/warehouses/abc123def456",
+    "access_token": "dapi-not-a-real-token",
+    "catalog": "main",
+    "schema": "crm",
+}
+
+
+def _every_statement_parses(service: FakeService) -> None:
+    # the stand-in parses each statement when it answers; this repeats it over the whole
+    # log so a test fails even where a statement's error was caught on the way
+    assert service.parsed(service.dialect)
+
+
+def _install(monkeypatch: pytest.MonkeyPatch, service: FakeService) -> None:
+    """The stand-in takes the connector's place: the source's own ``connect`` runs."""
+    for name, module in connector_modules(service).items():
+        monkeypatch.setitem(sys.modules, name, module)
+
+
+@pytest.fixture
+def snowflake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSnowflake]:
+    fake = FakeSnowflake()
+    _install(monkeypatch, fake)
+    yield fake
+    if fake.statements:
+        _every_statement_parses(fake)
+    assert all(c.closed for c in fake.connections), "a source left its connection open"
+
+
+@pytest.fixture
+def databricks(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDatabricks]:
+    fake = FakeDatabricks()
+    _install(monkeypatch, fake)
+    yield fake
+    if fake.statements:
+        _every_statement_parses(fake)
+    assert all(c.closed for c in fake.connections), "a source left its connection open"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[DuckDBStore]:
+    """A store with a ``sf`` (snowflake) and a ``dbx`` (databricks) connection."""
+    with DuckDBStore(tmp_path / "home") as s:
+        s.add_connection(
+            Connection("sf", "snowflake", validate_config("snowflake", dict(SNOWFLAKE_CONFIG)))
+        )
+        s.add_connection(
+            Connection("dbx", "databricks", validate_config("databricks", dict(DATABRICKS_CONFIG)))
+        )
+        yield s
+
+
+def add_source(
+    store: DuckDBStore,
+    name: str,
+    connection: str,
+    *,
+    table: str | None = None,
+    query: str | None = None,
+    user_id: str | None = None,
+    properties: list[tuple[str, str]] | None = None,
+    strategy: str = "cdc",
+    frequency: str = "12h",
+) -> Source:
+    """What ``source add --no-check`` does: resolve the mapping against the warehouse, save."""
+    warehouse = open_source(store.get_connection(connection), name)
+    try:
+        mapping = engine.resolve_mapping(
+            warehouse,
+            table=table,
+            query=query,
+            user_id=user_id,
+            properties=properties or [],
+            strategy=strategy,
+        )
+    finally:
+        warehouse.close()
+    source = Source(
+        name,
+        connection,
+        mapping,
+        strategy=strategy,  # type: ignore[arg-type]
+        frequency_seconds=parse_frequency(frequency),
+    )
+    return store.add_source(source)
+
+
+def run_sync(store: DuckDBStore, name: str, *, resync: bool = False) -> dict[str, Any]:
+    return engine.sync(store, name, resync=resync).to_json()
+
+
+def profiles(store: DuckDBStore) -> dict[str, dict[str, Any]]:
+    return {p["user_id"]: p["properties"] for p in store.export_profiles()}
+
+
+def checks_by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in report["checks"]}
