@@ -388,9 +388,9 @@ def sync_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Run one sync of a source now."""
-    with _store() as store:
+    with engine.source_lock(_state["home"], name), _store() as store:
         if json_out or not out.is_terminal:
-            result = engine.sync(store, name, resync=resync)
+            result = engine.sync(store, name, resync=resync, locked=True)
         else:
             with Progress(
                 SpinnerColumn(),
@@ -406,6 +406,7 @@ def sync_cmd(
                     store,
                     name,
                     resync=resync,
+                    locked=True,
                     progress=lambda stage, rows: bar.update(
                         task, completed=rows, description=f"sync {name}: {stage}"
                     ),

@@ -32,6 +32,7 @@ from profilesync.errors import (
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
 from tests.conftest import (
+    Cli,
     Warehouse,
     expected,
     profiles,
@@ -417,12 +418,20 @@ def test_cdf_not_enabled_is_refused_with_the_fix(warehouse: Warehouse, store: Du
     assert cdf["fix_sql"] == (
         "ALTER TABLE prod.users SET TBLPROPERTIES (delta.enableChangeDataFeed = true)"
     )
-    run_sync(store, "users")  # a snapshot does not need the feed
+    # every sync checks too: a CDC source's first sync is refused before anything is read
+    with pytest.raises(ChangeTrackingError, match=r"delta\.enableChangeDataFeed is not enabled"):
+        run_sync(store, "users")
+    assert store.get_source("users").checkpoint is None
+    assert profiles(store) == {}
+    assert store.runs("users")[0]["status"] == "failed"
+    # a source that started as a diff and switched to CDC meets the same check on every sync
+    store.update_source("users", strategy="diff")
+    run_sync(store, "users")
+    store.update_source("users", strategy="cdc")
     warehouse.update("prod.users", "uid = 10001", {"title": "'x'"})
     with pytest.raises(ChangeTrackingError, match=r"delta\.enableChangeDataFeed is off"):
         run_sync(store, "users")
     assert checkpoint(store) == "0"
-    assert store.runs("users")[0]["status"] == "failed"
 
 
 def test_cdf_enabled_after_the_checkpoint_is_refused(
@@ -430,7 +439,9 @@ def test_cdf_enabled_after_the_checkpoint_is_refused(
 ) -> None:
     warehouse.create("prod.users", users_table(3), cdf=False)
     table_source(store, "users", "prod.users", "uid", PROPS)
+    store.update_source("users", strategy="diff")  # started as a snapshot diff ...
     run_sync(store, "users")  # checkpoint at version 0
+    store.update_source("users", strategy="cdc")  # ... then switched to CDC
     warehouse.update("prod.users", "uid = 10001", {"title": "'lost'"})  # v1, not recorded
     warehouse.dt("prod.users").alter.set_table_properties(
         {"delta.enableChangeDataFeed": "true"}
@@ -467,7 +478,9 @@ def test_cdf_enabled_right_after_the_checkpoint_loses_nothing(
 ) -> None:
     warehouse.create("prod.users", users_table(2), cdf=False)
     table_source(store, "users", "prod.users", "uid", PROPS)
-    run_sync(store, "users")
+    store.update_source("users", strategy="diff")
+    run_sync(store, "users")  # checkpoint at version 0
+    store.update_source("users", strategy="cdc")
     warehouse.dt("prod.users").alter.set_table_properties({"delta.enableChangeDataFeed": "true"})
     warehouse.update("prod.users", "uid = 10001", {"title": "'fed'"})
     assert run_sync(store, "users")["updated"] == 1
@@ -568,11 +581,13 @@ def test_create_or_replace_in_place_is_detected(users: Warehouse, store: DuckDBS
 def test_log_cleanup_past_the_checkpoint_is_detected(
     warehouse: Warehouse, store: DuckDBStore
 ) -> None:
-    warehouse.create(
-        "prod.users", users_table(3), **{"delta.logRetentionDuration": "interval 0 seconds"}
-    )
+    warehouse.create("prod.users", users_table(3))
     table_source(store, "users", "prod.users", "uid", PROPS)
     run_sync(store, "users")
+    # someone shortens the log retention below the sync frequency after the source started
+    warehouse.dt("prod.users").alter.set_table_properties(
+        {"delta.logRetentionDuration": "interval 0 seconds"}
+    )
     for uid in (10001, 10002, 10003):
         warehouse.update("prod.users", f"uid = {uid}", {"title": "'changed'"})
     dt = warehouse.dt("prod.users")
@@ -657,8 +672,8 @@ def test_a_sync_in_another_process_holds_the_source(
         [
             sys.executable,
             "-c",
-            "import sys, types; from profilesync.sync.engine import source_lock\n"
-            "with source_lock(types.SimpleNamespace(home=__import__('pathlib').Path(sys.argv[1])), 'users'):\n"
+            "import sys; from profilesync.sync.engine import source_lock\n"
+            "with source_lock(sys.argv[1], 'users'):\n"
             "    print('held', flush=True); sys.stdin.readline()",
             str(store.home),
         ],
@@ -670,6 +685,12 @@ def test_a_sync_in_another_process_holds_the_source(
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(ConcurrentSyncError, match=f"PID {holder.pid}"):
             run_sync(store, "users")
+        # the CLI is refused at once too, not after waiting for the store file this process holds
+        started = time.monotonic()
+        proc = Cli(store.home, tmp_path)("sync", "users")
+        assert proc.returncode == 1
+        assert f"already running (PID {holder.pid})" in proc.stderr
+        assert time.monotonic() - started < 8
     finally:
         holder.communicate("\n", timeout=30)
     users.update("prod.users", "uid = 10001", {"title": "'after'"})

@@ -121,6 +121,8 @@ def require_token(
 def require_user(request: Request) -> str:
     """Page auth: the login session, else a redirect to ``/login?next=<this page>``."""
     user = session_user(request)
+    if user and request.method not in ("GET", "HEAD") and not _same_origin(request):
+        raise HTTPException(status_code=403, detail="cross-site form posts are refused")
     if user:
         return user
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")

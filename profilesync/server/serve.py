@@ -7,7 +7,9 @@ waiting for the store file.
 
 from __future__ import annotations
 
+import functools
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -84,24 +86,35 @@ def serve(
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     _announce(console, url, made)
     write_server_file(home, url)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the
+    # previous handler: make that an ordinary exit, so server.json is always removed
+    previous = signal.signal(signal.SIGTERM, _exit_quietly)
     try:
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run()
-    except KeyboardInterrupt:
-        pass  # uvicorn re-raises Ctrl-C after its graceful shutdown: a normal stop
+    except (KeyboardInterrupt, _Stopped):
+        pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         remove_server_file(home)
     console.print("profilesync serve stopped")
 
 
+class _Stopped(Exception):
+    """SIGTERM after uvicorn's graceful shutdown."""
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise _Stopped()
+
+
 def _announce(console: Console, url: str, made: Credentials) -> None:
     token, password = made.token, made.password
-    console.print(f"[bold]profilesync[/] serving on {url}  (API docs: {url}/docs)")
+    say = functools.partial(console.print, soft_wrap=True, highlight=False)  # never wrap a token
+    say(f"[bold]profilesync[/] serving on {url}  (API docs: {url}/docs)")
     if token:
-        console.print(
-            f"admin API token (shown once, stored hashed): [bold]{token}[/]\n"
-            f'  use it as: curl -H "Authorization: Bearer {token}" {url}/api/sources'
-        )
+        say(f"admin API token (shown once, stored hashed): [bold]{token}[/]")
+        say(f'  use it as: curl -H "Authorization: Bearer {token}" {url}/api/sources')
     if password:
-        console.print(
+        say(
             f"web UI login (shown once, stored hashed): user [bold]admin[/], password [bold]{password}[/]"
         )

@@ -225,9 +225,10 @@ class DatabricksSource:
         if self._connection is None:
             try:
                 self._connection = connect(self.config)
+            except ProfilesyncError:
+                raise
             except Exception as exc:
-                if not is_driver_error(exc):
-                    raise
+                # connectors also raise their HTTP library's errors while connecting
                 raise connect_error(exc, "Databricks") from exc
         return self._connection.cursor()
 

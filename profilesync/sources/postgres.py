@@ -103,6 +103,9 @@ _CASTS = {
     "bool": "CAST({} AS BOOLEAN)",
     "timestamp": "CASE WHEN {} IN ('infinity', '-infinity') THEN NULL ELSE TRY_CAST({} AS TIMESTAMPTZ) END",
     "date": "CASE WHEN {} IN ('infinity', '-infinity') THEN NULL ELSE TRY_CAST({} AS DATE) END",
+    # a timestamp without time zone is read as UTC wall-clock time
+    "naive": "CASE WHEN {} IN ('infinity', '-infinity') THEN NULL "
+    "ELSE timezone('UTC', TRY_CAST({} AS TIMESTAMP)) END",
 }
 #: one wal2json v2 change, as much of it as profilesync reads
 _CHANGE_JSON = (
@@ -133,11 +136,17 @@ class Column:
     def naive(self) -> bool:
         return self.typname == "timestamp"
 
+    def text(self) -> str:
+        """Postgres SQL for the column's text form as its output function writes it (what
+        wal2json sends): ``::text`` would trim ``char(n)`` padding."""
+        column = quote(self.name)
+        if self.typname == "bpchar":
+            return f"CASE WHEN {column} IS NOT NULL THEN format('%s', {column}) END"
+        return f"{column}::text"
+
     def cast(self, text: str) -> str:
         """DuckDB SQL turning this column's Postgres text form ``text`` into its value."""
-        sql = _CASTS[self.kind].replace("{}", text)
-        # a timestamp without time zone is read as UTC wall-clock time
-        return f"timezone('UTC', TRY_CAST({text} AS TIMESTAMP))" if self.naive else sql
+        return _CASTS["naive" if self.naive else self.kind].replace("{}", text)
 
 
 @dataclass(frozen=True)
@@ -157,14 +166,6 @@ class Relation:
     @property
     def label(self) -> str:
         return table_label(self.schema, self.name)
-
-    def column(self, name: str) -> Column:
-        for column in self.columns:
-            if column.name == name:
-                return column
-        raise NotFoundError(
-            f"table {self.label} has no column {name!r} (it has: {', '.join(c.name for c in self.columns)})"
-        )
 
 
 def slot_name(source_name: str) -> str:
@@ -478,8 +479,9 @@ class PostgresSource:
             lsn = _scalar(conn, "SELECT pg_current_wal_lsn()::text")
             if mapping.table == QUERY_TABLE:
                 assert mapping.query is not None
-                columns = self._query_columns(conn, mapping.query)
-                source, identity = f"({mapping.query}) AS q", "query"
+                query = mapping.query.strip().rstrip(";")  # it runs as a subquery
+                columns = self._query_columns(conn, query)
+                source, identity = f"({query}) AS q", "query"
             else:
                 relation = self.relation(conn, mapping.table)
                 columns, source, identity = relation.columns, relation.qualified, str(relation.oid)
@@ -532,7 +534,7 @@ class PostgresSource:
         checkpoint: Checkpoint,
     ) -> Changes:
         wanted = _pick(columns, mapping.columns, source)
-        texts = ", ".join(f"{quote(c.name)}::text" for c in wanted)
+        texts = ", ".join(c.text() for c in wanted)
         sql = f"SELECT {texts} FROM {source}" + (
             f" LIMIT {int(limit)}" if limit is not None else ""
         )
@@ -589,8 +591,8 @@ class PostgresSource:
         if confirmed > target:
             raise self._lost(
                 f"replication slot {self.slot} was advanced to {state['confirmed']}, past this "
-                f"source's checkpoint {checkpoint.position} (by another client, or the store was "
-                "restored from a backup): the changes in between are gone"
+                f"source's checkpoint {checkpoint.position} (by another client, by a resync that did "
+                "not finish, or the store was restored from a backup): the changes in between are gone"
             )
         if confirmed < target:
             conn.execute(
@@ -610,11 +612,14 @@ class PostgresSource:
                 f"it fell behind by more than {KEEP_SIZE}"
             )
         if state["active_pid"] is not None:
-            raise ConcurrentSyncError(
-                f"replication slot {self.slot} is in use by server process {state['active_pid']}: "
-                "another sync of this source is running; try again when it finishes"
-            )
+            raise self._busy(state["active_pid"])
         return state
+
+    def _busy(self, pid: int) -> ConcurrentSyncError:
+        return ConcurrentSyncError(
+            f"replication slot {self.slot} is in use by server process {pid}: another sync of "
+            "this source is reading it; try again when it finishes"
+        )
 
     def foreign_slot_message(self, database: str) -> str:
         return (
@@ -655,7 +660,7 @@ class PostgresSource:
         if not state["ours"]:
             raise ConfigurationError(self.foreign_slot_message(state["database"]))
         if state["active_pid"] is not None:
-            conn.execute("SELECT pg_terminate_backend(%s)", [state["active_pid"]])
+            raise self._busy(state["active_pid"])
         conn.execute("SELECT pg_drop_replication_slot(%s)", [self.slot])
 
 
@@ -1066,9 +1071,15 @@ def _errors() -> Iterator[None]:
         raise ConcurrentSyncError(
             f"PostgreSQL: {_first_line(exc)}: another sync of this source is running; try again later"
         ) from None
-    except psycopg.OperationalError as exc:
-        raise WarehouseUnavailableError(
-            f"PostgreSQL did not answer: {_first_line(exc)}. Try again when the server is reachable"
+    except psycopg.Error as exc:
+        # connection loss, shutdown or exhausted resources may pass; the rest is a setup issue
+        if (exc.sqlstate or "08")[:2] in ("08", "53", "57"):
+            raise WarehouseUnavailableError(
+                f"PostgreSQL did not answer: {_first_line(exc)}. Try again when the server is reachable"
+            ) from None
+        raise ConfigurationError(
+            f"PostgreSQL refused: {_first_line(exc)}. `profilesync source test NAME` checks "
+            "what a source needs (wal_level, wal2json, privileges, replica identity)"
         ) from None
 
 

@@ -276,9 +276,10 @@ class SnowflakeSource:
         if self._connection is None:
             try:
                 self._connection = connect(self.config)
+            except ProfilesyncError:
+                raise
             except Exception as exc:
-                if not is_driver_error(exc):
-                    raise
+                # connectors also raise their HTTP library's errors while connecting
                 raise connect_error(exc, "Snowflake") from exc
         cursor = self._connection.cursor()
         try:

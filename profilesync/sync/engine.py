@@ -6,13 +6,15 @@ import fcntl
 import json
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from profilesync.errors import (
+    ChangeTrackingError,
     ConcurrentSyncError,
     ConfigurationError,
     NotFoundError,
@@ -30,17 +32,24 @@ Progress = Callable[[str, int], None]
 
 
 def sync(
-    store: DuckDBStore, name: str, *, resync: bool = False, progress: Progress | None = None
+    store: DuckDBStore,
+    name: str,
+    *,
+    resync: bool = False,
+    progress: Progress | None = None,
+    locked: bool = False,
 ) -> SyncResult:
     """Run one sync of source ``name``; raises ProfilesyncError after recording a failed run.
 
     ``resync`` re-reads the current snapshot and applies only rows that differ from the
-    store: the way out after a drop-and-replace or an expired checkpoint.
+    store: the way out after a drop-and-replace or an expired checkpoint. ``locked`` says
+    the caller holds :func:`source_lock` already (the CLI takes it before opening the
+    store, so a second sync is refused at once instead of waiting for the store file).
     """
     source = store.get_source(name)
     result = SyncResult(source=name, started_at=now())
     result.previous_checkpoint = source.checkpoint.position if source.checkpoint else None
-    with source_lock(store, name):
+    with nullcontext() if locked else source_lock(store.home, name):
         try:
             return _run(store, source, result, resync, progress)
         except ProfilesyncError as exc:
@@ -57,6 +66,8 @@ def _run(
     try:
         if source.checkpoint is None:
             result.mode = "initial"
+            if source.strategy == "cdc":
+                _require_change_tracking(warehouse, source)
             changes = _snapshot(warehouse, source)
         elif resync or source.strategy == "diff":
             result.mode = "resync" if resync else "diff"
@@ -74,6 +85,27 @@ def _run(
         )
     finally:
         warehouse.close()
+
+
+def _require_change_tracking(warehouse: WarehouseSource, source: Source) -> None:
+    """A CDC source starts only where the next sync can follow its changes."""
+    if not warehouse.supports_cdc:
+        raise ChangeTrackingError(
+            f"source {source.name!r} uses change data capture, which its warehouse kind "
+            f"{warehouse.kind!r} does not offer: change it to the diff strategy"
+        )
+    failed = [
+        c
+        for c in warehouse.check(source.mapping, source.frequency_seconds, "cdc")
+        if c.level == "fail"
+    ]
+    if failed:
+        raise ChangeTrackingError(
+            "the first sync was refused, nothing was read: "
+            + "; ".join(c.message + (f" Run: {c.fix_sql}" if c.fix_sql else "") for c in failed)
+            + f". Then run `profilesync sync {source.name}` again (`profilesync source test "
+            f"{source.name}` shows every check)."
+        )
 
 
 def _snapshot(warehouse: WarehouseSource, source: Source) -> Changes:
@@ -98,10 +130,10 @@ def _counting(reader: pa.RecordBatchReader, progress: Progress) -> pa.RecordBatc
 
 
 @contextmanager
-def source_lock(store: DuckDBStore, name: str) -> Iterator[None]:
-    """Two syncs of one source never overlap, across threads and processes."""
-    locks = store.home / "locks"
-    locks.mkdir(exist_ok=True)
+def source_lock(home: Path | DuckDBStore, name: str) -> Iterator[None]:
+    """Two syncs of one source never overlap, across threads and processes (``flock``)."""
+    locks = (home.home if isinstance(home, DuckDBStore) else Path(home)) / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
     path = locks / f"{name.replace('/', '_')}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

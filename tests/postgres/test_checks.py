@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -153,3 +154,14 @@ def test_source_test_reports_through_the_engine(pg: Pg, pgstore: DuckDBStore) ->
     assert [c["name"] for c in failed] == ["replica identity"]
     assert report["preview"] == [{"user_id": "someone@example.com", "Title": "x"}]
     assert report["rejected"] == 1
+
+
+def test_an_unreachable_server_is_a_retriable_error(tmp_path: Path) -> None:
+    from profilesync.errors import WarehouseUnavailableError
+
+    with DuckDBStore(tmp_path / "home") as store:
+        store.add_connection(Connection("pg", "postgres", {"dsn": "host=127.0.0.1 port=1"}))
+        add_table_source(store)
+        with pytest.raises(WarehouseUnavailableError, match=r"could not connect.*--dsn") as caught:
+            engine.sync(store, "users")
+        assert caught.value.retriable

@@ -199,7 +199,7 @@ def _sync_now(page: Any, runs: int, shot: Shots) -> None:
     from playwright.sync_api import expect
 
     page.get_by_role("button", name="Sync now").click()
-    rows = page.locator("#runs + .table-wrap tbody tr")
+    rows = page.locator("#runs + .table-wrap tbody tr.run")
     expect(rows).to_have_count(runs, timeout=30_000)  # the page refreshes until it is done
     expect(page.locator("[data-refresh]")).to_have_count(0, timeout=30_000)
     expect(rows.first).to_contain_text("success")

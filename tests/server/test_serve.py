@@ -76,8 +76,8 @@ class Serve:
             time.sleep(0.1)
         raise AssertionError(f"serve did not start:\n{self.output}")
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
+    def stop(self, how: int = signal.SIGINT) -> int:
+        self.proc.send_signal(how)
         code = self.proc.wait(timeout=30)
         self.reader.join(timeout=10)  # read to the end before closing the pipe
         if self.proc.stdout:
@@ -130,7 +130,8 @@ def test_serve_first_start_cli_refusal_and_clean_stop(tmp_path: Path) -> None:
             == 200
         )
     finally:
-        assert again.stop() == 0
+        assert again.stop(signal.SIGTERM) == 0  # as a service manager stops it
+    assert not (home / "server.json").exists()
 
 
 def test_serve_generates_a_login_when_none_is_given(tmp_path: Path) -> None:

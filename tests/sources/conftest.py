@@ -23,7 +23,9 @@ from tests.conformance.drivers.ducklake import DuckLakeDriver
 USERS = {"uid": "string", "plan": "string", "seats": "int", "score": "float"}
 
 
-def user(uid: str, plan: str | None = "pro", seats: int | None = 1, score: float | None = 0.5) -> dict[str, Any]:
+def user(
+    uid: str, plan: str | None = "pro", seats: int | None = 1, score: float | None = 0.5
+) -> dict[str, Any]:
     return {"uid": uid, "plan": plan, "seats": seats, "score": score}
 
 
@@ -45,7 +47,9 @@ class Lake(DuckLakeDriver):
         return int(self.sql("SELECT id FROM lake.current_snapshot()")[0][0])
 
     def table_uuid(self, table: str = "users") -> str:
-        rows = self.sql(f"SELECT table_uuid FROM ducklake_table_info('lake') WHERE table_name = '{table}'")
+        rows = self.sql(
+            f"SELECT table_uuid FROM ducklake_table_info('lake') WHERE table_name = '{table}'"
+        )
         return str(rows[0][0])
 
 

@@ -95,7 +95,9 @@ def test_a_writer_holding_the_catalog_is_a_retriable_error_naming_the_cause(
     try:
         assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
         source = DuckLakeSource(Connection("wh", "ducklake", lake.connection_config()))
-        with pytest.raises(WarehouseUnavailableError, match="open for writing in another process") as exc:
+        with pytest.raises(
+            WarehouseUnavailableError, match="open for writing in another process"
+        ) as exc:
             source.list_tables()
         assert exc.value.retriable
     finally:
@@ -194,7 +196,10 @@ def test_drop_and_recreate_is_detected_by_the_table_uuid(synced: Lake, store: Du
     assert len(profiles(store)) == 3
     resync = engine.sync(store, "users", resync=True)
     assert (resync.inserted, resync.updated, resync.deleted, resync.unchanged) == (0, 1, 1, 1)
-    assert profiles(store) == {"alice-1": {"plan": "pro", "seats": 1}, "bob-22": {"plan": "team", "seats": 3}}
+    assert profiles(store) == {
+        "alice-1": {"plan": "pro", "seats": 1},
+        "bob-22": {"plan": "team", "seats": 3},
+    }
     synced.sql("UPDATE users SET seats = 5 WHERE uid = 'alice-1'")
     assert engine.sync(store, "users").updated == 1  # CDC goes on from the new table
 
@@ -228,7 +233,9 @@ def test_one_expired_snapshot_inside_the_window_is_detected(
 # -- test mapping -----------------------------------------------------------------------
 
 
-def test_test_mapping_reports_tracking_and_unset_retention(synced: Lake, store: DuckDBStore) -> None:
+def test_test_mapping_reports_tracking_and_unset_retention(
+    synced: Lake, store: DuckDBStore
+) -> None:
     found = checks(store, "users")
     assert found["table"][0] == "pass" and synced.table_uuid() in found["table"][1]
     assert found["change tracking"][0] == "pass"
@@ -238,7 +245,12 @@ def test_test_mapping_reports_tracking_and_unset_retention(synced: Lake, store: 
 
 @pytest.mark.parametrize(
     ("value", "frequency", "level"),
-    [("1 hour", "12h", "fail"), ("2 days", "12h", "warn"), ("8 days", "12h", "pass"), ("1 day", "2d", "fail")],
+    [
+        ("1 hour", "12h", "fail"),
+        ("2 days", "12h", "warn"),
+        ("8 days", "12h", "pass"),
+        ("1 day", "2d", "fail"),
+    ],
 )
 def test_snapshot_expiry_setting_is_weighed_against_the_frequency(
     synced: Lake, store: DuckDBStore, value: str, frequency: str, level: str
@@ -252,7 +264,9 @@ def test_snapshot_expiry_setting_is_weighed_against_the_frequency(
         assert fix is not None and "expire_older_than" in fix
 
 
-def test_a_table_scoped_expiry_overrides_the_lake_wide_one(synced: Lake, store: DuckDBStore) -> None:
+def test_a_table_scoped_expiry_overrides_the_lake_wide_one(
+    synced: Lake, store: DuckDBStore
+) -> None:
     synced.sql("CALL lake.set_option('expire_older_than', '30 days')")
     synced.sql("CALL lake.set_option('expire_older_than', '1 hour', table_name => 'users')")
     assert checks(store, "users")["snapshot retention"][0] == "fail"
@@ -263,7 +277,11 @@ def test_a_table_scoped_expiry_overrides_the_lake_wide_one(synced: Lake, store: 
 
 def test_a_join_query_runs_in_the_lake_under_diff(lake: Lake, store: DuckDBStore) -> None:
     lake.create_table("users", USERS, [user("alice-1"), user("bob-22", "free")])
-    lake.create_table("orgs", {"uid": "string", "org": "string"}, [{"uid": "alice-1", "org": "acme"}, {"uid": "bob-22", "org": "initech"}])
+    lake.create_table(
+        "orgs",
+        {"uid": "string", "org": "string"},
+        [{"uid": "alice-1", "org": "acme"}, {"uid": "bob-22", "org": "initech"}],
+    )
     connect(store, lake)
     query = 'SELECT u.uid AS "user_id", u.plan AS "Plan", o.org AS "Org" FROM main.users u JOIN main.orgs o ON o.uid = u.uid'
     add_source(store, "q", query=query, strategy="diff")
@@ -281,7 +299,11 @@ def test_cdc_refuses_a_join_query(lake: Lake, store: DuckDBStore) -> None:
     lake.create_table("users", USERS, [user("alice-1")])
     connect(store, lake)
     with pytest.raises(ConfigurationError, match="JOIN"):
-        add_source(store, "q", query='SELECT u.uid AS "user_id" FROM main.users u JOIN main.users v ON u.uid = v.uid')
+        add_source(
+            store,
+            "q",
+            query='SELECT u.uid AS "user_id" FROM main.users u JOIN main.users v ON u.uid = v.uid',
+        )
 
 
 @pytest.fixture(scope="module")
@@ -300,13 +322,19 @@ def test_a_postgres_catalog_is_read_by_cdc(pg_dsn: str, tmp_path: Path, store: D
     data = tmp_path / "data"
     writer = duckdb.connect(config={"allow_unsigned_extensions": True})
     writer.execute(f"LOAD '{extension_file('ducklake', 'duckdb-extension-ducklake')}'")
-    writer.execute(f"LOAD '{extension_file('postgres_scanner', 'duckdb-extension-postgres-scanner')}'")
+    writer.execute(
+        f"LOAD '{extension_file('postgres_scanner', 'duckdb-extension-postgres-scanner')}'"
+    )
     writer.execute(f"ATTACH 'ducklake:postgres:{pg_dsn}' AS lake (DATA_PATH '{data}/')")
     try:
         writer.execute("CREATE TABLE lake.main.users (uid VARCHAR, plan VARCHAR, seats BIGINT)")
-        writer.execute("INSERT INTO lake.main.users VALUES ('alice-1', 'pro', 1), ('bob-22', 'free', 2)")
+        writer.execute(
+            "INSERT INTO lake.main.users VALUES ('alice-1', 'pro', 1), ('bob-22', 'free', 2)"
+        )
         # a Postgres catalog takes concurrent readers and writers: the writer stays attached
-        store.add_connection(Connection("wh", "ducklake", {"catalog": f"postgres:{pg_dsn}", "data_path": str(data)}))
+        store.add_connection(
+            Connection("wh", "ducklake", {"catalog": f"postgres:{pg_dsn}", "data_path": str(data)})
+        )
         add_source(store, "users", table="main.users")
         assert engine.sync(store, "users").inserted == 2
         writer.execute("UPDATE lake.main.users SET plan = 'team' WHERE uid = 'bob-22'")
@@ -320,7 +348,11 @@ def test_a_postgres_catalog_is_read_by_cdc(pg_dsn: str, tmp_path: Path, store: D
 
 def test_an_unreachable_postgres_catalog_is_a_configuration_error_not_a_download() -> None:
     source = open_source(
-        Connection("wh", "ducklake", {"catalog": "postgres:dbname=lake host=127.0.0.1 port=1 connect_timeout=1"})
+        Connection(
+            "wh",
+            "ducklake",
+            {"catalog": "postgres:dbname=lake host=127.0.0.1 port=1 connect_timeout=1"},
+        )
     )
     try:
         with pytest.raises(ConfigurationError, match="cannot attach") as exc:

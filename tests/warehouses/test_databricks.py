@@ -202,19 +202,17 @@ def test_feed_turned_off_fails_the_sync_with_the_fix(
     assert "--resync" in str(failure.value)
 
 
-def test_feed_enabled_after_the_checkpoint_needs_a_resync(
-    databricks: FakeDatabricks, store: DuckDBStore
+def test_feed_off_and_on_again_after_the_checkpoint_needs_a_resync(
+    users: FakeDatabricks, store: DuckDBStore
 ) -> None:
-    databricks.create_table("users", COLUMNS, [user(10001)], cdf=False)
-    add_source(store, "users", "dbx", table="users", user_id="uid", properties=PROPS)
-    assert run_sync(store, "users")["inserted"] == 1  # a snapshot needs no feed
-    databricks.update("users", "uid", 10001, {"title": "unrecorded"})
-    databricks.set_properties("users", {"delta.enableChangeDataFeed": "true"})
-    with pytest.raises(RetentionExceededError, match="enabled at version 2, after the checkpoint"):
+    users.unset_properties("users", ["delta.enableChangeDataFeed"])  # v1
+    users.update("users", "uid", 10001, {"title": "unrecorded"})  # v2: not in the feed
+    users.set_properties("users", {"delta.enableChangeDataFeed": "true"})  # v3
+    with pytest.raises(RetentionExceededError, match="enabled at version 3, after the checkpoint"):
         run_sync(store, "users")
-    assert change_reads(databricks) == []
+    assert change_reads(users) == []
     assert run_sync(store, "users", resync=True)["updated"] == 1
-    assert profiles(store) == expected(databricks.rows("users"))
+    assert profiles(store) == expected(users.rows("users"))
 
 
 def test_a_new_table_id_is_a_replacement(users: FakeDatabricks, store: DuckDBStore) -> None:

@@ -244,6 +244,8 @@ def test_mapping_with_change_tracking_off_fails_with_the_sql_to_run(
     assert tracking["level"] == "fail"
     assert tracking["fix_sql"] == "ALTER TABLE ANALYTICS.PUBLIC.USERS SET CHANGE_TRACKING = TRUE;"
     assert report["preview"][0]["user_id"] == "u-0001"
+    with pytest.raises(ChangeTrackingError, match="SET CHANGE_TRACKING = TRUE"):
+        run_sync(store, "users")  # a CDC source does not start where it could not follow
 
 
 @pytest.mark.parametrize(
