@@ -30,6 +30,12 @@ Keys = npt.NDArray[np.uint64]
 Times = npt.NDArray[np.int64]
 
 
+def key(id_hashes: Keys, project_id: int | npt.NDArray[np.int64]) -> Keys:
+    """The index key of ``(project_id, insert_id)`` from DuckDB's ``hash(insert_id)``."""
+    salt = np.asarray(project_id).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return np.bitwise_xor(id_hashes.astype(np.uint64), salt)
+
+
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000) if moment.tzinfo else _naive_ms(moment)
 
@@ -89,7 +95,7 @@ class RecentIds:
         cutoff = now - WINDOW
         since = self.batch_id
         table = con.execute(
-            "SELECT hash(project_id, insert_id) AS h, epoch_ms(received_at) AS t, batch_id "
+            "SELECT hash(insert_id) AS h, project_id AS p, epoch_ms(received_at) AS t "
             "FROM events WHERE batch_id > ? AND insert_id IS NOT NULL AND received_at >= ?",
             [since, cutoff.replace(tzinfo=None)],
         ).to_arrow_table()
@@ -97,7 +103,7 @@ class RecentIds:
             "SELECT coalesce(max(batch_id), 0) FROM events WHERE batch_id > ?", [since]
         ).fetchone()
         if table.num_rows:
-            keys = table.column("h").to_numpy().astype(np.uint64)
+            keys = key(table.column("h").to_numpy(), table.column("p").to_numpy())
             times = table.column("t").to_numpy().astype(np.int64)
             self.add(keys, times, now)
         self.batch_id = max(since, int(row[0]) if row else 0)

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from profilesync.errors import ConfigurationError
-from profilesync.events.dedup import RecentIds, index_for
+from profilesync.events.dedup import RecentIds, index_for, key
 from profilesync.events.store import STANDARD_FIELDS, ensure_schema, store_id
 from profilesync.mapping import quote
 from profilesync.store.duckdb import DuckDBStore
@@ -75,37 +75,64 @@ class InvalidApiKeyError(ConfigurationError):
 
 
 # -- raw relations ----------------------------------------------------------------------
+#
+# A raw relation has ``idx``, ``problem`` (why the row is no event, or NULL) and, per
+# field ``f``, two columns: ``"f"``, the value as minified JSON text (its first character
+# tells its JSON type without parsing it again), and ``"f:s"``, the value as text.
 
 
-def raw_from_objects(source: str, problem: str) -> str:
-    """SQL of the raw relation over ``source`` (``idx``, ``e`` JSON, ``bad`` text or NULL)."""
-    checked = (
-        f"SELECT idx, CASE WHEN bad IS NOT NULL THEN bad "
-        f"WHEN json_type(e) <> 'OBJECT' THEN {_str(problem)} END AS problem, "
-        f"CASE WHEN json_type(e) = 'OBJECT' THEN e END AS e FROM ({source})"
+def _struct(sql_type: str) -> str:
+    return "{" + ", ".join(f'"{name}": "{sql_type}"' for name in FIELDS) + "}"
+
+
+def _fields_of(json_struct: str, text_struct: str) -> str:
+    return ", ".join(
+        f"{json_struct}.{quote(name)} AS {quote(name)}, {text_struct}.{quote(name)} AS {quote(name + ':s')}"
+        for name in FIELDS
     )
-    fields = ", ".join(f"e->{_str(name)} AS {quote(name)}" for name in FIELDS)
-    return f"SELECT idx, problem, {fields} FROM ({checked})"
+
+
+def raw_from_batch(body_param: str = "?") -> str:
+    """The raw relation of an HTTP V2 body's ``events`` array (each JSON document parsed once)."""
+    lists = (
+        f"SELECT json_type(b, '$.events[*]') AS ty, json_transform(b->'events', '[{_struct('JSON')}]') AS j, "
+        f"json_transform(b->'events', '[{_struct('VARCHAR')}]') AS s FROM (SELECT {body_param}::JSON AS b)"
+    )
+    rows = f"SELECT unnest(range(len(ty))) AS idx, unnest(ty) AS ty, unnest(j) AS j, unnest(s) AS s FROM ({lists})"
+    return (
+        "SELECT idx, CASE WHEN ty <> 'OBJECT' THEN 'the event must be a JSON object' END AS problem, "
+        f"{_fields_of('j', 's')} FROM ({rows})"
+    )
+
+
+def raw_from_lines(source: str) -> str:
+    """The raw relation of JSON Lines (``source`` has ``idx`` and ``line``)."""
+    ok = "json_valid(line) AND json_type(line) = 'OBJECT'"
+    parsed = (
+        "SELECT idx, CASE WHEN NOT json_valid(line) THEN 'the line is not valid JSON' "
+        "WHEN json_type(line) <> 'OBJECT' THEN 'the line is not a JSON object' END AS problem, "
+        f"CASE WHEN {ok} THEN json_transform(line, '{_struct('JSON')}') END AS j, "
+        f"CASE WHEN {ok} THEN json_transform(line, '{_struct('VARCHAR')}') END AS s FROM ({source})"
+    )
+    return f"SELECT idx, problem, {_fields_of('j', 's')} FROM ({parsed})"
 
 
 def raw_from_columns(source: str, schema: pa.Schema, idx: str) -> str:
-    """SQL of the raw relation over a table's columns (CSV: all text; Parquet: typed)."""
-    names = set(schema.names)
+    """The raw relation of a table's columns (CSV: all text; Parquet: typed)."""
     parts = []
     for name in FIELDS:
-        if name not in names:
-            parts.append(f"NULL::JSON AS {quote(name)}")
+        col, text = quote(name), quote(name + ":s")
+        if name not in schema.names:
+            parts.append(f"NULL::VARCHAR AS {col}, NULL::VARCHAR AS {text}")
             continue
-        col = quote(name)
-        is_text = pa.types.is_string(schema.field(name).type) or pa.types.is_large_string(
-            schema.field(name).type
-        )
-        if name.endswith("_properties") and is_text:  # JSON written as text
-            parts.append(
-                f"CASE WHEN json_valid({col}) THEN {col}::JSON ELSE to_json({col}) END AS {col}"
-            )
+        arrow_type = schema.field(name).type
+        if name.endswith("_properties") and (
+            pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+        ):  # JSON written as text
+            value = f"CASE WHEN json_valid({col}) THEN json({col}) ELSE to_json({col}) END"
         else:
-            parts.append(f"to_json({col}) AS {col}")
+            value = f"to_json({col})"
+        parts.append(f"CAST({value} AS VARCHAR) AS {col}, CAST({col} AS VARCHAR) AS {text}")
     return f"SELECT {idx} AS idx, NULL::VARCHAR AS problem, {', '.join(parts)} FROM ({source})"
 
 
@@ -120,119 +147,156 @@ def _str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _absent(c: str) -> str:
-    return f"({c} IS NULL OR json_type({c}) = 'NULL')"
-
-
-def _text(c: str) -> str:
-    """A JSON string or integer as text (ids are strings; integers become their digits)."""
+def _kind(c: str) -> str:
+    """The JSON type of a minified JSON text: null, string, integer, number, boolean, object, array."""
     return (
-        f"CASE WHEN json_type({c}) = 'VARCHAR' THEN json_extract_string({c}, '$') "
-        f"WHEN json_type({c}) IN ('BIGINT', 'UBIGINT') THEN CAST({c} AS VARCHAR) END"
+        f"CASE WHEN {c} IS NULL THEN 'null' ELSE CASE left({c}, 1) WHEN '\"' THEN 'string' "
+        f"WHEN '{{' THEN 'object' WHEN '[' THEN 'array' WHEN 't' THEN 'boolean' "
+        f"WHEN 'f' THEN 'boolean' WHEN 'n' THEN 'null' ELSE CASE WHEN "
+        f"regexp_full_match({c}, '-?[0-9]+') THEN 'integer' ELSE 'number' END END END"
     )
+
+
+def _k(name: str) -> str:
+    return quote(name + ":k")
+
+
+def _s(name: str) -> str:
+    return quote(name + ":s")
+
+
+def _text(name: str) -> str:
+    """A string or an integer as text (ids are strings; integers become their digits)."""
+    return f"CASE WHEN {_k(name)} IN ('string', 'integer') THEN {_s(name)} END"
 
 
 def _ms(x: str) -> str:
     return f"CASE WHEN {x} BETWEEN 0 AND {_MAX_MS} THEN epoch_ms({x}) END"
 
 
-def _time(c: str) -> str:
+def _time() -> str:
     """Milliseconds since the epoch (number or digits), or an ISO 8601 timestamp (UTC)."""
-    s = f"json_extract_string({c}, '$')"
+    k, s = _k("time"), _s("time")
     return (
-        f"CASE WHEN json_type({c}) IN ('BIGINT', 'UBIGINT') THEN {_ms(f'TRY_CAST({s} AS BIGINT)')} "
-        f"WHEN json_type({c}) = 'DOUBLE' THEN {_ms(f'TRY_CAST(floor(TRY_CAST({s} AS DOUBLE)) AS BIGINT)')} "
-        f"WHEN json_type({c}) = 'VARCHAR' AND regexp_full_match({s}, '[0-9]{{1,15}}') "
+        f"CASE WHEN {k} = 'integer' THEN {_ms(f'TRY_CAST({s} AS BIGINT)')} "
+        f"WHEN {k} = 'number' THEN {_ms(f'TRY_CAST(floor(TRY_CAST({s} AS DOUBLE)) AS BIGINT)')} "
+        f"WHEN {k} = 'string' AND regexp_full_match({s}, '[0-9]{{1,15}}') "
         f"THEN {_ms(f'CAST({s} AS BIGINT)')} "
-        f"WHEN json_type({c}) = 'VARCHAR' THEN TRY_CAST(TRY_CAST({s} AS TIMESTAMPTZ) AS TIMESTAMP) END"
+        f"WHEN {k} = 'string' THEN TRY_CAST(TRY_CAST({s} AS TIMESTAMPTZ) AS TIMESTAMP) END"
     )
 
 
-def _scalar(c: str, sql_type: str) -> str:
+def _scalar(name: str, sql_type: str) -> str:
     if sql_type == "VARCHAR":
-        return (
-            f"CASE WHEN json_type({c}) = 'VARCHAR' THEN json_extract_string({c}, '$') "
-            f"WHEN json_type({c}) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'BOOLEAN') THEN CAST({c} AS VARCHAR) END"
-        )
-    return f"CASE WHEN json_type({c}) IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE') THEN TRY_CAST(json_extract_string({c}, '$') AS {sql_type}) END"
+        return f"CASE WHEN {_k(name)} IN ('string', 'integer', 'number', 'boolean') THEN {_s(name)} END"
+    return f"CASE WHEN {_k(name)} IN ('string', 'integer', 'number') THEN TRY_CAST({_s(name)} AS {sql_type}) END"
 
 
 def _reason(field: str, kind: str, message: str) -> str:
     return f"{{'field': {_str(field)}, 'kind': {_str(kind)}, 'message': {_str(message)}}}"
 
 
+def _when(condition: str, field: str, kind: str, message: str) -> str:
+    return f"WHEN {condition} THEN {_reason(field, kind, message)}"
+
+
+def _present(name: str) -> str:
+    return f"{_k(name)} <> 'null'"
+
+
 def _checks(min_id_length: int) -> list[str]:
     """One ``CASE`` per field yielding a reason struct, or NULL when the field is fine."""
-    et, uid, did = quote("event_type"), quote("user_id"), quote("device_id")
+    et = "event_type"
     checks = [
-        f"CASE WHEN {_absent(et)} OR (json_type({et}) = 'VARCHAR' AND json_extract_string({et}, '$') = '') THEN "
-        + _reason("event_type", "missing", "event_type is missing")
-        + f" WHEN json_type({et}) <> 'VARCHAR' THEN "
-        + _reason("event_type", "invalid", "event_type must be a string")
-        + " END",
-        f"CASE WHEN {_absent(uid)} AND {_absent(did)} THEN "
-        + _reason("user_id", "missing", "an event needs a user_id or a device_id")
-        + " END",
+        _when(
+            f"{_k(et)} = 'null' OR ({_k(et)} = 'string' AND {_s(et)} = '')",
+            et,
+            "missing",
+            "event_type is missing",
+        )
+        + " "
+        + _when(f"{_k(et)} <> 'string'", et, "invalid", "event_type must be a string"),
+        _when(
+            f"NOT {_present('user_id')} AND NOT {_present('device_id')}",
+            "user_id",
+            "missing",
+            "an event needs a user_id or a device_id",
+        ),
     ]
-    for name, c in (("user_id", uid), ("device_id", did)):
+    for name in ("user_id", "device_id"):
         checks.append(
-            f"CASE WHEN NOT {_absent(c)} AND ({_text(c)}) IS NULL THEN "
-            + _reason(name, "invalid", f"{name} must be a string")
-            + f" WHEN length({_text(c)}) < {min_id_length} THEN "
-            + _reason(name, "id_length", f"{name} is shorter than {min_id_length} characters")
-            + " END"
+            _when(
+                f"{_present(name)} AND ({_text(name)}) IS NULL",
+                name,
+                "invalid",
+                f"{name} must be a string",
+            )
+            + " "
+            + _when(
+                f"length({_text(name)}) < {min_id_length}",
+                name,
+                "id_length",
+                f"{name} is shorter than {min_id_length} characters",
+            )
         )
     checks.append(
-        f"CASE WHEN NOT {_absent(quote('time'))} AND ({_time(quote('time'))}) IS NULL THEN "
-        + _reason(
+        _when(
+            f"{_present('time')} AND ({_time()}) IS NULL",
             "time",
             "invalid",
             "time must be milliseconds since the epoch (or an ISO 8601 timestamp)",
         )
-        + " END"
     )
     for name in ("event_properties", "user_properties"):
-        c = quote(name)
         checks.append(
-            f"CASE WHEN NOT {_absent(c)} AND json_type({c}) <> 'OBJECT' THEN "
-            + _reason(name, "invalid", f"{name} must be a JSON object")
-            + " END"
+            _when(
+                f"{_k(name)} NOT IN ('null', 'object')",
+                name,
+                "invalid",
+                f"{name} must be a JSON object",
+            )
         )
-    c = quote("insert_id")
     checks.append(
-        f"CASE WHEN NOT {_absent(c)} AND ({_text(c)}) IS NULL THEN "
-        + _reason("insert_id", "invalid", "insert_id must be a string")
-        + " END"
+        _when(
+            f"{_present('insert_id')} AND ({_text('insert_id')}) IS NULL",
+            "insert_id",
+            "invalid",
+            "insert_id must be a string",
+        )
     )
     for name, sql_type in STANDARD_FIELDS.items():
-        c = quote(name)
-        kind = "a string" if sql_type == "VARCHAR" else "a number"
         checks.append(
-            f"CASE WHEN NOT {_absent(c)} AND ({_scalar(c, sql_type)}) IS NULL THEN "
-            + _reason(name, "invalid", f"{name} must be {kind}")
-            + " END"
+            _when(
+                f"{_present(name)} AND ({_scalar(name, sql_type)}) IS NULL",
+                name,
+                "invalid",
+                f"{name} must be {'a string' if sql_type == 'VARCHAR' else 'a number'}",
+            )
         )
-    return checks
+    return [f"CASE {check} END" for check in checks]
 
 
 def validate_sql(raw: str, min_id_length: int = MIN_ID_LENGTH) -> str:
     """Typed events with their ``reasons`` (empty for a valid event) from a raw relation."""
+    kinds = ", ".join(f"{_kind(quote(name))} AS {_k(name)}" for name in FIELDS)
     checks = ", ".join(_checks(int(min_id_length)))
     problem = "{'field': 'event', 'kind': 'invalid', 'message': problem}"
     typed = [
-        f"json_extract_string({quote('event_type')}, '$') AS event_type",
-        f"{_text(quote('user_id'))} AS user_id",
-        f"{_text(quote('device_id'))} AS device_id",
-        f"{_time(quote('time'))} AS time",
-        "CASE WHEN json_type(event_properties) = 'OBJECT' THEN event_properties END AS event_properties",
-        "CASE WHEN json_type(user_properties) = 'OBJECT' THEN user_properties END AS user_properties",
-        f"{_text(quote('insert_id'))} AS insert_id",
-        *(f"{_scalar(quote(n), t)} AS {quote(n)}" for n, t in STANDARD_FIELDS.items()),
+        f"{_s('event_type')} AS event_type",
+        f"{_text('user_id')} AS user_id",
+        f"{_text('device_id')} AS device_id",
+        f"{_time()} AS time",
+        *(
+            f"CASE WHEN {_k(n)} = 'object' THEN {quote(n)}::JSON END AS {n}"
+            for n in ("event_properties", "user_properties")
+        ),
+        f"{_text('insert_id')} AS insert_id",
+        *(f"{_scalar(n, t)} AS {quote(n)}" for n, t in STANDARD_FIELDS.items()),
     ]
     return (
         f"SELECT idx, CASE WHEN problem IS NOT NULL THEN [{problem}] "
         f"ELSE list_filter([{checks}], x -> x IS NOT NULL) END AS reasons, "
-        f"{', '.join(typed)} FROM ({raw})"
+        f"{', '.join(typed)} FROM (SELECT *, {kinds} FROM ({raw}))"
     )
 
 
@@ -265,7 +329,7 @@ class Batch:
     """A parsed HTTP V2 request: its API key and its typed, valid events."""
 
     api_key: str
-    events: pa.Table
+    prepared: Prepared
     size_bytes: int
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -319,7 +383,8 @@ def parse_batch(body: bytes) -> Batch:
     events, rejected = split(typed)
     if rejected.num_rows:
         raise InvalidBatchError("some events are invalid; nothing was stored", _report(rejected))
-    return Batch(api_key=str(api_key), events=events.drop_columns(["idx"]), size_bytes=len(body))
+    prepared = prepare(con, events.drop_columns(["idx"]))
+    return Batch(api_key=str(api_key), prepared=prepared, size_bytes=len(body))
 
 
 def _min_id_length(value: Any) -> int:
@@ -335,12 +400,7 @@ def _min_id_length(value: Any) -> int:
 
 
 def _typed_events(con: duckdb.DuckDBPyConnection, text: str, min_id_length: int) -> pa.Table:
-    objects = (
-        "SELECT unnest(range(len(l))) AS idx, unnest(l) AS e, NULL::VARCHAR AS bad "
-        "FROM (SELECT CAST(?::JSON->'events' AS JSON[]) AS l)"
-    )
-    sql = validate_sql(raw_from_objects(objects, "the event must be a JSON object"), min_id_length)
-    return con.execute(sql, [text]).to_arrow_table()
+    return con.execute(validate_sql(raw_from_batch(), min_id_length), [text]).to_arrow_table()
 
 
 _GROUPS = {
@@ -372,6 +432,41 @@ class Appended:
     duplicates: int = 0
 
 
+@dataclass
+class Prepared:
+    """Valid events with what storing them needs, computed outside the store's lock."""
+
+    events: pa.Table
+    id_hashes: np.ndarray[Any, Any]  # DuckDB hash(insert_id)
+    has_id: np.ndarray[Any, Any]
+    catalog: pa.Table  # distinct (event_type, kind, name) the events bring
+
+
+def prepare(con: duckdb.DuckDBPyConnection, events: pa.Table) -> Prepared:
+    """Hash the insert_ids and list the event types and property names of ``events``."""
+    con.register("_prepare", events)
+    try:
+        hashed = con.execute(
+            "SELECT hash(insert_id) AS h, insert_id IS NOT NULL AS has_id FROM _prepare"
+        ).to_arrow_table()
+        catalog = con.execute(
+            """SELECT DISTINCT event_type, kind, name FROM (
+                SELECT event_type, 'type' AS kind, '' AS name FROM _prepare
+                UNION ALL SELECT event_type, 'event', unnest(json_keys(event_properties))
+                    FROM _prepare WHERE event_properties IS NOT NULL
+                UNION ALL SELECT event_type, 'user', unnest(json_keys(user_properties))
+                    FROM _prepare WHERE user_properties IS NOT NULL)"""
+        ).to_arrow_table()
+    finally:
+        con.unregister("_prepare")
+    return Prepared(
+        events,
+        hashed.column("h").to_numpy(),
+        hashed.column("has_id").to_numpy(zero_copy_only=False).astype(bool),
+        catalog,
+    )
+
+
 class Writer:
     """One transaction appending events of one project, ignoring recent ``insert_id`` s.
 
@@ -385,6 +480,7 @@ class Writer:
         self.con = ensure_schema(store)
         self.project_id = project_id
         self.now = (now or datetime.now(UTC)).astimezone(UTC)
+        self.now_ms = int(self.now.timestamp() * 1000)
         self.index = index_for(store_id(store))
         self.pending = RecentIds()  # ids of this transaction, known to the index at commit
         self.batch_id = 0
@@ -418,8 +514,7 @@ class Writer:
             self._abort()
             raise
         keys = np.concatenate([self.pending.big.keys, self.pending.small.keys])
-        now_ms = int(self.now.timestamp() * 1000)
-        self.index.add(keys, np.full(len(keys), now_ms, np.int64), self.now)
+        self.index.add(keys, np.full(len(keys), self.now_ms, np.int64), self.now)
         self.index.batch_id = max(self.index.batch_id, self.batch_id)
         self.index.lock.release()
 
@@ -431,42 +526,34 @@ class Writer:
         finally:
             self.index.lock.release()
 
-    def append(self, events: pa.Table) -> Appended:
-        """Append typed valid events (the columns :func:`validate_sql` yields)."""
-        keep, keys = self._fresh(events)
-        incoming = events.append_column("_keep", pa.array(keep, pa.bool_()))
+    def append(self, batch: Prepared) -> Appended:
+        """Append prepared valid events (the columns :func:`validate_sql` yields)."""
+        keep, keys = self._fresh(batch)
+        incoming = batch.events.append_column("_keep", pa.array(keep, pa.bool_()))
         self.con.register("_incoming", incoming)
+        self.con.register("_seen_names", batch.catalog)
         try:
             self._insert()
             self._catalog()
         finally:
             self.con.unregister("_incoming")
-        now_ms = int(self.now.timestamp() * 1000)
-        self.pending.add(keys, np.full(len(keys), now_ms, np.int64), self.now)
+            self.con.unregister("_seen_names")
+        self.pending.add(keys, np.full(len(keys), self.now_ms, np.int64), self.now)
         done = Appended(int(keep.sum()), int(len(keep) - keep.sum()))
         self.total.stored += done.stored
         self.total.duplicates += done.duplicates
         return done
 
-    def _fresh(self, events: pa.Table) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-        """Which events to keep, and the hashes of the ids they bring."""
-        self.con.register("_ids", events.select(["insert_id"]))
-        try:
-            hashed = self.con.execute(
-                "SELECT hash(CAST(? AS BIGINT), insert_id) AS h, insert_id IS NOT NULL AS has_id FROM _ids",
-                [self.project_id],
-            ).to_arrow_table()
-        finally:
-            self.con.unregister("_ids")
-        keys = hashed.column("h").to_numpy().astype(np.uint64)
-        has_id = hashed.column("has_id").to_numpy(zero_copy_only=False).astype(bool)
+    def _fresh(self, batch: Prepared) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Which events to keep (the first of each new insert_id), and their index keys."""
+        keys = key(batch.id_hashes, self.project_id)
         seen = self.index.seen(keys, self.now) | self.pending.seen(keys, self.now)
         first = np.zeros(len(keys), bool)
-        ids_at = np.flatnonzero(has_id)
+        ids_at = np.flatnonzero(batch.has_id)
         _, first_pos = np.unique(keys[ids_at], return_index=True)
         first[ids_at[first_pos]] = True
-        keep = ~has_id | (first & ~seen)
-        return keep, keys[has_id & keep]
+        keep = ~batch.has_id | (first & ~seen)
+        return keep, keys[batch.has_id & keep]
 
     def _insert(self) -> None:
         received = self.now.replace(tzinfo=None)
@@ -481,15 +568,10 @@ class Writer:
     def _catalog(self) -> None:
         """Remember the event types and property names seen, for the query pickers."""
         self.con.execute(
-            """INSERT INTO event_catalog
-            SELECT DISTINCT ?, n.event_type, n.kind, n.name, ? FROM (
-                SELECT event_type, 'type' AS kind, '' AS name FROM _incoming WHERE _keep
-                UNION ALL SELECT event_type, 'event', unnest(json_keys(event_properties))
-                    FROM _incoming WHERE _keep AND event_properties IS NOT NULL
-                UNION ALL SELECT event_type, 'user', unnest(json_keys(user_properties))
-                    FROM _incoming WHERE _keep AND user_properties IS NOT NULL) n
-            WHERE NOT EXISTS (SELECT 1 FROM event_catalog c WHERE c.project_id = ?
-                AND c.event_type = n.event_type AND c.kind = n.kind AND c.name = n.name)""",
+            """INSERT INTO event_catalog SELECT ?, n.event_type, n.kind, n.name, ?
+            FROM _seen_names n WHERE NOT EXISTS (SELECT 1 FROM event_catalog c
+                WHERE c.project_id = ? AND c.event_type = n.event_type AND c.kind = n.kind
+                AND c.name = n.name)""",
             [self.project_id, self.now.replace(tzinfo=None), self.project_id],
         )
 
@@ -497,7 +579,7 @@ class Writer:
 def store_batch(store: DuckDBStore, project_id: int, batch: Batch) -> Appended:
     """Append one parsed HTTP V2 batch and commit it."""
     with Writer(store, project_id, batch.received_at) as writer:
-        writer.append(batch.events)
+        writer.append(batch.prepared)
     return writer.total
 
 
@@ -520,7 +602,7 @@ def ingest(store: DuckDBStore, body: bytes) -> dict[str, Any]:
 def answer(batch: Batch, done: Appended) -> dict[str, Any]:
     return {
         "code": 200,
-        "events_ingested": batch.events.num_rows,
+        "events_ingested": batch.prepared.events.num_rows,
         "payload_size_bytes": batch.size_bytes,
         "server_upload_time": int(batch.received_at.timestamp() * 1000),
         "events_deduplicated": done.duplicates,

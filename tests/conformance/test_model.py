@@ -45,7 +45,7 @@ VALUES: dict[str, list[Any]] = {
 }
 #: examples per warehouse kind, sized to keep each kind's run under ~40 s on two cores: a
 #: DuckDB or DuckLake writer reopens its file for every change (60 ms / 190 ms a step)
-EXAMPLES = {"delta": 40, "postgres": 40, "duckdb": 20, "ducklake": 15}
+EXAMPLES = {"delta": 40, "postgres": 40, "duckdb": 30, "ducklake": 20}
 DEFAULT_EXAMPLES = 15
 
 
