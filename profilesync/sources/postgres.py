@@ -21,6 +21,9 @@ Every CDC source owns one logical replication slot, ``profilesync_<source>``, wi
   The slot therefore keeps the WAL of one sync window more than strictly needed.
 * **``profilesync source delete``** (``release``) drops the slot. An abandoned slot keeps
   every WAL segment written after it on the server's disk.
+* **Snapshot diffs** (``--strategy diff``, queries with joins) and previews read the
+  current rows in one ``REPEATABLE READ`` transaction and create no slot
+  (``diff_snapshot``; the engine calls it for diff sources).
 
 The JSON that wal2json writes is parsed in DuckDB over Arrow batches and every value is
 converted from Postgres' text form by the same SQL casts as a snapshot, so snapshot and
@@ -879,11 +882,11 @@ def _stage(con: duckdb.DuckDBPyConnection, wanted: tuple[Column, ...], since: in
     (``op{i}``) hold it, and its text (``nv{i}``, ``ov{i}``). Transactions arrive in commit
     order; ``n`` is the position in that stream.
     """
-    where, values = [], []
+    positions, values = [], []
     for i, c in enumerate(wanted):
         name = c.name.replace("'", "''")
         for side, key in (("n", "cols"), ("o", "ids")):
-            where.append(f"list_position({side}_names, '{name}') AS {side}x{i}")
+            positions.append(f"list_position({side}_names, '{name}') AS {side}x{i}")
             values.append(
                 f"{side}x{i} IS NOT NULL AS {side}p{i}, {key}[{side}x{i}].value->>'$' AS {side}v{i}"
             )
@@ -891,7 +894,7 @@ def _stage(con: duckdb.DuckDBPyConnection, wanted: tuple[Column, ...], since: in
         CREATE TEMP TABLE commits AS SELECT xid, max(lsn) AS commit_lsn FROM peeked
         WHERE data = '{_COMMIT}' GROUP BY xid;
         CREATE TEMP TABLE changes AS SELECT n, action, {", ".join(values)} FROM (
-            SELECT *, {", ".join(where)} FROM (
+            SELECT *, {", ".join(positions)} FROM (
                 SELECT n, s.action AS action, s.columns AS cols, s.identity AS ids,
                        list_transform(s.columns, x -> x.name) AS n_names,
                        list_transform(s.identity, x -> x.name) AS o_names

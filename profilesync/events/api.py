@@ -1,0 +1,304 @@
+"""HTTP for events: the HTTP V2 ingestion endpoint, the query API, projects, and two pages.
+
+``router`` holds the JSON endpoints (``/2/httpapi`` is authenticated by the project's
+``api_key`` in the body, the rest by the admin token); ``pages`` holds the chart page
+(``/segmentation``) and the user lookup page (``/users``). Both are included by
+:func:`profilesync.server.app.create_app`.
+
+Heavy reads run on a cursor of the store's database outside the store lock (DuckDB
+gives each cursor its own snapshot), so a long query does not hold up ingestion.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from typing import Any
+
+import duckdb
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from profilesync.errors import ConfigurationError, ProfilesyncError
+from profilesync.events import ingest
+from profilesync.events import query as q
+from profilesync.events import store as event_store
+from profilesync.server.deps import render, require_token, require_user, store_session, templates
+
+router = APIRouter()
+pages = APIRouter(include_in_schema=False)
+
+NAV = [("Segmentation", "/segmentation"), ("User lookup", "/users")]
+for _item in NAV:
+    if _item not in templates.env.globals["extra_nav"]:
+        templates.env.globals["extra_nav"].append(_item)
+
+
+# -- ingestion --------------------------------------------------------------------------
+
+
+@router.post(
+    "/2/httpapi",
+    tags=["events"],
+    summary="Send events (HTTP V2 batch format)",
+    description=(
+        'Body: `{"api_key": "<project key>", "events": [{"event_type", "user_id" or "device_id", '
+        '"time" (ms since epoch), "event_properties", "user_properties", "insert_id", ...}]}`. '
+        "At most 2,000 events and 1 MB. 200 once the events are committed; 400 names each "
+        "invalid event index and field (nothing is stored); 413 over a limit; 401 for a wrong "
+        "api_key. An event whose insert_id arrived in the last 7 days is ignored."
+    ),
+    responses={400: {}, 401: {}, 413: {}},
+)
+async def http_api(request: Request) -> Response:
+    try:
+        body = await _read_body(request)
+        batch = await run_in_threadpool(ingest.parse_batch, body)
+        answer = await run_in_threadpool(_store_batch, request, batch)
+    except (
+        ingest.InvalidBatchError,
+        ingest.PayloadTooLargeError,
+        ingest.InvalidApiKeyError,
+    ) as exc:
+        return JSONResponse(exc.body, status_code=exc.body["code"])
+    except ProfilesyncError as exc:  # e.g. the store is busy: the client should retry
+        status = 503 if exc.retriable else 500
+        return JSONResponse({"code": status, "error": str(exc)}, status_code=status)
+    return JSONResponse(answer)
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused with 413 as soon as it passes the size limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit():
+        ingest.check_size(int(declared))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        ingest.check_size(size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _store_batch(request: Request, batch: ingest.Batch) -> dict[str, Any]:
+    with store_session(request) as store:
+        project = event_store.project_for_key(store, batch.api_key)
+        if project is None:
+            raise ingest.InvalidApiKeyError()
+        done = ingest.store_batch(store, project.id, batch)
+    return ingest.answer(batch, done)
+
+
+# -- queries ----------------------------------------------------------------------------
+
+
+@contextmanager
+def _reader(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor of the store's database, for reads outside the store lock."""
+    with store_session(request) as store:
+        cur = store.con.cursor()
+    try:
+        yield cur
+    finally:
+        cur.close()
+
+
+def run_segmentation(request: Request, query: q.SegmentationQuery) -> dict[str, Any]:
+    with store_session(request) as store:
+        plan = q.plan(store, query)
+    with _reader(request) as cur:
+        rows = q.run(cur, plan)
+    return q.shape(plan, rows)
+
+
+@router.post(
+    "/api/query/segmentation",
+    tags=["events"],
+    summary="Segmentation: a metric of event types over time, filtered and grouped",
+    description=(
+        "Profile properties (`kind: profile`) are the users' current synced values for every "
+        "event; `kind: user` reads the event's own user_properties (values at event time)."
+    ),
+)
+def segmentation(
+    request: Request, query: q.SegmentationQuery, _: str = Depends(require_token)
+) -> dict[str, Any]:
+    return run_segmentation(request, query)
+
+
+@router.get("/api/events/known", tags=["events"], summary="Known event types and properties")
+def known(
+    request: Request, project: str | None = None, _: str = Depends(require_token)
+) -> dict[str, Any]:
+    with store_session(request) as store:
+        return q.known(store, project)
+
+
+@router.get("/api/users/{user_id}", tags=["events"], summary="A user's profile and recent events")
+def user(
+    request: Request,
+    user_id: str,
+    limit: int = Query(50, ge=1, le=1000),
+    _: str = Depends(require_token),
+) -> dict[str, Any]:
+    with store_session(request) as store:
+        return q.user_lookup(store, user_id, limit)
+
+
+# -- projects ---------------------------------------------------------------------------
+
+
+class NewProject(BaseModel):
+    name: str = Field(min_length=1, max_length=100, description="e.g. web, ios")
+
+
+@router.get("/api/projects", tags=["projects"], summary="Projects (API keys are never shown)")
+def projects(request: Request, _: str = Depends(require_token)) -> list[dict[str, Any]]:
+    with store_session(request) as store:
+        return [p.to_json() for p in event_store.list_projects(store)]
+
+
+@router.post(
+    "/api/projects", tags=["projects"], status_code=201, summary="Create a project and its API key"
+)
+def create_project(
+    request: Request, body: NewProject, _: str = Depends(require_token)
+) -> dict[str, Any]:
+    with store_session(request) as store:
+        project, key = event_store.create_project(store, body.name)
+    return {**project.to_json(), "api_key": key}
+
+
+@router.post(
+    "/api/projects/{name}/rotate-key",
+    tags=["projects"],
+    summary="Replace a project's API key (the old one stops working)",
+)
+def rotate_key(request: Request, name: str, _: str = Depends(require_token)) -> dict[str, Any]:
+    with store_session(request) as store:
+        project, key = event_store.rotate_key(store, name)
+    return {**project.to_json(), "api_key": key}
+
+
+@router.delete("/api/projects/{name}", tags=["projects"], summary="Delete a project and its events")
+def delete_project(request: Request, name: str, _: str = Depends(require_token)) -> dict[str, Any]:
+    with store_session(request) as store:
+        count = event_store.delete_project(store, name)
+    return {"deleted": name, "events_deleted": count}
+
+
+# -- pages ------------------------------------------------------------------------------
+
+FILTER_ROWS = 3
+
+
+@pages.get("/segmentation")
+def segmentation_page(request: Request, _: str = Depends(require_user)) -> Response:
+    """The chart page: a GET form; with an event chosen, the answer drawn and tabulated."""
+    params = request.query_params
+    with store_session(request) as store:
+        choices = q.known(store)
+        projects = [p.name for p in event_store.list_projects(store)]
+    form = _form(params)
+    result, error = None, None
+    if params.getlist("event"):
+        try:
+            result = run_segmentation(request, _query(params))
+        except (ValidationError, ProfilesyncError) as exc:
+            error = _message(exc)
+    return render(
+        request,
+        "segmentation.html",
+        {
+            "choices": choices,
+            "projects": projects,
+            "form": form,
+            "result": result,
+            "result_json": json.dumps(result) if result else "null",
+            "error": error,
+            "ops": q.OPS,
+        },
+    )
+
+
+def _form(params: Any) -> dict[str, Any]:
+    filters = list(
+        zip(
+            params.getlist("filter_prop"),
+            params.getlist("filter_op"),
+            params.getlist("filter_value"),
+            strict=False,
+        )
+    )
+    filters += [("", "is", "")] * (FILTER_ROWS - len(filters))
+    return {
+        "events": params.getlist("event"),
+        "metric": params.get("metric", "totals"),
+        "property": params.get("property", ""),
+        "interval": params.get("interval", "day"),
+        "start": params.get("start", ""),
+        "end": params.get("end", ""),
+        "group_by": params.get("group_by", ""),
+        "limit": params.get("limit", "10"),
+        "chart": params.get("chart", "line"),
+        "project": params.get("project", ""),
+        "filters": filters,
+    }
+
+
+def _query(params: Any) -> q.SegmentationQuery:
+    """The form's fields as a query (``kind:name`` pickers, comma-separated filter values)."""
+    form = _form(params)
+    filters = []
+    for prop, op, value in form["filters"]:
+        if not prop:
+            continue
+        ref = q.PropertyRef.parse(prop)
+        values = [v.strip() for v in value.split(",") if v.strip()]
+        filters.append(q.Filter(kind=ref.kind, name=ref.name, op=op, values=values))
+    return q.SegmentationQuery(
+        events=form["events"],
+        metric=form["metric"],
+        property=q.PropertyRef.parse(form["property"]) if form["property"] else None,
+        interval=form["interval"],
+        start=_day(form["start"]),
+        end=_day(form["end"]),
+        filters=filters,
+        group_by=q.PropertyRef.parse(form["group_by"]) if form["group_by"] else None,
+        limit=int(form["limit"]) if str(form["limit"]).isdigit() else 10,
+        project=form["project"] or None,
+    )
+
+
+def _day(text: str) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"{text!r} is not a date: write it as YYYY-MM-DD") from exc
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+    return str(exc)
+
+
+@pages.get("/users")
+def user_page(request: Request, user_id: str = "", _: str = Depends(require_user)) -> Response:
+    """A user's current profile next to their latest events."""
+    found, error = None, None
+    if user_id.strip():
+        try:
+            with store_session(request) as store:
+                found = q.user_lookup(store, user_id.strip(), 100)
+        except ProfilesyncError as exc:
+            error = str(exc)
+    return render(
+        request, "user_lookup.html", {"user_id": user_id, "found": found, "error": error}
+    )
