@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from profilesync.errors import ConfigurationError, ProfilesyncError
+from profilesync.events.cli import events_app, query_app
 from profilesync.mapping import parse_property
 from profilesync.model import Connection, Source, format_frequency, parse_frequency
 from profilesync.secrets import public_config
@@ -42,6 +43,8 @@ app.add_typer(connection_app, name="connection")
 app.add_typer(source_app, name="source")
 app.add_typer(profile_app, name="profile")
 app.add_typer(config_app, name="config")
+app.add_typer(events_app, name="events")
+app.add_typer(query_app, name="query")
 
 out = Console()
 err = Console(stderr=True)

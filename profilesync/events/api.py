@@ -218,7 +218,7 @@ def segmentation_page(request: Request, _: str = Depends(require_user)) -> Respo
             "projects": projects,
             "form": form,
             "result": result,
-            "result_json": json.dumps(result) if result else "null",
+            "result_json": json.dumps(result).replace("</", "<\\/") if result else "null",
             "error": error,
             "ops": q.OPS,
         },

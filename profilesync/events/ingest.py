@@ -337,8 +337,8 @@ class Batch:
 def check_size(size: int) -> None:
     if size > MAX_BYTES:
         raise PayloadTooLargeError(
-            f"the request is {size:,} bytes, over the limit of {MAX_BYTES:,}: "
-            f"send at most {MAX_EVENTS:,} events and 1 MB per request"
+            f"the request is {size:,} bytes, over the limit of {MAX_BYTES:,} bytes (1 MB) "
+            "per request: send smaller batches"
         )
 
 
@@ -377,7 +377,8 @@ def parse_batch(body: bytes) -> Batch:
         )
     if count > MAX_EVENTS:
         raise PayloadTooLargeError(
-            f"the request has {count:,} events, over the limit of {MAX_EVENTS:,}: split it"
+            f"the request has {count:,} events, over the limit of {MAX_EVENTS:,} events "
+            "per request: split it into smaller batches"
         )
     typed = _typed_events(con, text, _min_id_length(min_len))
     events, rejected = split(typed)

@@ -102,6 +102,17 @@ class SegmentationQuery(BaseModel):
     limit: int = Field(10, ge=1, le=100, description="groups shown; the rest become 'other'")
     project: str | None = Field(None, description="project name; default every project")
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _day(cls, value: Any) -> Any:
+        """``"2024-05-01"`` is a whole day (an inclusive ``end`` covers it all)."""
+        if isinstance(value, str) and len(value) == 10:
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                return value
+        return value
+
     @field_validator("events")
     @classmethod
     def _no_blank(cls, events: list[str]) -> list[str]:
@@ -369,6 +380,12 @@ def shape(p: Plan, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
             s.total = int(n)
         else:
             s.add(index[bucket], int(n), int(nv or 0), float(sv or 0))
+    if not q.group_by:  # an ungrouped series shows, as zeros, even when nothing matched
+        for ev in q.events if len(q.events) > 1 else [""]:
+            key = (ev, None, True)
+            if key not in series:
+                series[key] = _Series(q, key, 1, len(p.buckets))
+                series[key].total = 0 if q.metric == "uniques" else None
     ordered = sorted(series.values(), key=lambda s: (s.rank, s.event or ""))
     return {
         "query": q.model_dump(mode="json"),

@@ -411,8 +411,10 @@ class PostgresSource:
             return [
                 Check(
                     "replication slot",
-                    "fail",
-                    f"{self.slot} was invalidated (wal_status = 'lost'): run `profilesync sync {self.source_name} --resync`",
+                    "warn",
+                    f"{self.slot} was invalidated (wal_status = 'lost', see {KEEP_SIZE}): syncs "
+                    f"fail until `profilesync sync {self.source_name} --resync` re-creates it "
+                    "(a first sync re-creates it too)",
                 )
             ]
         retained = _scalar(

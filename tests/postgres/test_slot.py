@@ -143,3 +143,16 @@ def test_source_delete_drops_the_slot(pg: Pg, tmp_path: Path) -> None:
     assert pg.slots() == ["profilesync_users"]
     cli("source", "delete", "users")
     assert pg.slots() == []
+
+
+def test_a_first_sync_replaces_a_leftover_lost_slot(pg: Pg, pgstore: DuckDBStore) -> None:
+    pg.create_users(rows=2)
+    add_table_source(pgstore)
+    engine.sync(pgstore, "users")
+    invalidate_slots(pg.server, pg.database)
+    pgstore.delete_source("users")  # forgotten without `source delete`: the slot stays behind
+    add_table_source(pgstore)
+    first = engine.sync(pgstore, "users")
+    assert (first.mode, first.inserted) == ("initial", 2)
+    slot = pg.slot("users")
+    assert slot is not None and slot["wal_status"] != "lost"
