@@ -330,12 +330,32 @@ def source_list(json_out: JsonOpt = False) -> None:
 
 
 @source_app.command("delete")
-def source_delete(name: str) -> None:
-    """Delete a source and every property it gave to profiles."""
+def source_delete(
+    name: str,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Delete even if the warehouse cannot be reached to free what the source holds there "
+            "(a Postgres replication slot then stays on the server: drop it by hand).",
+        ),
+    ] = False,
+) -> None:
+    """Delete a source and every property it gave to profiles (and its Postgres slot)."""
     with _store() as store:
         source = store.get_source(name)
         warehouse = open_source(store.get_connection(source.connection), name)
-        warehouse.release(source.mapping)
+        try:
+            warehouse.release(source.mapping)
+        except ProfilesyncError as exc:
+            if not force:
+                raise ProfilesyncError(
+                    f"{exc} — the source was not deleted; fix the connection, or add --force "
+                    "to delete it anyway and free the warehouse side by hand"
+                ) from exc
+            err.print(f"[yellow]warning:[/] {exc}", highlight=False, soft_wrap=True)
+        finally:
+            warehouse.close()
         store.delete_source(name)
     out.print(f"source {name} deleted with its properties")
 

@@ -107,12 +107,16 @@ def raw_from_batch(body_param: str = "?") -> str:
 
 def raw_from_lines(source: str) -> str:
     """The raw relation of JSON Lines (``source`` has ``idx`` and ``line``)."""
-    ok = "json_valid(line) AND json_type(line) = 'OBJECT'"
+    typed = (
+        "SELECT idx, line, CASE WHEN json_valid(line) THEN json_type(line) "
+        f"ELSE 'INVALID' END AS ty FROM ({source})"
+    )
     parsed = (
-        "SELECT idx, CASE WHEN NOT json_valid(line) THEN 'the line is not valid JSON' "
-        "WHEN json_type(line) <> 'OBJECT' THEN 'the line is not a JSON object' END AS problem, "
-        f"CASE WHEN {ok} THEN json_transform(line, '{_struct('JSON')}') END AS j, "
-        f"CASE WHEN {ok} THEN json_transform(line, '{_struct('VARCHAR')}') END AS s FROM ({source})"
+        "SELECT idx, CASE ty WHEN 'OBJECT' THEN NULL WHEN 'INVALID' THEN 'the line is not valid JSON' "
+        "ELSE 'the line is not a JSON object' END AS problem, "
+        f"CASE WHEN ty = 'OBJECT' THEN json_transform(line, '{_struct('JSON')}') END AS j, "
+        f"CASE WHEN ty = 'OBJECT' THEN json_transform(line, '{_struct('VARCHAR')}') END AS s "
+        f"FROM ({typed})"
     )
     return f"SELECT idx, problem, {_fields_of('j', 's')} FROM ({parsed})"
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from profilesync.errors import ConfigurationError
-from profilesync.events import importer
+from profilesync.events import importer, ingest
 from profilesync.events import store as event_store
 from profilesync.store.duckdb import DuckDBStore
 from tests.events.conftest import ms
@@ -151,15 +151,39 @@ def test_importing_twice_keeps_events_with_insert_ids_once(tmp_path: Path, store
     assert store.con.execute("SELECT count(*) FROM events").fetchone() == (4,)
 
 
-def test_a_failed_import_stores_nothing(tmp_path: Path, store: DuckDBStore) -> None:
+def test_import_needs_a_known_project_and_format(tmp_path: Path, store: DuckDBStore) -> None:
     path = tmp_path / "events.jsonl"
     path.write_text(json.dumps(GOOD[0]) + "\n")
+    event_store.create_project(store, "ios")
     with pytest.raises(ConfigurationError, match="several projects"):
-        event_store.create_project(store, "ios")
+        importer.import_file(store, path)
+    with pytest.raises(ConfigurationError, match="format"):
+        importer.import_file(store, path, project="web", fmt="xml")
+    assert store.con.execute("SELECT count(*) FROM events").fetchone() == (0,)
+
+
+def test_an_import_that_fails_midway_stores_nothing(
+    tmp_path: Path, store: DuckDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "BLOCK_BYTES", 1024)
+    path = tmp_path / "events.jsonl"
+    rows = [{"event_type": "View", "user_id": f"user-{i:05d}", "insert_id": f"id-{i}"} for i in range(200)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    append, calls = ingest.Writer.append, []
+
+    def failing(self: ingest.Writer, batch: ingest.Prepared) -> ingest.Appended:
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return append(self, batch)
+
+    monkeypatch.setattr(ingest.Writer, "append", failing)
+    with pytest.raises(OSError):
         importer.import_file(store, path)
     assert store.con.execute("SELECT count(*) FROM events").fetchone() == (0,)
-    with pytest.raises(ConfigurationError, match="format"):
-        importer.import_file(store, tmp_path / "events.jsonl", project="web", fmt="xml")
+    monkeypatch.setattr(ingest.Writer, "append", append)
+    # the ids of the rolled back chunks were not remembered: all 200 are new
+    assert importer.import_file(store, path).imported == 200
 
 
 def test_large_jsonl_in_several_blocks(tmp_path: Path, store: DuckDBStore, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -156,3 +156,30 @@ def test_a_first_sync_replaces_a_leftover_lost_slot(pg: Pg, pgstore: DuckDBStore
     assert (first.mode, first.inserted) == ("initial", 2)
     slot = pg.slot("users")
     assert slot is not None and slot["wal_status"] != "lost"
+
+
+def test_source_delete_refuses_an_unreachable_server_unless_forced(pg: Pg, tmp_path: Path) -> None:
+    """An abandoned slot keeps WAL: deleting a source whose server is gone needs --force."""
+    from profilesync.mapping import from_columns
+    from profilesync.model import Connection, Source
+
+    home = tmp_path / "home"
+    with DuckDBStore(home) as store:  # a server that no longer answers (nothing listens there)
+        store.add_connection(
+            Connection(
+                "gone", "postgres", {"dsn": "host=127.0.0.1 port=9 dbname=x connect_timeout=2"}
+            )
+        )
+        store.add_source(
+            Source("users", "gone", from_columns("public.users", "uid", [("title", "Title")]))
+        )
+    runner = CliRunner()
+    refused = runner.invoke(app, ["--home", str(home), "source", "delete", "users"])
+    assert refused.exit_code == 1
+    assert "not deleted" in str(refused.exception) and "--force" in str(refused.exception)
+    with DuckDBStore(home) as store:
+        assert [s.name for s in store.list_sources()] == ["users"]
+    forced = runner.invoke(app, ["--home", str(home), "source", "delete", "users", "--force"])
+    assert forced.exit_code == 0, forced.output
+    with DuckDBStore(home) as store:
+        assert store.list_sources() == []
