@@ -59,28 +59,47 @@ def measure(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
 # -- warehouses -----------------------------------------------------------------------
 
 
+def connect(path: Path | None = None) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path) if path else ":memory:")
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 def lake_connect(work: Path) -> duckdb.DuckDBPyConnection:
+    from profilesync.sources.duckdb import offline_connect
     from profilesync.sources.ducklake import extension_file
 
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con = offline_connect()
     con.execute(f"LOAD '{extension_file('ducklake', 'duckdb-extension-ducklake')}'")
-    con.execute(f"ATTACH 'ducklake:{work / 'lake.ducklake'}' AS lake (DATA_PATH '{work / 'lake-data'}/')")
+    con.execute(
+        f"ATTACH 'ducklake:{work / 'lake.ducklake'}' AS lake (DATA_PATH '{work / 'lake-data'}/')"
+    )
     return con
 
 
 def build(con: duckdb.DuckDBPyConnection, table: str, users: int) -> None:
-    con.execute(f"CREATE TABLE {table} AS {TABLE_SQL.format(start=1_000_000, stop=1_000_000 + users)}")
+    con.execute(
+        f"CREATE TABLE {table} AS {TABLE_SQL.format(start=1_000_000, stop=1_000_000 + users)}"
+    )
 
 
-def change(con: duckdb.DuckDBPyConnection, table: str, users: int, changed: int, split: tuple[float, float]) -> int:
+def change(
+    con: duckdb.DuckDBPyConnection, table: str, users: int, changed: int, split: tuple[float, float]
+) -> int:
     """Updates and deletes spread through the table (one statement each), then inserts."""
     updates, deletes = int(changed * split[0]), int(changed * split[1])
     inserts = changed - updates - deletes
     step = users // (updates + deletes)
     picked = f"(uid - 1000000) % {step} = 0"
-    con.execute(f"UPDATE {table} SET plan = 'changed', purchases = purchases + 1 WHERE {picked} AND (uid - 1000000) // {step} < {updates}")
-    con.execute(f"DELETE FROM {table} WHERE {picked} AND (uid - 1000000) // {step} >= {updates} AND (uid - 1000000) // {step} < {updates + deletes}")
-    con.execute(f"INSERT INTO {table} {TABLE_SQL.format(start=5_000_000, stop=5_000_000 + inserts)}")
+    con.execute(
+        f"UPDATE {table} SET plan = 'changed', purchases = purchases + 1 WHERE {picked} AND (uid - 1000000) // {step} < {updates}"
+    )
+    con.execute(
+        f"DELETE FROM {table} WHERE {picked} AND (uid - 1000000) // {step} >= {updates} AND (uid - 1000000) // {step} < {updates + deletes}"
+    )
+    con.execute(
+        f"INSERT INTO {table} {TABLE_SQL.format(start=5_000_000, stop=5_000_000 + inserts)}"
+    )
     return updates + deletes + inserts
 
 
@@ -116,7 +135,7 @@ _SELECT = "SELECT uid::VARCHAR AS user_id, plan, title, score, purchases"
 def diff_baseline(warehouse: Path, home: Path) -> dict[str, Any]:
     """Read the whole table and MERGE it into a keyed copy, deleting users no longer there."""
     home.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(home / "baseline.duckdb"))
+    con = connect(home / "baseline.duckdb")
     con.execute(f"ATTACH '{warehouse}' AS wh (READ_ONLY)")
     if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'p'").fetchone()[0]:  # type: ignore[index]
         con.execute(_CREATE)
@@ -165,32 +184,46 @@ def lake_baseline(work: Path, home: Path) -> dict[str, Any]:
 
 
 def header() -> None:
-    print(f"{'phase':<22}{'profilesync s':>14}{'rows/s':>13}{'peak MB':>9}{'baseline s':>12}{'rows/s':>13}{'peak MB':>9}{'speed-up':>10}")
+    print(
+        f"{'phase':<22}{'profilesync s':>14}{'rows/s':>13}{'peak MB':>9}{'baseline s':>12}{'rows/s':>13}{'peak MB':>9}{'speed-up':>10}"
+    )
 
 
 def line(label: str, ours: dict[str, Any], theirs: dict[str, Any], rows: int) -> None:
-    print(f"{label:<22}{ours['seconds']:>14.2f}{rows / ours['seconds']:>13,.0f}{ours['peak_mb']:>9.0f}"
-          f"{theirs['seconds']:>12.2f}{rows / theirs['seconds']:>13,.0f}{theirs['peak_mb']:>9.0f}"
-          f"{theirs['seconds'] / ours['seconds']:>9.2f}x")
+    print(
+        f"{label:<22}{ours['seconds']:>14.2f}{rows / ours['seconds']:>13,.0f}{ours['peak_mb']:>9.0f}"
+        f"{theirs['seconds']:>12.2f}{rows / theirs['seconds']:>13,.0f}{theirs['peak_mb']:>9.0f}"
+        f"{theirs['seconds'] / ours['seconds']:>9.2f}x"
+    )
 
 
 def diff_part(work: Path, users: int, share: float) -> None:
     path = work / "warehouse.duckdb"
-    con = duckdb.connect(str(path))
+    con = connect(path)
     build(con, "main.users", users)
     con.close()
     profilesync_setup(work / "home", "duckdb", {"path": str(path)}, "diff")
-    first, first_base = measure(profilesync_sync, work / "home"), measure(diff_baseline, path, work / "base")
-    con = duckdb.connect(str(path))
+    first, first_base = (
+        measure(profilesync_sync, work / "home"),
+        measure(diff_baseline, path, work / "base"),
+    )
+    con = connect(path)
     changed = change(con, "main.users", users, int(users * share), (0.6, 0.2))
     con.close()
-    again, again_base = measure(profilesync_sync, work / "home"), measure(diff_baseline, path, work / "base")
-    print(f"DuckDB table, --strategy diff: {users:,} users; resync after {changed:,} changed users ({share:.0%})")
+    again, again_base = (
+        measure(profilesync_sync, work / "home"),
+        measure(diff_baseline, path, work / "base"),
+    )
+    print(
+        f"DuckDB table, --strategy diff: {users:,} users; resync after {changed:,} changed users ({share:.0%})"
+    )
     header()
     line("first sync", first, first_base, users)
     line("resync (whole table)", again, again_base, again["rows"])
-    print(f"(resync rows/s counts rows read; profilesync applied and metered {again['operations']:,} operations, "
-          f"{again['unchanged']:,} rows unchanged)")
+    print(
+        f"(resync rows/s counts rows read; profilesync applied and metered {again['operations']:,} operations, "
+        f"{again['unchanged']:,} rows unchanged)"
+    )
 
 
 def lake_part(work: Path, users: int, changes: int) -> None:
@@ -199,23 +232,37 @@ def lake_part(work: Path, users: int, changes: int) -> None:
     con.close()
     config = {"catalog": str(work / "lake.ducklake"), "data_path": str(work / "lake-data")}
     profilesync_setup(work / "lake-home", "ducklake", config, "cdc")
-    first, first_base = measure(profilesync_sync, work / "lake-home"), measure(lake_baseline, work, work / "lake-base")
+    first, first_base = (
+        measure(profilesync_sync, work / "lake-home"),
+        measure(lake_baseline, work, work / "lake-base"),
+    )
     con = lake_connect(work)
     changed = change(con, "lake.main.users", users, changes, (0.7, 0.1))
     con.close()
-    incr, incr_base = measure(profilesync_sync, work / "lake-home"), measure(lake_baseline, work, work / "lake-base")
-    print(f"\nDuckLake table, CDC: {users:,} users; incremental: {changed:,} changed users in three snapshots")
+    incr, incr_base = (
+        measure(profilesync_sync, work / "lake-home"),
+        measure(lake_baseline, work, work / "lake-base"),
+    )
+    print(
+        f"\nDuckLake table, CDC: {users:,} users; incremental: {changed:,} changed users in three snapshots"
+    )
     header()
     line("first sync", first, first_base, users)
     line("incremental sync", incr, incr_base, changed)
-    print(f"(incremental rows/s counts changed users; the change feed held {incr['rows']:,} rows incl. "
-          f"pre-images; profilesync metered {incr['operations']:,} operations)")
+    print(
+        f"(incremental rows/s counts changed users; the change feed held {incr['rows']:,} rows incl. "
+        f"pre-images; profilesync metered {incr['operations']:,} operations)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--users", type=int, default=1_000_000)
-    ap.add_argument("--changed", type=float, default=0.01, help="share of users changed before the resync")
+    ap.add_argument(
+        "--changed", type=float, default=0.01, help="share of users changed before the resync"
+    )
     ap.add_argument("--lake-users", type=int, default=1_000_000)
     ap.add_argument("--lake-changes", type=int, default=100_000)
     ap.add_argument("--skip-lake", action="store_true")

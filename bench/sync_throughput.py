@@ -10,7 +10,9 @@ the shortest correct script a data engineer would write. Then a scale check: the
 changes into stores of two sizes (``--scale-small``/``--scale-large``), whose time ratio
 shows whether a sync costs what the changes cost or what the table costs.
 
-Prints a table of seconds, rows/s, peak MB and ratios; it is a benchmark, not a test.
+Each figure is the best of three runs, each from the same starting state, timed inside a
+fresh process after its imports. Prints a table of seconds, rows/s, peak MB and ratios; it
+is a benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -37,17 +39,21 @@ PLANS = ["free", "starter", "growth", "enterprise"]
 def users_table(ids: np.ndarray, seed: int) -> pa.Table:
     rng = np.random.default_rng(seed)
     n = len(ids)
-    return pa.table({
-        "uid": pa.array(ids, pa.int64()),
-        "plan": pa.array(np.array(PLANS)[rng.integers(0, 4, n)]),
-        "title": pa.array(np.char.add("title-", rng.integers(0, 500, n).astype(str))),
-        "score": pa.array(rng.random(n)),
-        "purchases": pa.array(rng.integers(0, 100, n), pa.int64()),
-    })
+    return pa.table(
+        {
+            "uid": pa.array(ids, pa.int64()),
+            "plan": pa.array(np.array(PLANS)[rng.integers(0, 4, n)]),
+            "title": pa.array(np.char.add("title-", rng.integers(0, 500, n).astype(str))),
+            "score": pa.array(rng.random(n)),
+            "purchases": pa.array(rng.integers(0, 100, n), pa.int64()),
+        }
+    )
 
 
 def build(path: Path, users: int) -> None:
-    write_deltalake(str(path), users_table(np.arange(1_000_000, 1_000_000 + users), 1), configuration=CDF)
+    write_deltalake(
+        str(path), users_table(np.arange(1_000_000, 1_000_000 + users), 1), configuration=CDF
+    )
 
 
 def change(path: Path, users: int, updates: int, deletes: int, inserts: int) -> int:
@@ -57,14 +63,21 @@ def change(path: Path, users: int, updates: int, deletes: int, inserts: int) -> 
     picked = rng.choice(ids, updates + deletes, replace=False)
     dt = DeltaTable(str(path))
     upd = users_table(picked[:updates], 3)
-    dt.merge(upd, "t.uid = s.uid", source_alias="s", target_alias="t").when_matched_update_all().execute()
+    dt.merge(
+        upd, "t.uid = s.uid", source_alias="s", target_alias="t"
+    ).when_matched_update_all().execute()
     gone = pa.table({"uid": pa.array(picked[updates:], pa.int64())})
-    DeltaTable(str(path)).merge(gone, "t.uid = s.uid", source_alias="s", target_alias="t").when_matched_delete().execute()
-    write_deltalake(str(path), users_table(np.arange(5_000_000, 5_000_000 + inserts), 4), mode="append")
+    DeltaTable(str(path)).merge(
+        gone, "t.uid = s.uid", source_alias="s", target_alias="t"
+    ).when_matched_delete().execute()
+    write_deltalake(
+        str(path), users_table(np.arange(5_000_000, 5_000_000 + inserts), 4), mode="append"
+    )
     return updates + deletes + inserts
 
 
 # -- the two contenders --------------------------------------------------------------
+
 
 def profilesync_setup(table: Path, home: Path) -> None:
     from profilesync.mapping import from_columns
@@ -73,7 +86,9 @@ def profilesync_setup(table: Path, home: Path) -> None:
 
     with DuckDBStore(home) as store:
         store.add_connection(Connection("lake", "delta", {"path": str(table.parent)}))
-        mapping = from_columns(table.name, "uid", [(c, c) for c in ("plan", "title", "score", "purchases")])
+        mapping = from_columns(
+            table.name, "uid", [(c, c) for c in ("plan", "title", "score", "purchases")]
+        )
         store.add_source(Source("users", "lake", mapping))
 
 
@@ -98,11 +113,15 @@ def baseline_sync(table: Path, home: Path) -> dict[str, Any]:
     version = dt.version()
     if row is None or row[0] is None:
         snap = dt.to_pyarrow_table(columns=["uid", "plan", "title", "score", "purchases"])
-        con.execute("CREATE TABLE p (user_id VARCHAR PRIMARY KEY, plan VARCHAR, title VARCHAR, score DOUBLE, purchases BIGINT)")
+        con.execute(
+            "CREATE TABLE p (user_id VARCHAR PRIMARY KEY, plan VARCHAR, title VARCHAR, score DOUBLE, purchases BIGINT)"
+        )
         con.execute("INSERT INTO p SELECT uid::VARCHAR, plan, title, score, purchases FROM snap")
         rows = snap.num_rows
     else:
-        cdf = pa.RecordBatchReader.from_stream(dt.load_cdf(starting_version=int(row[0]) + 1, ending_version=version)).read_all()
+        cdf = pa.RecordBatchReader.from_stream(
+            dt.load_cdf(starting_version=int(row[0]) + 1, ending_version=version)
+        ).read_all()
         rows = cdf.num_rows
         con.execute("BEGIN")
         con.execute("""CREATE TEMP TABLE c AS SELECT uid::VARCHAR AS user_id, plan::VARCHAR AS plan, title::VARCHAR AS title,
@@ -119,6 +138,10 @@ def baseline_sync(table: Path, home: Path) -> dict[str, Any]:
 
 
 def _child(fn: Callable[..., dict[str, Any]], args: tuple[Any, ...], queue: Any) -> None:
+    import duckdb  # noqa: F401  (imports are not what is measured)
+    import profilesync.sources.delta  # noqa: F401
+    import profilesync.sync.engine  # noqa: F401
+
     start = time.perf_counter()
     out = fn(*args)
     out["seconds"] = time.perf_counter() - start
@@ -137,6 +160,31 @@ def measure(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     return out
 
 
+REPEATS = 3
+
+
+def best_of(fn: Callable[..., dict[str, Any]], table: Path, home: Path) -> dict[str, Any]:
+    """The fastest of REPEATS runs, each on a fresh copy of ``home`` (the state before the sync).
+
+    A sync changes its home, so every repeat starts from the same copy; the last one's
+    result becomes ``home`` for the next phase.
+    """
+    runs = []
+    for i in range(REPEATS):
+        copy = home.with_name(f"{home.name}-run{i}")
+        shutil.rmtree(copy, ignore_errors=True)
+        if home.exists():
+            shutil.copytree(home, copy)
+        runs.append(measure(fn, table, copy))
+    shutil.rmtree(home, ignore_errors=True)
+    copy.rename(home)
+    for i in range(REPEATS - 1):
+        shutil.rmtree(home.with_name(f"{home.name}-run{i}"), ignore_errors=True)
+    best = min(runs, key=lambda r: r["seconds"])
+    best["peak_mb"] = max(r["peak_mb"] for r in runs)
+    return best
+
+
 def scale_run(work: Path, users: int, changes: int) -> tuple[float, float]:
     """Incremental sync of ``changes`` updates into a store of ``users`` rows: (profilesync s, baseline s)."""
     table = work / f"scale{users}" / "users"
@@ -146,11 +194,15 @@ def scale_run(work: Path, users: int, changes: int) -> tuple[float, float]:
     measure(profilesync_sync, table, home)
     measure(baseline_sync, table, base)
     change(table, users, changes, 0, 0)
-    return measure(profilesync_sync, table, home)["seconds"], measure(baseline_sync, table, base)["seconds"]
+    return best_of(profilesync_sync, table, home)["seconds"], best_of(baseline_sync, table, base)[
+        "seconds"
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--users", type=int, default=1_000_000)
     ap.add_argument("--updates", type=int, default=100_000)
     ap.add_argument("--deletes", type=int, default=20_000)
@@ -165,28 +217,44 @@ def main(argv: list[str] | None = None) -> None:
         table = work / "lake" / "users"
         build(table, args.users)
         profilesync_setup(table, work / "home")
-        first = measure(profilesync_sync, table, work / "home")
-        first_base = measure(baseline_sync, table, work / "base")
+        first = best_of(profilesync_sync, table, work / "home")
+        first_base = best_of(baseline_sync, table, work / "base")
         changed = change(table, args.users, args.updates, args.deletes, args.inserts)
-        incr = measure(profilesync_sync, table, work / "home")
-        incr_base = measure(baseline_sync, table, work / "base")
-        print(f"Delta table: {args.users:,} users; incremental: {args.updates:,} updates, {args.deletes:,} deletes, "
-              f"{args.inserts:,} inserts ({changed:,} changed users)")
-        print(f"{'phase':<22}{'profilesync s':>14}{'rows/s':>13}{'peak MB':>9}{'baseline s':>12}{'rows/s':>13}{'peak MB':>9}{'speed-up':>10}")
-        for label, ours, theirs, rows in (("first sync", first, first_base, args.users),
-                                          ("incremental sync", incr, incr_base, changed)):
-            print(f"{label:<22}{ours['seconds']:>14.2f}{rows / ours['seconds']:>13,.0f}{ours['peak_mb']:>9.0f}"
-                  f"{theirs['seconds']:>12.2f}{rows / theirs['seconds']:>13,.0f}{theirs['peak_mb']:>9.0f}"
-                  f"{theirs['seconds'] / ours['seconds']:>9.2f}x")
-        print(f"(incremental rows/s counts changed users; the CDF held {incr['rows']:,} rows incl. pre-images; "
-              f"profilesync metered {incr['operations']:,} operations)")
+        incr = best_of(profilesync_sync, table, work / "home")
+        incr_base = best_of(baseline_sync, table, work / "base")
+        print(
+            f"Delta table: {args.users:,} users; incremental: {args.updates:,} updates, {args.deletes:,} deletes, "
+            f"{args.inserts:,} inserts ({changed:,} changed users)"
+        )
+        print(
+            f"{'phase':<22}{'profilesync s':>14}{'rows/s':>13}{'peak MB':>9}{'baseline s':>12}{'rows/s':>13}{'peak MB':>9}{'speed-up':>10}"
+        )
+        for label, ours, theirs, rows in (
+            ("first sync", first, first_base, args.users),
+            ("incremental sync", incr, incr_base, changed),
+        ):
+            print(
+                f"{label:<22}{ours['seconds']:>14.2f}{rows / ours['seconds']:>13,.0f}{ours['peak_mb']:>9.0f}"
+                f"{theirs['seconds']:>12.2f}{rows / theirs['seconds']:>13,.0f}{theirs['peak_mb']:>9.0f}"
+                f"{theirs['seconds'] / ours['seconds']:>9.2f}x"
+            )
+        print(
+            f"(incremental rows/s counts changed users; the CDF held {incr['rows']:,} rows incl. pre-images; "
+            f"profilesync metered {incr['operations']:,} operations)"
+        )
         if not args.skip_scale:
             small = scale_run(work, args.scale_small, args.scale_changes)
             large = scale_run(work, args.scale_large, args.scale_changes)
-            print(f"\nscale: {args.scale_changes:,} updates into a store of {args.scale_small:,} vs {args.scale_large:,} users")
+            print(
+                f"\nscale: {args.scale_changes:,} updates into a store of {args.scale_small:,} vs {args.scale_large:,} users"
+            )
             print(f"{'':<22}{'small s':>10}{'large s':>10}{'large/small':>13}")
-            print(f"{'profilesync':<22}{small[0]:>10.2f}{large[0]:>10.2f}{large[0] / small[0]:>13.2f}")
-            print(f"{'baseline MERGE':<22}{small[1]:>10.2f}{large[1]:>10.2f}{large[1] / small[1]:>13.2f}")
+            print(
+                f"{'profilesync':<22}{small[0]:>10.2f}{large[0]:>10.2f}{large[0] / small[0]:>13.2f}"
+            )
+            print(
+                f"{'baseline MERGE':<22}{small[1]:>10.2f}{large[1]:>10.2f}{large[1] / small[1]:>13.2f}"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -148,6 +148,9 @@ def run_demo(directory: Path, console: Console) -> None:
         for run in store.runs("users", limit=1):
             for rej in store.rejected_rows(run["id"]):
                 console.print(f"  rejected: {rej['reason']}  {json.dumps(rej['row'])}")
+        from profilesync.events.demo_events import add_demo_events
+
+        add_demo_events(store, console, before)
     console.print(f"\nTry: [bold]profilesync --home {home} profile get 100003 --json[/]")
     console.print(f"     profilesync --home {home} runs users")
     console.print(f"Files are in {directory}")

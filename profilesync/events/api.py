@@ -33,9 +33,8 @@ router = APIRouter()
 pages = APIRouter(include_in_schema=False)
 
 NAV = [("Segmentation", "/segmentation"), ("User lookup", "/users")]
-for _item in NAV:
-    if _item not in templates.env.globals["extra_nav"]:
-        templates.env.globals["extra_nav"].append(_item)
+_nav: list[tuple[str, str]] = templates.env.globals["extra_nav"]  # type: ignore[assignment]
+_nav.extend(item for item in NAV if item not in _nav)
 
 
 # -- ingestion --------------------------------------------------------------------------
@@ -55,6 +54,26 @@ for _item in NAV:
     responses={400: {}, 401: {}, 413: {}},
 )
 async def http_api(request: Request) -> Response:
+    response = await _ingest(request)
+    response.headers.update(CORS)
+    return response
+
+
+#: browsers may send events from any site: the api_key in the body is the credential, no cookie
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+@router.options("/2/httpapi", include_in_schema=False)
+def http_api_preflight() -> Response:
+    return Response(status_code=204, headers=CORS)
+
+
+async def _ingest(request: Request) -> Response:
     try:
         body = await _read_body(request)
         batch = await run_in_threadpool(ingest.parse_batch, body)
@@ -299,6 +318,4 @@ def user_page(request: Request, user_id: str = "", _: str = Depends(require_user
                 found = q.user_lookup(store, user_id.strip(), 100)
         except ProfilesyncError as exc:
             error = str(exc)
-    return render(
-        request, "user_lookup.html", {"user_id": user_id, "found": found, "error": error}
-    )
+    return render(request, "user_lookup.html", {"user_id": user_id, "found": found, "error": error})

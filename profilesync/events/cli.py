@@ -23,7 +23,9 @@ events_app = typer.Typer(
 projects_app = typer.Typer(
     help="Projects: each has an API key for POST /2/httpapi.", no_args_is_help=True
 )
-query_app = typer.Typer(help="Ask questions of events joined with current profiles.", no_args_is_help=True)
+query_app = typer.Typer(
+    help="Ask questions of events joined with current profiles.", no_args_is_help=True
+)
 events_app.add_typer(projects_app, name="projects")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -51,7 +53,9 @@ def import_cmd(
     ] = None,
     rejects: Annotated[
         Path | None,
-        typer.Option("--rejects", help="Write every rejected row, with reasons, to this JSONL file."),
+        typer.Option(
+            "--rejects", help="Write every rejected row, with reasons, to this JSONL file."
+        ),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -81,7 +85,9 @@ def import_cmd(
         where = f"{'line' if 'line' in row else 'row'} {row.get('line', row.get('row')) or '?'}"
         out.print(f"  rejected {where}: {'; '.join(row['reasons'])}", highlight=False)
     if result.rejected > 20:
-        out.print(f"  ... {result.rejected - 20:,} more" + ("" if rejects else " (see --rejects FILE)"))
+        out.print(
+            f"  ... {result.rejected - 20:,} more" + ("" if rejects else " (see --rejects FILE)")
+        )
 
 
 def _import_with_bar(
@@ -219,17 +225,26 @@ def segmentation_cmd(
         str | None, typer.Option("--property", help="The event property summed or averaged.")
     ] = None,
     interval: Annotated[str, typer.Option("--interval", help="hour, day, week or month.")] = "day",
-    start: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD (UTC).")] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="First day, YYYY-MM-DD (UTC).")
+    ] = None,
     end: Annotated[str | None, typer.Option("--to", help="Last day, inclusive.")] = None,
     where: Annotated[
         list[str] | None,
-        typer.Option("--where", "-w", help="Filter, e.g. 'profile:Plan=pro,enterprise' (repeatable)."),
+        typer.Option(
+            "--where", "-w", help="Filter, e.g. 'profile:Plan=pro,enterprise' (repeatable)."
+        ),
     ] = None,
     group_by: Annotated[
-        str | None, typer.Option("--group-by", "-g", help="profile:NAME, user:NAME, event:NAME or field:NAME.")
+        str | None,
+        typer.Option("--group-by", "-g", help="profile:NAME, user:NAME, event:NAME or field:NAME."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Groups shown; the rest become 'other'.")] = 10,
-    project: Annotated[str | None, typer.Option("--project", help="Project (default: all).")] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", help="Groups shown; the rest become 'other'.")
+    ] = 10,
+    project: Annotated[
+        str | None, typer.Option("--project", help="Project (default: all).")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """A metric of event types over time, filtered and grouped by (current) profile properties."""
@@ -319,7 +334,12 @@ def user_cmd(
         f"latest events ({found['event_count']:,} in all)",
         ["time", "event", "event properties", "user properties then"],
         [
-            [e["time"], e["event_type"], json.dumps(e["event_properties"]), json.dumps(e["user_properties"])]
+            [
+                e["time"],
+                e["event_type"],
+                json.dumps(e["event_properties"]),
+                json.dumps(e["user_properties"]),
+            ]
             for e in found["events"]
         ],
     )

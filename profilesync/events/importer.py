@@ -25,7 +25,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from profilesync.errors import ConfigurationError, NotFoundError
-from profilesync.events import ingest
+from profilesync.events import ingest, validate
 from profilesync.events.store import ensure_schema, resolve_project
 from profilesync.store.duckdb import DuckDBStore
 
@@ -108,10 +108,10 @@ def import_file(
         for chunk in _chunks(path, fmt, result):
             con.register("_chunk", chunk.table)
             try:
-                typed = con.execute(ingest.validate_sql(chunk.raw_sql)).to_arrow_table()
+                typed = con.execute(validate.validate_sql(chunk.raw_sql)).to_arrow_table()
             finally:
                 con.unregister("_chunk")
-            valid, rejected = ingest.split(typed)
+            valid, rejected = validate.split(typed)
             done = writer.append(ingest.prepare(con, valid.drop_columns(["idx"])))
             result.rows += typed.num_rows + len(chunk.malformed)
             result.imported += done.stored
@@ -122,9 +122,7 @@ def import_file(
     return result
 
 
-def _record(
-    result: ImportResult, chunk: _Chunk, rejected: pa.Table, out: BinaryIO | None
-) -> None:
+def _record(result: ImportResult, chunk: _Chunk, rejected: pa.Table, out: BinaryIO | None) -> None:
     """Count the rejected rows; keep the first ones and write them all to ``out``."""
     rows = chunk.malformed + [
         {chunk.unit: r["idx"], "reasons": [x["message"] for x in r["reasons"]]}
@@ -151,7 +149,7 @@ def _chunks(path: Path, fmt: str, result: ImportResult) -> Iterator[_Chunk]:
 
 def _jsonl(path: Path) -> Iterator[_Chunk]:
     """Blocks of whole lines; ``idx`` is the 1-based line number."""
-    raw = ingest.raw_from_lines("SELECT idx, line FROM _chunk WHERE trim(line) <> ''")
+    raw = validate.raw_from_lines("SELECT idx, line FROM _chunk WHERE trim(line) <> ''")
     first_line, done, rest = 1, 0, b""
     with path.open("rb") as f:
         while True:
@@ -230,7 +228,7 @@ def _csv(path: Path, result: ImportResult) -> Iterator[_Chunk]:
                 null_values=[""],
             ),
         )
-        result.ignored_columns = ingest.ignored_columns(reader.schema)
+        result.ignored_columns = validate.ignored_columns(reader.schema)
         first = 1
         for batch in reader:
             table = pa.Table.from_batches([batch])
@@ -238,7 +236,12 @@ def _csv(path: Path, result: ImportResult) -> Iterator[_Chunk]:
             malformed = []
             first += table.num_rows
         if malformed:
-            yield _columns_chunk(pa.table({n: pa.array([], pa.string()) for n in header}), first, counting.count, malformed)
+            yield _columns_chunk(
+                pa.table({n: pa.array([], pa.string()) for n in header}),
+                first,
+                counting.count,
+                malformed,
+            )
 
 
 def _columns_chunk(
@@ -247,7 +250,7 @@ def _columns_chunk(
     numbered = table.append_column(
         "_row", pa.array(np.arange(first, first + table.num_rows), pa.int64())
     )
-    raw = ingest.raw_from_columns("SELECT * FROM _chunk", table.schema, "_row")
+    raw = validate.raw_from_columns("SELECT * FROM _chunk", table.schema, "_row")
     return _Chunk(numbered, raw, done, "row", list(malformed))
 
 
@@ -257,7 +260,7 @@ def _columns_chunk(
 def _parquet(path: Path, result: ImportResult) -> Iterator[_Chunk]:
     """Row groups as they come; ``idx`` is the 1-based row number."""
     parquet = pq.ParquetFile(path)
-    result.ignored_columns = ingest.ignored_columns(parquet.schema_arrow)
+    result.ignored_columns = validate.ignored_columns(parquet.schema_arrow)
     first = 1
     for batch in parquet.iter_batches(batch_size=PARQUET_ROWS):
         table = pa.Table.from_batches([batch])

@@ -90,17 +90,19 @@ class SegmentationQuery(BaseModel):
     events: list[str] = Field(min_length=1, description="event types, e.g. ['Purchase']")
     metric: Metric = "totals"
     property: PropertyRef | None = Field(
-        None, description="the numeric event property (or field) summed or averaged"
+        default=None, description="the numeric event property (or field) summed or averaged"
     )
     interval: Interval = "day"
-    start: datetime | date | None = Field(None, description="first day (UTC); default: a span back")
+    start: datetime | date | None = Field(
+        default=None, description="first day (UTC); default: a span back"
+    )
     end: datetime | date | None = Field(
-        None, description="last day, inclusive (UTC); default today"
+        default=None, description="last day, inclusive (UTC); default today"
     )
     filters: list[Filter] = Field(default_factory=list)
     group_by: PropertyRef | None = None
     limit: int = Field(10, ge=1, le=100, description="groups shown; the rest become 'other'")
-    project: str | None = Field(None, description="project name; default every project")
+    project: str | None = Field(default=None, description="project name; default every project")
 
     @field_validator("start", "end", mode="before")
     @classmethod
@@ -137,6 +139,7 @@ class Plan:
     query: SegmentationQuery
     sql: str
     params: list[Any]
+    base: str  # one row per matching event: bucket, ev, grp, uid, v
     start: datetime
     end: datetime  # exclusive
     buckets: list[datetime] = field(default_factory=list)
@@ -323,7 +326,7 @@ def plan(store: DuckDBStore, query: SegmentationQuery, now: datetime | None = No
     sql = (
         _uniques_sql(base, query.limit) if query.metric == "uniques" else _additive_sql(base, query)
     )
-    return Plan(query, sql, b.params, start, end, buckets(start, end, query.interval))
+    return Plan(query, sql, b.params, base, start, end, buckets(start, end, query.interval))
 
 
 def _additive_sql(base: str, query: SegmentationQuery) -> str:
@@ -342,23 +345,41 @@ def _additive_sql(base: str, query: SegmentationQuery) -> str:
 
 
 def _uniques_sql(base: str, limit: int) -> str:
-    """Unique users do not add up across buckets or groups: count them per grouping set."""
-    return f"""WITH base AS MATERIALIZED ({base}),
+    """Unique users do not add up across buckets or groups: one pass counts them per bucket
+    and over the range (grouping sets); the top groups by the range count keep their name."""
+    return f"""WITH counted AS MATERIALIZED (
+        SELECT bucket, ev, grp, count(DISTINCT uid) AS n
+        FROM ({base}) GROUP BY GROUPING SETS ((bucket, ev, grp), (ev, grp))),
     ranked AS (
-        SELECT grp, row_number() OVER (ORDER BY count(DISTINCT uid) DESC, grp) AS r
-        FROM base GROUP BY grp),
-    labeled AS (
-        SELECT b.bucket, b.ev, b.uid, CASE WHEN r.r <= {limit} THEN b.grp END AS grp,
-            r.r <= {limit} AS named, CASE WHEN r.r <= {limit} THEN r.r ELSE {limit + 1} END AS r
-        FROM base b JOIN ranked r ON b.grp IS NOT DISTINCT FROM r.grp)
-    SELECT bucket, ev, grp, named, r, count(DISTINCT uid) AS n, NULL AS nv, NULL AS sv
-    FROM labeled GROUP BY GROUPING SETS ((bucket, ev, grp, named, r), (ev, grp, named, r))"""
+        SELECT grp, row_number() OVER (ORDER BY sum(n) DESC, grp) AS r, count(*) OVER () AS groups
+        FROM counted WHERE bucket IS NULL GROUP BY grp)
+    SELECT c.bucket, c.ev, c.grp, true AS named, r.r, c.n, NULL AS nv, NULL AS sv, r.groups
+    FROM counted c JOIN ranked r ON c.grp IS NOT DISTINCT FROM r.grp WHERE r.r <= {limit}"""
+
+
+def _others_sql(base: str, top: list[Any]) -> tuple[str, list[Any]]:
+    """Unique users of the groups outside ``top``, per bucket and over the range."""
+    values = [g for g in top if g is not None]
+    outside = f"grp NOT IN ({', '.join('?' * len(values))})" if values else "true"
+    outside = f"grp IS NOT NULL AND {outside}" if None in top else f"(grp IS NULL OR {outside})"
+    sql = f"""SELECT bucket, ev, NULL AS grp, false AS named, NULL AS r, count(DISTINCT uid) AS n,
+        NULL AS nv, NULL AS sv FROM ({base}) WHERE {outside}
+        GROUP BY GROUPING SETS ((bucket, ev), (ev))"""
+    return sql, values
 
 
 def run(con: duckdb.DuckDBPyConnection, p: Plan) -> list[tuple[Any, ...]]:
     """Execute a plan on ``con`` (a cursor of the store's database)."""
     try:
-        return con.execute(p.sql, p.params).fetchall()
+        rows = con.execute(p.sql, p.params).fetchall()
+        if p.query.metric != "uniques":
+            return rows
+        if rows and rows[0][-1] > p.query.limit:  # more groups than shown: count the rest
+            top = list({r[2]: None for r in rows})
+            sql, values = _others_sql(p.base, top)
+            others = con.execute(sql, [*p.params, *values]).fetchall()
+            rows += [(*r[:4], p.query.limit + 1, *r[5:], None) for r in others]
+        return [r[:-1] for r in rows]
     except duckdb.CatalogException as exc:
         raise ConfigurationError(
             f"a profile table changed while the query ran ({exc}); run the query again"

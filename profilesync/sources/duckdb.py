@@ -34,7 +34,13 @@ def offline_connect(
     database: str = ":memory:", *, read_only: bool = False
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection that never installs or autoloads extensions."""
-    return duckdb.connect(database, read_only=read_only, config=dict(OFFLINE))
+    return quiet(duckdb.connect(database, read_only=read_only, config=dict(OFFLINE)))
+
+
+def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """No DuckDB progress bar: it would draw over the CLI's own output on long reads."""
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 def split_table(table: str) -> tuple[str, str]:

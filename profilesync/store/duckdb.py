@@ -367,17 +367,15 @@ class DuckDBStore:
     ) -> None:
         """Classify each net change against the store: new user, real update, no-op, delete."""
         props = [quote(f.name) for f in schema if f.name not in ("user_id", DELETED)]
-        con.execute("CREATE TEMP TABLE _net AS SELECT * FROM net_arrow")
+        net = "net_arrow"
         if full:  # users the snapshot no longer has are deletes
-            con.execute(
-                f"INSERT INTO _net (user_id, {DELETED}) SELECT user_id, true FROM {table} "
-                "WHERE user_id NOT IN (SELECT user_id FROM _net)"
-            )
+            net = f"""(SELECT * FROM net_arrow UNION ALL BY NAME
+                       SELECT s.user_id, true AS {DELETED} FROM {table} s
+                       ANTI JOIN net_arrow a ON s.user_id = a.user_id)"""
         same = " AND ".join(f"n.{p} IS NOT DISTINCT FROM p.{p}" for p in props) or "true"
         con.execute(f"""CREATE TEMP TABLE _plan AS SELECT n.*, p.user_id IS NOT NULL AS _exists,
                         (p.user_id IS NOT NULL AND {same}) AS _same
-                        FROM _net n LEFT JOIN {table} p ON n.user_id = p.user_id""")
-        con.execute("DROP TABLE _net")
+                        FROM {net} n LEFT JOIN {table} p ON n.user_id = p.user_id""")
 
     def _used_this_month(self, con: duckdb.DuckDBPyConnection) -> int:
         start = now().date().replace(day=1)

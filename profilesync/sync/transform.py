@@ -9,6 +9,7 @@ reason a person can read. No Python runs per row.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -58,42 +59,48 @@ def transform(reader: pa.RecordBatchReader, mapping: Mapping) -> Transformed:
 def _transform(
     con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, mapping: Mapping
 ) -> Transformed:
-    _load(con, reader)
-    read = _scalar(con, "SELECT count(*) FROM raw")
-    uid = _user_id_sql(con, mapping)
-    props = ", ".join(f"{p.expression} AS {quote(p.name)}" for p in mapping.properties)
-    keep = f"{OP} = '{UPSERT}'" + (f" AND ({mapping.where}) IS TRUE" if mapping.where else "")
-    _run(
-        con,
-        f"""
-        CREATE TABLE mapped AS SELECT
-            {uid} AS user_id, {mapping.user_id} AS _raw_user_id, {props + "," if props else ""}
-            CASE WHEN {keep} THEN false ELSE true END AS {DELETED}, {ORD}
-        FROM raw""",
-        mapping,
-    )
-    reason = f"""CASE
-        WHEN _raw_user_id IS NULL THEN 'user_id is null'
-        WHEN user_id IS NULL THEN 'user_id has type ' || typeof(_raw_user_id) || ' (value ' || CAST(_raw_user_id AS VARCHAR) || '): expected a string or an integer'
-        WHEN length(user_id) < {MIN_USER_ID_LENGTH} THEN 'user_id ' || to_json(user_id) || ' is shorter than {MIN_USER_ID_LENGTH} characters'
-        END"""
-    con.execute(f"CREATE TABLE checked AS SELECT *, {reason} AS _reason FROM mapped")
+    names = ", ".join(quote(n) for n in mapping.property_names)
+    with _incoming(con, reader):
+        _check(con, mapping)  # one pass over the stream: map, validate, keep
+    read = _scalar(con, "SELECT count(*) FROM checked")
     rejected_count = _scalar(
         con, f"SELECT count(*) FROM checked WHERE _reason IS NOT NULL AND NOT {DELETED}"
     )
-    names = ", ".join(quote(n) for n in mapping.property_names)
-    row = f"to_json(struct_pack(user_id := _raw_user_id{', ' + ', '.join(f'{quote(n)} := {quote(n)}' for n in mapping.property_names) if names else ''}))"
+    fields = "".join(f", {quote(n)} := {quote(n)}" for n in mapping.property_names)
     rejected = con.execute(f"""
-        SELECT _reason AS reason, {row} AS row FROM checked
-        WHERE _reason IS NOT NULL AND NOT {DELETED} ORDER BY {ORD} LIMIT {REJECTED_SAMPLE}""").to_arrow_table()
+        SELECT _reason AS reason, to_json(struct_pack(user_id := _raw_user_id{fields})) AS row
+        FROM checked WHERE _reason IS NOT NULL AND NOT {DELETED}
+        ORDER BY {ORD} LIMIT {REJECTED_SAMPLE}""").to_arrow_table()
     net = con.execute(f"""
         SELECT user_id, {DELETED}{", " + names if names else ""} FROM checked WHERE _reason IS NULL
         QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {ORD} DESC) = 1""").to_arrow_table()
     return Transformed(net, rejected, read, rejected_count)
 
 
-def _load(con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader) -> None:
-    """Copy the rows into DuckDB; an error a source raises mid-read surfaces as itself.
+def _check(con: duckdb.DuckDBPyConnection, mapping: Mapping) -> None:
+    """Materialise ``checked``: the mapped row, its ``user_id``, whether it deletes, why rejected."""
+    uid = _user_id_sql(con, mapping)
+    props = "".join(f"{p.expression} AS {quote(p.name)}, " for p in mapping.properties)
+    keep = f"{OP} = '{UPSERT}'" + (f" AND ({mapping.where}) IS TRUE" if mapping.where else "")
+    reason = f"""CASE
+        WHEN _raw_user_id IS NULL THEN 'user_id is null'
+        WHEN user_id IS NULL THEN 'user_id has type ' || typeof(_raw_user_id) || ' (value ' || CAST(_raw_user_id AS VARCHAR) || '): expected a string or an integer'
+        WHEN length(user_id) < {MIN_USER_ID_LENGTH} THEN 'user_id ' || to_json(user_id) || ' is shorter than {MIN_USER_ID_LENGTH} characters'
+        END"""
+    _run(
+        con,
+        f"""
+        CREATE TABLE checked AS SELECT *, {reason} AS _reason FROM (
+            SELECT {uid} AS user_id, {mapping.user_id} AS _raw_user_id, {props}
+                   CASE WHEN {keep} THEN false ELSE true END AS {DELETED}, {ORD}
+            FROM raw)""",
+        mapping,
+    )
+
+
+@contextmanager
+def _incoming(con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader) -> Iterator[None]:
+    """Expose the stream as view ``raw``; an error a source raises mid-read surfaces as itself.
 
     DuckDB wraps exceptions raised inside an Arrow stream into its own error text, which
     would turn "history expired, run --resync" into an opaque failure.
@@ -109,13 +116,15 @@ def _load(con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader) -> None:
 
     con.register("incoming", pa.RecordBatchReader.from_batches(reader.schema, batches()))
     extra = "" if OP in reader.schema.names else f", '{UPSERT}' AS {OP}, 0::BIGINT AS {ORD}"
+    con.execute(f"CREATE VIEW raw AS SELECT *{extra} FROM incoming")
     try:
-        con.execute(f"CREATE TABLE raw AS SELECT *{extra} FROM incoming")
-    except duckdb.Error:
+        yield
+    except ProfilesyncError:
         if raised:
             raise raised[0] from None
         raise
     finally:
+        con.execute("DROP VIEW raw")
         con.unregister("incoming")
 
 

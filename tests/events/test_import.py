@@ -42,7 +42,7 @@ def store(tmp_path: Path) -> Any:
 def events(store: DuckDBStore) -> list[tuple[Any, ...]]:
     return store.con.execute(
         'SELECT event_type, user_id, device_id, "time", event_properties, user_properties, '
-        "insert_id, platform FROM events ORDER BY \"time\""
+        'insert_id, platform FROM events ORDER BY "time"'
     ).fetchall()
 
 
@@ -75,7 +75,17 @@ def test_json_lines(tmp_path: Path, store: DuckDBStore) -> None:
 
 def test_csv_with_json_text_columns(tmp_path: Path, store: DuckDBStore) -> None:
     path = tmp_path / "events.csv"
-    header = ["event_type", "user_id", "device_id", "time", "event_properties", "user_properties", "insert_id", "platform", "extra"]
+    header = [
+        "event_type",
+        "user_id",
+        "device_id",
+        "time",
+        "event_properties",
+        "user_properties",
+        "insert_id",
+        "platform",
+        "extra",
+    ]
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
@@ -97,7 +107,10 @@ def test_csv_with_json_text_columns(tmp_path: Path, store: DuckDBStore) -> None:
     result = importer.import_file(store, path)
     assert (result.imported, result.rejected) == (3, 1)
     assert result.rejected_rows == [
-        {"row": 4, "reasons": ["time must be milliseconds since the epoch (or an ISO 8601 timestamp)"]}
+        {
+            "row": 4,
+            "reasons": ["time must be milliseconds since the epoch (or an ISO 8601 timestamp)"],
+        }
     ]
     assert result.ignored_columns == ["extra"]
     check_good_rows(store)
@@ -140,7 +153,9 @@ def test_parquet_with_typed_columns(tmp_path: Path, store: DuckDBStore) -> None:
     check_good_rows(store)
 
 
-def test_importing_twice_keeps_events_with_insert_ids_once(tmp_path: Path, store: DuckDBStore) -> None:
+def test_importing_twice_keeps_events_with_insert_ids_once(
+    tmp_path: Path, store: DuckDBStore
+) -> None:
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(json.dumps(e) for e in GOOD) + "\n")
     first = importer.import_file(store, path)
@@ -167,7 +182,10 @@ def test_an_import_that_fails_midway_stores_nothing(
 ) -> None:
     monkeypatch.setattr(importer, "BLOCK_BYTES", 1024)
     path = tmp_path / "events.jsonl"
-    rows = [{"event_type": "View", "user_id": f"user-{i:05d}", "insert_id": f"id-{i}"} for i in range(200)]
+    rows = [
+        {"event_type": "View", "user_id": f"user-{i:05d}", "insert_id": f"id-{i}"}
+        for i in range(200)
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     append, calls = ingest.Writer.append, []
 
@@ -186,15 +204,29 @@ def test_an_import_that_fails_midway_stores_nothing(
     assert importer.import_file(store, path).imported == 200
 
 
-def test_large_jsonl_in_several_blocks(tmp_path: Path, store: DuckDBStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_jsonl_in_several_blocks(
+    tmp_path: Path, store: DuckDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(importer, "BLOCK_BYTES", 4096)
     path = tmp_path / "events.jsonl"
     n = 5000
     with path.open("w") as f:
         for i in range(n):
-            f.write(json.dumps({"event_type": "View", "user_id": f"user-{i:05d}", "time": ms(1), "insert_id": f"id-{i % 4000}"}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "event_type": "View",
+                        "user_id": f"user-{i:05d}",
+                        "time": ms(1),
+                        "insert_id": f"id-{i % 4000}",
+                    }
+                )
+                + "\n"
+            )
     seen: list[tuple[int, int]] = []
-    result = importer.import_file(store, path, progress=lambda done, total: seen.append((done, total)))
+    result = importer.import_file(
+        store, path, progress=lambda done, total: seen.append((done, total))
+    )
     assert (result.rows, result.imported, result.duplicates) == (n, 4000, 1000)
     assert seen[-1][0] == seen[-1][1] == path.stat().st_size
     assert len(seen) > 10

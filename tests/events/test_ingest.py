@@ -63,7 +63,9 @@ def stored(served: Served) -> list[tuple[Any, ...]]:
 def test_a_batch_is_acknowledged_with_the_usual_answer(served: Served, project: str) -> None:
     body = json.dumps(batch(project, 3)).encode()
     before = int(time.time() * 1000)
-    resp = served.anon.post("/2/httpapi", content=body, headers={"Content-Type": "application/json"})
+    resp = served.anon.post(
+        "/2/httpapi", content=body, headers={"Content-Type": "application/json"}
+    )
     assert resp.status_code == 200, resp.text
     answer = resp.json()
     assert answer["code"] == 200
@@ -216,7 +218,9 @@ def test_acknowledged_events_survive_a_killed_server_and_retries_after_restart(
     acknowledged = 0
     try:
         for i in range(5):
-            resp = httpx.post(f"{url}/2/httpapi", json=batch(project, 200, start=i * 200), timeout=30)
+            resp = httpx.post(
+                f"{url}/2/httpapi", json=batch(project, 200, start=i * 200), timeout=30
+            )
             assert resp.status_code == 200
             acknowledged += resp.json()["events_ingested"]
     finally:
@@ -235,3 +239,18 @@ def test_acknowledged_events_survive_a_killed_server_and_retries_after_restart(
             "SELECT count(*), count(DISTINCT insert_id) FROM events"
         ).fetchone()
     assert rows == (acknowledged, acknowledged) == (1000, 1000)
+
+
+def test_browsers_on_other_sites_may_send_events(served: Served, project: str) -> None:
+    pre = served.anon.options(
+        "/2/httpapi",
+        headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert pre.status_code == 204
+    assert pre.headers["access-control-allow-origin"] == "*"
+    sent = served.anon.post(
+        "/2/httpapi", json=batch(project, 1), headers={"Origin": "https://shop.example"}
+    )
+    assert sent.status_code == 200 and sent.headers["access-control-allow-origin"] == "*"
+    refused = served.anon.post("/2/httpapi", json=batch("0" * 32, 1))
+    assert refused.headers["access-control-allow-origin"] == "*"

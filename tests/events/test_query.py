@@ -113,9 +113,7 @@ def test_profile_filter_with_profile_group(world: World) -> None:
 
 
 def test_top_groups_and_other(world: World) -> None:
-    result = seg(
-        world, events=["Purchase"], group_by={"kind": "profile", "name": "Plan"}, limit=2
-    )
+    result = seg(world, events=["Purchase"], group_by={"kind": "profile", "name": "Plan"}, limit=2)
     assert by_label(result) == {"pro": [2, 1, 0], "enterprise": [0, 1, 0], "other": [0, 2, 0]}
     assert result["series"][-1]["other"] is True
     uniques = seg(

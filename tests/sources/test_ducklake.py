@@ -23,6 +23,7 @@ from profilesync.sources import open_source
 from profilesync.sources.ducklake import DuckLakeSource, extension_file
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
+from tests.conftest import Cli
 from tests.sources.conftest import USERS, Lake, add_source, connect, profiles, user
 
 
@@ -360,3 +361,71 @@ def test_an_unreachable_postgres_catalog_is_a_configuration_error_not_a_download
         assert "INSTALL" not in str(exc.value)
     finally:
         source.close()
+
+
+def test_a_view_syncs_by_diff_and_is_refused_for_cdc(lake: Lake, store: DuckDBStore) -> None:
+    lake.create_table("users", USERS, [user("alice-1"), user("bob-22", "free")])
+    lake.sql("CREATE VIEW paying AS SELECT * FROM users WHERE plan <> 'free'")
+    connect(store, lake)
+    add_source(store, "v", table="main.paying", strategy="diff")
+    assert engine.sync(store, "v").inserted == 1
+    lake.sql("UPDATE users SET plan = 'team' WHERE uid = 'bob-22'")
+    assert engine.sync(store, "v").inserted == 1
+    assert set(profiles(store)) == {"alice-1", "bob-22"}
+    add_source(store, "c", table="main.paying", props=[("seats", "Seats")])
+    found = checks(store, "c")
+    assert found["change tracking"][0] == "fail"
+    assert "--strategy diff" in found["change tracking"][1]
+
+
+def test_cli_cdc_flow_end_to_end(lake: Lake, cli: Cli) -> None:
+    lake.create_table("users", USERS, [user("alice-1"), user("bob-22", "free", 3)])
+    config = lake.connection_config()
+    cli.ok(
+        "connection",
+        "add",
+        "lk",
+        "--kind",
+        "ducklake",
+        "--catalog",
+        config["catalog"],
+        "--data-path",
+        config["data_path"],
+    )
+    added = cli.ok(
+        "source",
+        "add",
+        "s",
+        "--connection",
+        "lk",
+        "--table",
+        "main.users",
+        "--user-id",
+        "uid",
+        "--property",
+        "plan",
+    )
+    assert "snapshot retention" in added.stdout
+    assert cli.json("sync", "s")["checkpoint"] == str(lake.snapshot_id())
+    lake.sql("UPDATE users SET plan = 'team' WHERE uid = 'bob-22'")
+    second = cli.json("sync", "s")
+    assert (second["mode"], second["read"], second["updated"], second["operations"]) == (
+        "incremental",
+        2,
+        1,
+        1,
+    )
+
+
+def test_a_data_file_removed_under_the_checkpoint_is_lost_history(
+    synced: Lake, store: DuckDBStore
+) -> None:
+    before = set(synced.data_path.rglob("*.parquet"))
+    synced.sql("INSERT INTO users SELECT 'bulk-' || i, 'free', i, 0.5 FROM range(20000) t(i)")
+    written = set(synced.data_path.rglob("*.parquet")) - before
+    assert written, "the bulk insert was inlined into the catalog instead of a data file"
+    for path in written:
+        path.unlink()  # what a too-eager cleanup job does
+    with pytest.raises(RetentionExceededError, match="--resync"):
+        engine.sync(store, "users")
+    assert len(profiles(store)) == 3

@@ -1,0 +1,19 @@
+"""Behavioural events joined with the current profiles.
+
+- :mod:`~profilesync.events.ingest`: ``POST /2/httpapi`` batches, validated and stored with
+  ``insert_id`` dedup over 7 days;
+- :mod:`~profilesync.events.importer`: ``profilesync events import FILE`` (JSON Lines, CSV, Parquet);
+- :mod:`~profilesync.events.query`: segmentation and user lookup, with profile properties
+  joined at query time (always the latest synced values);
+- :mod:`~profilesync.events.api` and :mod:`~profilesync.events.cli`: the HTTP and command
+  line shells.
+
+Example::
+
+    from profilesync.events import query
+    from profilesync.store.duckdb import DuckDBStore
+
+    with DuckDBStore(".profilesync") as store:
+        answer = query.segmentation(store, query.SegmentationQuery(
+            events=["Purchase Completed"], group_by={"kind": "profile", "name": "Plan"}))
+"""
