@@ -139,7 +139,8 @@ def baseline_sync(table: Path, home: Path) -> dict[str, Any]:
 
 def _child(fn: Callable[..., dict[str, Any]], args: tuple[Any, ...], queue: Any) -> None:
     import duckdb  # noqa: F401  (imports are not what is measured)
-    import profilesync.sources.delta  # noqa: F401
+
+    import profilesync.sources.delta
     import profilesync.sync.engine  # noqa: F401
 
     start = time.perf_counter()

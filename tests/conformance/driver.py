@@ -38,7 +38,9 @@ class Driver(Protocol):
         """How a source names table ``name`` (e.g. ``"main.users"`` or ``"public.users"``)."""
         ...
 
-    def create_table(self, name: str, schema: Schema, rows: list[Row], *, change_tracking: bool = True) -> None:
+    def create_table(
+        self, name: str, schema: Schema, rows: list[Row], *, change_tracking: bool = True
+    ) -> None:
         """Create table ``name`` with ``rows``; change tracking on unless told otherwise."""
         ...
 
