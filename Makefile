@@ -40,8 +40,10 @@ format: venv ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix profilesync tests bench
 	$(BIN)/ruff format profilesync tests bench
 
-bench: venv ## Benchmarks with their baselines measured in the same run (not timed tests)
+bench: venv sysdeps ## Sync benchmarks (Delta, DuckDB diff + DuckLake, PostgreSQL) against baselines run alongside
 	$(BIN)/python bench/sync_throughput.py
+	$(BIN)/python bench/diff_throughput.py
+	$(BIN)/python bench/postgres_throughput.py
 
 clean: ## Remove the venv, caches and demo output
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache profilesync-demo test-artifacts

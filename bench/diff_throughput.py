@@ -11,49 +11,33 @@ table, then ``--lake-changes`` changed users (70% updates, 10% deletes, 20% inse
 three snapshots and an incremental sync; the baseline reads ``ducklake_table_changes``,
 keeps each user's last change and MERGEs it into a table with a primary key.
 
-Each measurement runs in its own process so peak memory (max RSS) is per phase. Prints
-seconds, rows/s, peak MB and the speed-up; it is a benchmark, not a test.
+Each figure is the best of three runs, each from the same starting state (a fresh copy of
+its home), timed inside a fresh process after its imports (``bench/_harness.py``), so peak
+memory (max RSS) is per phase. Prints seconds, rows/s, peak MB and the speed-up; it is a
+benchmark, not a test. Run it as a script from the repository root (``make bench`` runs it
+with the other sync benchmarks).
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import resource
 import shutil
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import duckdb
+from _harness import PROFILESYNC, best_of, header, line
 
 COLUMNS = ("plan", "title", "score", "purchases")
+DIFF = (*PROFILESYNC, "profilesync.sources.duckdb")
+LAKE = (*PROFILESYNC, "profilesync.sources.ducklake")
+LAKE_BASE = ("profilesync.sources.ducklake",)  # the baseline loads the extension its way
 TABLE_SQL = """SELECT i AS uid, (['free', 'starter', 'growth', 'enterprise'])[1 + (hash(i) % 4)::INT] AS plan,
                       'title-' || (hash(i + 7) % 500) AS title, (hash(i + 13) % 10000) / 10000.0 AS score,
                       (hash(i + 17) % 100)::BIGINT AS purchases
                FROM range({start}, {stop}) t(i)"""
-
-
-def _child(fn: Callable[..., dict[str, Any]], args: tuple[Any, ...], queue: Any) -> None:
-    start = time.perf_counter()
-    out = fn(*args)
-    out["seconds"] = time.perf_counter() - start
-    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put(out)
-
-
-def measure(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """Run ``fn`` in a fresh process: wall time and that process's peak RSS."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(fn, args, queue))
-    proc.start()
-    out: dict[str, Any] = queue.get()
-    proc.join()
-    return out
 
 
 # -- warehouses -----------------------------------------------------------------------
@@ -183,37 +167,19 @@ def lake_baseline(work: Path, home: Path) -> dict[str, Any]:
 # -- report -------------------------------------------------------------------------------
 
 
-def header() -> None:
-    print(
-        f"{'phase':<22}{'profilesync s':>14}{'rows/s':>13}{'peak MB':>9}{'baseline s':>12}{'rows/s':>13}{'peak MB':>9}{'speed-up':>10}"
-    )
-
-
-def line(label: str, ours: dict[str, Any], theirs: dict[str, Any], rows: int) -> None:
-    print(
-        f"{label:<22}{ours['seconds']:>14.2f}{rows / ours['seconds']:>13,.0f}{ours['peak_mb']:>9.0f}"
-        f"{theirs['seconds']:>12.2f}{rows / theirs['seconds']:>13,.0f}{theirs['peak_mb']:>9.0f}"
-        f"{theirs['seconds'] / ours['seconds']:>9.2f}x"
-    )
-
-
 def diff_part(work: Path, users: int, share: float) -> None:
     path = work / "warehouse.duckdb"
     con = connect(path)
     build(con, "main.users", users)
     con.close()
     profilesync_setup(work / "home", "duckdb", {"path": str(path)}, "diff")
-    first, first_base = (
-        measure(profilesync_sync, work / "home"),
-        measure(diff_baseline, path, work / "base"),
-    )
+    first = best_of(profilesync_sync, home=work / "home", preload=DIFF)
+    first_base = best_of(diff_baseline, path, home=work / "base")
     con = connect(path)
     changed = change(con, "main.users", users, int(users * share), (0.6, 0.2))
     con.close()
-    again, again_base = (
-        measure(profilesync_sync, work / "home"),
-        measure(diff_baseline, path, work / "base"),
-    )
+    again = best_of(profilesync_sync, home=work / "home", preload=DIFF)
+    again_base = best_of(diff_baseline, path, home=work / "base")
     print(
         f"DuckDB table, --strategy diff: {users:,} users; resync after {changed:,} changed users ({share:.0%})"
     )
@@ -232,17 +198,13 @@ def lake_part(work: Path, users: int, changes: int) -> None:
     con.close()
     config = {"catalog": str(work / "lake.ducklake"), "data_path": str(work / "lake-data")}
     profilesync_setup(work / "lake-home", "ducklake", config, "cdc")
-    first, first_base = (
-        measure(profilesync_sync, work / "lake-home"),
-        measure(lake_baseline, work, work / "lake-base"),
-    )
+    first = best_of(profilesync_sync, home=work / "lake-home", preload=LAKE)
+    first_base = best_of(lake_baseline, work, home=work / "lake-base", preload=LAKE_BASE)
     con = lake_connect(work)
     changed = change(con, "lake.main.users", users, changes, (0.7, 0.1))
     con.close()
-    incr, incr_base = (
-        measure(profilesync_sync, work / "lake-home"),
-        measure(lake_baseline, work, work / "lake-base"),
-    )
+    incr = best_of(profilesync_sync, home=work / "lake-home", preload=LAKE)
+    incr_base = best_of(lake_baseline, work, home=work / "lake-base", preload=LAKE_BASE)
     print(
         f"\nDuckLake table, CDC: {users:,} users; incremental: {changed:,} changed users in three snapshots"
     )

@@ -36,12 +36,8 @@ from profilesync.store.duckdb import DuckDBStore
 
 SERVER = """
 import sys, uvicorn
-from profilesync.events.api import pages, router
 from profilesync.server.app import create_app
 app = create_app(sys.argv[1], tick_seconds=None)
-if not any(getattr(r, "path", "") == "/2/httpapi" for r in app.routes):
-    app.include_router(router)
-    app.include_router(pages)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
 """
 KINDS = ["Page Viewed", "Feature Used", "Purchase Completed", "Signed In"]

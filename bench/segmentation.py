@@ -155,14 +155,10 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 def serve(home: Path, store: DuckDBStore) -> tuple[Any, str, str]:
     import uvicorn
 
-    from profilesync.events.api import pages, router
     from profilesync.server.app import create_app
 
     store.close()
     app = create_app(home, tick_seconds=None)
-    if not any(getattr(r, "path", "") == "/2/httpapi" for r in app.routes):
-        app.include_router(router)
-        app.include_router(pages)
     with app.state.store_lock:
         token = app.state.auth.issue_token(app.state.store)
     import socket

@@ -11,28 +11,28 @@ changes into stores of two sizes (``--scale-small``/``--scale-large``), whose ti
 shows whether a sync costs what the changes cost or what the table costs.
 
 Each figure is the best of three runs, each from the same starting state, timed inside a
-fresh process after its imports. Prints a table of seconds, rows/s, peak MB and ratios; it
-is a benchmark, not a test.
+fresh process after its imports (``bench/_harness.py``). Prints a table of seconds, rows/s,
+peak MB and ratios; it is a benchmark, not a test. Run it as a script from the repository
+root (``make bench`` runs it with the other sync benchmarks).
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import resource
 import shutil
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from _harness import PROFILESYNC, best_of, header, line, measure
 from deltalake import DeltaTable, write_deltalake
 
 CDF = {"delta.enableChangeDataFeed": "true"}
+OURS = (*PROFILESYNC, "profilesync.sources.delta")
+THEIRS = ("deltalake",)
 PLANS = ["free", "starter", "growth", "enterprise"]
 
 
@@ -137,67 +137,18 @@ def baseline_sync(table: Path, home: Path) -> dict[str, Any]:
     return {"rows": rows}
 
 
-def _child(fn: Callable[..., dict[str, Any]], args: tuple[Any, ...], queue: Any) -> None:
-    import duckdb  # noqa: F401  (imports are not what is measured)
-
-    import profilesync.sources.delta
-    import profilesync.sync.engine  # noqa: F401
-
-    start = time.perf_counter()
-    out = fn(*args)
-    out["seconds"] = time.perf_counter() - start
-    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put(out)
-
-
-def measure(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """Run ``fn`` in a fresh process: wall time and that process's peak RSS."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(fn, args, queue))
-    proc.start()
-    out: dict[str, Any] = queue.get()
-    proc.join()
-    return out
-
-
-REPEATS = 3
-
-
-def best_of(fn: Callable[..., dict[str, Any]], table: Path, home: Path) -> dict[str, Any]:
-    """The fastest of REPEATS runs, each on a fresh copy of ``home`` (the state before the sync).
-
-    A sync changes its home, so every repeat starts from the same copy; the last one's
-    result becomes ``home`` for the next phase.
-    """
-    runs = []
-    for i in range(REPEATS):
-        copy = home.with_name(f"{home.name}-run{i}")
-        shutil.rmtree(copy, ignore_errors=True)
-        if home.exists():
-            shutil.copytree(home, copy)
-        runs.append(measure(fn, table, copy))
-    shutil.rmtree(home, ignore_errors=True)
-    copy.rename(home)
-    for i in range(REPEATS - 1):
-        shutil.rmtree(home.with_name(f"{home.name}-run{i}"), ignore_errors=True)
-    best = min(runs, key=lambda r: r["seconds"])
-    best["peak_mb"] = max(r["peak_mb"] for r in runs)
-    return best
-
-
 def scale_run(work: Path, users: int, changes: int) -> tuple[float, float]:
     """Incremental sync of ``changes`` updates into a store of ``users`` rows: (profilesync s, baseline s)."""
     table = work / f"scale{users}" / "users"
     build(table, users)
     home, base = work / f"scale{users}-home", work / f"scale{users}-base"
     profilesync_setup(table, home)
-    measure(profilesync_sync, table, home)
-    measure(baseline_sync, table, base)
+    measure(profilesync_sync, table, home, preload=OURS)
+    measure(baseline_sync, table, base, preload=THEIRS)
     change(table, users, changes, 0, 0)
-    return best_of(profilesync_sync, table, home)["seconds"], best_of(baseline_sync, table, base)[
-        "seconds"
-    ]
+    ours = best_of(profilesync_sync, table, home=home, preload=OURS)
+    theirs = best_of(baseline_sync, table, home=base, preload=THEIRS)
+    return ours["seconds"], theirs["seconds"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -218,27 +169,18 @@ def main(argv: list[str] | None = None) -> None:
         table = work / "lake" / "users"
         build(table, args.users)
         profilesync_setup(table, work / "home")
-        first = best_of(profilesync_sync, table, work / "home")
-        first_base = best_of(baseline_sync, table, work / "base")
+        first = best_of(profilesync_sync, table, home=work / "home", preload=OURS)
+        first_base = best_of(baseline_sync, table, home=work / "base", preload=THEIRS)
         changed = change(table, args.users, args.updates, args.deletes, args.inserts)
-        incr = best_of(profilesync_sync, table, work / "home")
-        incr_base = best_of(baseline_sync, table, work / "base")
+        incr = best_of(profilesync_sync, table, home=work / "home", preload=OURS)
+        incr_base = best_of(baseline_sync, table, home=work / "base", preload=THEIRS)
         print(
             f"Delta table: {args.users:,} users; incremental: {args.updates:,} updates, {args.deletes:,} deletes, "
             f"{args.inserts:,} inserts ({changed:,} changed users)"
         )
-        print(
-            f"{'phase':<22}{'profilesync s':>14}{'rows/s':>13}{'peak MB':>9}{'baseline s':>12}{'rows/s':>13}{'peak MB':>9}{'speed-up':>10}"
-        )
-        for label, ours, theirs, rows in (
-            ("first sync", first, first_base, args.users),
-            ("incremental sync", incr, incr_base, changed),
-        ):
-            print(
-                f"{label:<22}{ours['seconds']:>14.2f}{rows / ours['seconds']:>13,.0f}{ours['peak_mb']:>9.0f}"
-                f"{theirs['seconds']:>12.2f}{rows / theirs['seconds']:>13,.0f}{theirs['peak_mb']:>9.0f}"
-                f"{theirs['seconds'] / ours['seconds']:>9.2f}x"
-            )
+        header()
+        line("first sync", first, first_base, args.users)
+        line("incremental sync", incr, incr_base, changed)
         print(
             f"(incremental rows/s counts changed users; the CDF held {incr['rows']:,} rows incl. pre-images; "
             f"profilesync metered {incr['operations']:,} operations)"

@@ -32,6 +32,7 @@ from profilesync.errors import (
     StoreBusyError,
     WarehouseUnavailableError,
 )
+from profilesync.events import api as events_api
 from profilesync.server import api, deps, pages, wizard
 from profilesync.server.auth import ADMIN_USER, SESSION_COOKIE, SESSION_SECONDS, Auth
 from profilesync.server.deps import LoginRequired, login_url, render, require_token, require_user
@@ -103,8 +104,10 @@ def create_app(
     _errors(app)
     _routes(app)
     app.include_router(api.router)
+    app.include_router(events_api.router)
     app.include_router(wizard.router)  # before pages: /sources/new is not a source's page
     app.include_router(pages.router)
+    app.include_router(events_api.pages)
     app.mount("/static", StaticFiles(directory=str(deps.WEB / "static")), name="static")
     _mount_docs_assets(app)
     return app

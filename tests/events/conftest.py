@@ -125,14 +125,10 @@ def serving(home: Path) -> Iterator[Served]:
     """``create_app(home)`` with the events routers, on uvicorn in a thread."""
     import uvicorn
 
-    from profilesync.events.api import pages, router
     from profilesync.server.app import create_app
     from tests.server.conftest import free_port
 
     app = create_app(home, tick_seconds=None)
-    if not any(getattr(r, "path", "") == "/2/httpapi" for r in app.routes):
-        app.include_router(router)
-        app.include_router(pages)
     with app.state.store_lock:
         token = app.state.auth.issue_token(app.state.store)
         app.state.auth.set_password(app.state.store, PASSWORD)

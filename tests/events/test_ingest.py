@@ -183,12 +183,8 @@ def test_the_same_project_in_two_stores_dedups_across_them(tmp_path: Path, proje
 
 SERVER = """
 import sys, uvicorn
-from profilesync.events.api import pages, router
 from profilesync.server.app import create_app
 app = create_app(sys.argv[1], tick_seconds=None)
-if not any(getattr(r, "path", "") == "/2/httpapi" for r in app.routes):
-    app.include_router(router)
-    app.include_router(pages)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
 
