@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,14 @@ def change_warehouse(root: Path) -> list[str]:
     ]
 
 
+def cli_command() -> str:
+    """How to run profilesync from here: the script beside this interpreter when not on PATH."""
+    script = Path(sys.executable).parent / "profilesync"
+    if shutil.which("profilesync") or not script.exists():
+        return "profilesync"
+    return os.path.relpath(script) if not os.path.relpath(script).startswith("..") else str(script)
+
+
 def run_demo(directory: Path, console: Console) -> None:
     directory = directory.resolve()
     if directory.exists():
@@ -136,28 +146,28 @@ def run_demo(directory: Path, console: Console) -> None:
         )
         store.add_source(Source("scores", "lake", from_query(SCORES_QUERY, "databricks")))
         console.print("\n[bold]1. first sync[/] (snapshot)")
-        _sync_all(store, console)
+        sync_all(store, console)
         before = {p["user_id"]: p for p in store.export_profiles()}
         console.print("\n[bold]2. the warehouse changes[/]")
         for line in change_warehouse(warehouse):
             console.print(f"  - {line}")
         console.print("\n[bold]3. incremental sync[/] (change data feed)")
-        _sync_all(store, console)
+        sync_all(store, console)
         after = {p["user_id"]: p for p in store.export_profiles()}
-        _print_diff(console, before, after)
+        print_diff(console, before, after)
         for run in store.runs("users", limit=1):
             for rej in store.rejected_rows(run["id"]):
                 console.print(f"  rejected: {rej['reason']}  {json.dumps(rej['row'])}")
         from profilesync.events.demo_events import add_demo_events
 
         add_demo_events(store, console, before)
-    console.print(f"\nTry: [bold]profilesync --home {home} profile get 100003 --json[/]")
-    console.print(f"     profilesync --home {home} runs users")
+    console.print(f"\nTry: [bold]{cli_command()} --home {home} profile get 100003 --json[/]")
+    console.print(f"     {cli_command()} --home {home} runs users")
     console.print(f"Files are in {directory}")
-    console.print(f"Open the web UI on this home: [bold]profilesync --home {home} serve[/]")
+    console.print(f"Open the web UI on this home: [bold]{cli_command()} --home {home} serve[/]")
 
 
-def _sync_all(store: DuckDBStore, console: Console) -> None:
+def sync_all(store: DuckDBStore, console: Console) -> None:
     table = Table(
         "source", "mode", "inserted", "updated", "deleted", "rejected", "operations", "checkpoint"
     )
@@ -174,7 +184,7 @@ def _sync_all(store: DuckDBStore, console: Console) -> None:
     console.print(table)
 
 
-def _print_diff(console: Console, before: dict[str, Any], after: dict[str, Any]) -> None:
+def print_diff(console: Console, before: dict[str, Any], after: dict[str, Any]) -> None:
     table = Table(
         "user_id",
         "property",

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from profilesync import pgserver
-from profilesync.demo import DMAS, SCORES_QUERY, SENIORITY, TITLES, _print_diff, _sync_all
+from profilesync.demo import (
+    DMAS,
+    SCORES_QUERY,
+    SENIORITY,
+    TITLES,
+    cli_command,
+    print_diff,
+    sync_all,
+)
 from profilesync.mapping import from_columns, from_query
 from profilesync.model import Connection, Source
 from profilesync.store.duckdb import DuckDBStore
@@ -97,7 +105,7 @@ def run_demo(directory: Path, console: Console) -> None:
             build_warehouse(conn)
             _add_sources(store, dsn)
             console.print("\n[bold]1. first sync[/] (snapshot + a replication slot per source)")
-            _sync_all(store, console)
+            sync_all(store, console)
             before = {p["user_id"]: p for p in store.export_profiles()}
             console.print("\n[bold]2. the warehouse changes[/] (plain SQL)")
             for sql, story in CHANGES_SQL:
@@ -105,16 +113,16 @@ def run_demo(directory: Path, console: Console) -> None:
                 if story:
                     console.print(f"  - {story}")
             console.print("\n[bold]3. incremental sync[/] (logical decoding with wal2json)")
-            _sync_all(store, console)
+            sync_all(store, console)
             after = {p["user_id"]: p for p in store.export_profiles()}
-            _print_diff(console, before, after)
+            print_diff(console, before, after)
             _print_rejected(store, console)
             slots = [r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots")]
             console.print(f"  replication slots on the server: {', '.join(slots)}")
     finally:
         server.stop()
-    console.print(f"\nTry: [bold]profilesync --home {home} profile get 100003 --json[/]")
-    console.print(f"     profilesync --home {home} runs users")
+    console.print(f"\nTry: [bold]{cli_command()} --home {home} profile get 100003 --json[/]")
+    console.print(f"     {cli_command()} --home {home} runs users")
     console.print(
         f"The PostgreSQL server was stopped; its files are in {server.data_dir.parent}. "
         f"`pg_ctl -D {server.data_dir} start` runs it again (as the server's user)."

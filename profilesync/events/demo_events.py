@@ -133,7 +133,9 @@ def _compare(store: DuckDBStore, console: Console) -> None:
     for label in sorted(set(answers[0]) | set(answers[1])):
         table.add_row(label, str(answers[0].get(label, 0)), str(answers[1].get(label, 0)))
     console.print(table)
+    from profilesync.demo import cli_command  # demo.py calls this module
+
     console.print(
-        f"Try: [bold]profilesync --home {store.home} query segmentation -e 'Purchase Completed' "
+        f"Try: [bold]{cli_command()} --home {store.home} query segmentation -e 'Purchase Completed' "
         "--interval week -g profile:Title[/]"
     )
