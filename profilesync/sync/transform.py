@@ -71,9 +71,15 @@ def _transform(
         SELECT _reason AS reason, to_json(struct_pack(user_id := _raw_user_id{fields})) AS row
         FROM checked WHERE _reason IS NOT NULL AND NOT {DELETED}
         ORDER BY {ORD} LIMIT {REJECTED_SAMPLE}""").to_arrow_table()
+    # Most batches hold one row per user (a keyed snapshot, or one change each): a hash
+    # count is far cheaper than the window that picks each user's last change.
+    repeated = _scalar(
+        con, "SELECT count(user_id) - count(DISTINCT user_id) FROM checked WHERE _reason IS NULL"
+    )
+    last = f"QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {ORD} DESC) = 1"
     net = con.execute(f"""
         SELECT user_id, {DELETED}{", " + names if names else ""} FROM checked WHERE _reason IS NULL
-        QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {ORD} DESC) = 1""").to_arrow_table()
+        {last if repeated else ""}""").to_arrow_table()
     return Transformed(net, rejected, read, rejected_count)
 
 
