@@ -40,10 +40,12 @@ format: venv ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix profilesync tests bench
 	$(BIN)/ruff format profilesync tests bench
 
-bench: venv sysdeps ## Sync benchmarks (Delta, DuckDB diff + DuckLake, PostgreSQL) against baselines run alongside
+bench: venv sysdeps ## Benchmarks against baselines run alongside (sync per source, segmentation, ingestion)
 	$(BIN)/python bench/sync_throughput.py
 	$(BIN)/python bench/diff_throughput.py
 	$(BIN)/python bench/postgres_throughput.py
+	$(BIN)/python bench/segmentation.py
+	$(BIN)/python bench/ingest.py
 
 clean: ## Remove the venv, caches and demo output
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache profilesync-demo test-artifacts
