@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from profilesync.mapping import from_columns, from_query
-from profilesync.model import Connection, Source
+from profilesync.model import Connection, Mapping, Source
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
 
@@ -128,22 +128,7 @@ def run_demo(directory: Path, console: Console) -> None:
     console.print(f"  warehouse: Delta tables under {warehouse} (change data feed on)")
     with DuckDBStore(home) as store:
         store.add_connection(Connection("lake", "delta", {"path": str(warehouse)}))
-        store.add_source(
-            Source(
-                "users",
-                "lake",
-                from_columns(
-                    "prod_users.demo_data",
-                    "uid",
-                    [
-                        ("title", "Title"),
-                        ("seniority", "Seniority"),
-                        ("dma", "DMA"),
-                        ("num_purchases", "Number of Purchases"),
-                    ],
-                ),
-            )
-        )
+        store.add_source(Source("users", "lake", users_mapping()))
         store.add_source(Source("scores", "lake", from_query(SCORES_QUERY, "databricks")))
         console.print("\n[bold]1. first sync[/] (snapshot)")
         sync_all(store, console)
@@ -155,9 +140,7 @@ def run_demo(directory: Path, console: Console) -> None:
         sync_all(store, console)
         after = {p["user_id"]: p for p in store.export_profiles()}
         print_diff(console, before, after)
-        for run in store.runs("users", limit=1):
-            for rej in store.rejected_rows(run["id"]):
-                console.print(f"  rejected: {rej['reason']}  {json.dumps(rej['row'])}")
+        print_rejected(store, console)
         from profilesync.events.demo_events import add_demo_events
 
         add_demo_events(store, console, before)
@@ -165,6 +148,27 @@ def run_demo(directory: Path, console: Console) -> None:
     console.print(f"     {cli_command()} --home {home} runs users")
     console.print(f"Files are in {directory}")
     console.print(f"Open the web UI on this home: [bold]{cli_command()} --home {home} serve[/]")
+
+
+def users_mapping() -> Mapping:
+    """The demo's users table: four columns become profile properties."""
+    return from_columns(
+        "prod_users.demo_data",
+        "uid",
+        [
+            ("title", "Title"),
+            ("seniority", "Seniority"),
+            ("dma", "DMA"),
+            ("num_purchases", "Number of Purchases"),
+        ],
+    )
+
+
+def print_rejected(store: DuckDBStore, console: Console) -> None:
+    """The rows the last ``users`` sync rejected, with the reason."""
+    for run in store.runs("users", limit=1):
+        for rej in store.rejected_rows(run["id"]):
+            console.print(f"  rejected: {rej['reason']}  {json.dumps(rej['row'])}")
 
 
 def sync_all(store: DuckDBStore, console: Console) -> None:

@@ -8,7 +8,6 @@ shows what changed. The server is stopped at the end; its files stay in the dire
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 from pathlib import Path
@@ -24,9 +23,11 @@ from profilesync.demo import (
     TITLES,
     cli_command,
     print_diff,
+    print_rejected,
     sync_all,
+    users_mapping,
 )
-from profilesync.mapping import from_columns, from_query
+from profilesync.mapping import from_query
 from profilesync.model import Connection, Source
 from profilesync.store.duckdb import DuckDBStore
 
@@ -116,7 +117,7 @@ def run_demo(directory: Path, console: Console) -> None:
             sync_all(store, console)
             after = {p["user_id"]: p for p in store.export_profiles()}
             print_diff(console, before, after)
-            _print_rejected(store, console)
+            print_rejected(store, console)
             slots = [r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots")]
             console.print(f"  replication slots on the server: {', '.join(slots)}")
     finally:
@@ -131,21 +132,5 @@ def run_demo(directory: Path, console: Console) -> None:
 
 def _add_sources(store: DuckDBStore, dsn: str) -> None:
     store.add_connection(Connection("pg", "postgres", {"dsn": dsn}))
-    users = from_columns(
-        "prod_users.demo_data",
-        "uid",
-        [
-            ("title", "Title"),
-            ("seniority", "Seniority"),
-            ("dma", "DMA"),
-            ("num_purchases", "Number of Purchases"),
-        ],
-    )
-    store.add_source(Source("users", "pg", users))
+    store.add_source(Source("users", "pg", users_mapping()))
     store.add_source(Source("scores", "pg", from_query(SCORES_QUERY, "postgres")))
-
-
-def _print_rejected(store: DuckDBStore, console: Console) -> None:
-    for run in store.runs("users", limit=1):
-        for rej in store.rejected_rows(run["id"]):
-            console.print(f"  rejected: {rej['reason']}  {json.dumps(rej['row'])}")

@@ -19,7 +19,7 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from profilesync.mapping import from_columns, from_query
-from profilesync.model import Connection, Mapping, Source
+from profilesync.model import Connection, Mapping, Source, parse_frequency
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
 
@@ -86,6 +86,43 @@ def add_source(
 ) -> Source:
     """Save a source through the library (what ``source add`` does after its checks)."""
     return store.add_source(Source(name, connection, mapping, strategy=strategy))  # type: ignore[arg-type]
+
+
+def resolve_and_add(
+    store: DuckDBStore,
+    name: str,
+    connection: str,
+    *,
+    table: str | None = None,
+    query: str | None = None,
+    user_id: str | None = None,
+    properties: list[tuple[str, str]] | None = None,
+    strategy: str = "cdc",
+    frequency: str = "12h",
+) -> Source:
+    """What ``source add --no-check`` does: resolve the mapping against the warehouse, save."""
+    from profilesync.sources import open_source
+
+    warehouse = open_source(store.get_connection(connection), name)
+    try:
+        mapping = engine.resolve_mapping(
+            warehouse,
+            table=table,
+            query=query,
+            user_id=user_id,
+            properties=properties or [],
+            strategy=strategy,
+        )
+    finally:
+        warehouse.close()
+    source = Source(
+        name,
+        connection,
+        mapping,
+        strategy=strategy,  # type: ignore[arg-type]
+        frequency_seconds=parse_frequency(frequency),
+    )
+    return store.add_source(source)
 
 
 def table_source(

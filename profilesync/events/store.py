@@ -34,20 +34,6 @@ STANDARD_FIELDS: dict[str, str] = {
     "ip": "VARCHAR",
     "revenue": "DOUBLE",
 }
-#: columns of ``events`` in order
-EVENT_COLUMNS: tuple[str, ...] = (
-    "project_id",
-    "event_type",
-    "user_id",
-    "device_id",
-    "time",
-    "event_properties",
-    "user_properties",
-    "insert_id",
-    *STANDARD_FIELDS,
-    "received_at",
-    "batch_id",
-)
 
 _SCHEMA = f"""
 CREATE SEQUENCE IF NOT EXISTS project_ids START 1;

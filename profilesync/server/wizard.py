@@ -16,11 +16,17 @@ from starlette.datastructures import FormData
 
 from profilesync.errors import ConfigurationError, NotFoundError, ProfilesyncError
 from profilesync.mapping import QUERY_TABLE, from_columns
-from profilesync.model import DEFAULT_FREQUENCY_SECONDS, format_frequency, parse_frequency
+from profilesync.model import (
+    DEFAULT_FREQUENCY_SECONDS,
+    Mapping,
+    format_frequency,
+    parse_frequency,
+)
 from profilesync.server import views
 from profilesync.server.deps import render, require_user, store_session
 from profilesync.server.kinds import all_kinds, kind_info
 from profilesync.sources import open_source
+from profilesync.sources.base import WarehouseSource
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
 
@@ -197,23 +203,20 @@ def _blame(message: str, info: dict[str, Any], name: str) -> str:
     return "form"
 
 
+def _query_mapping(warehouse: WarehouseSource, query: str) -> Mapping:
+    """A query source's mapping: always a snapshot diff of the query's result."""
+    return engine.resolve_mapping(
+        warehouse, table=None, query=query, user_id=None, properties=[], strategy="diff"
+    )
+
+
 def _table(store: DuckDBStore, draft: Draft, form: FormData, action: str) -> str:
     warehouse = open_source(store.get_connection(draft.connection))
     try:
         if draft.mode == "query":
             if not draft.query:
                 raise StepError({"query": "Write a query, or choose a table instead."})
-            _field_errors(
-                lambda: engine.resolve_mapping(
-                    warehouse,
-                    table=None,
-                    query=draft.query,
-                    user_id=None,
-                    properties=[],
-                    strategy="diff",
-                ),
-                "query",
-            )
+            _field_errors(lambda: _query_mapping(warehouse, draft.query), "query")
             return "mapping"
         if not draft.table:
             raise StepError({"table": "Choose a table (or write a query instead)."})
@@ -399,14 +402,7 @@ def _mapping_context(store: DuckDBStore, draft: Draft) -> dict[str, Any]:
     if draft.mode == "query":
         warehouse = open_source(store.get_connection(draft.connection))
         try:
-            mapping = engine.resolve_mapping(
-                warehouse,
-                table=None,
-                query=draft.query,
-                user_id=None,
-                properties=[],
-                strategy="diff",
-            )
+            mapping = _query_mapping(warehouse, draft.query)
         finally:
             warehouse.close()
         return {"query_mapping": mapping}

@@ -10,8 +10,8 @@ The checkpoint is a table version: the first sync reads ``VERSION AS OF`` the la
 version and records it. Identity and history come from ``DESCRIBE DETAIL`` (the Delta
 table ``id``, its properties) and ``DESCRIBE HISTORY`` (versions and operations), so a
 drop-and-replace shows as a new id, a version that went back, or a ``CREATE OR
-REPLACE`` after the checkpoint. The rules follow the ``delta`` source, which reads the
-same tables from storage.
+REPLACE`` after the checkpoint. The rules are those of the ``delta`` source, which reads
+the same tables from storage (``deltacommon``).
 """
 
 from __future__ import annotations
@@ -23,61 +23,44 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlglot import exp
 
 from profilesync.errors import (
-    ChangeTrackingError,
     ConfigurationError,
     MissingDependencyError,
     NotFoundError,
     ProfilesyncError,
     RetentionExceededError,
-    TableReplacedError,
 )
 from profilesync.mapping import QUERY_TABLE
-from profilesync.model import Checkpoint, Connection, Mapping, format_frequency
-from profilesync.sources.base import DELETE, OP, ORD, UPSERT, Changes, Check
-from profilesync.sources.delta import (
+from profilesync.model import Checkpoint, Mapping
+from profilesync.sources.base import Changes, Check, change_schema, empty_reader
+from profilesync.sources.deltacommon import (
     CDF,
-    DEFAULT_FILE_RETENTION,
-    DEFAULT_LOG_RETENTION,
-    FILE_RETENTION,
-    LOG_RETENTION,
-    WEEK,
-    interval_seconds,
+    CHANGE_TYPE,
+    COMMIT_VERSION,
+    cdf_missing,
+    cdf_off_error,
+    cdf_on,
+    check_feed_since,
+    check_identity,
+    check_not_replaced,
+    expired,
+    retention_checks,
 )
+from profilesync.sources.deltacommon import change_ops as cdf_ops
 from profilesync.sources.sqlwarehouse import (
-    DIFF_NOTE,
     QUERY_NOTE,
     TIMESTAMP,
-    ErrorTranslator,
-    arrow_reader,
+    SQLWarehouseSource,
     as_map,
     conform,
-    connect_error,
-    driver_error,
-    fetch_rows,
-    is_driver_error,
     limit_sql,
-    peek,
     plain_identifier,
-    query_text,
-    rename_to_mapping,
-    resolve_columns,
     string_literal,
-    widen,
 )
 
-CHANGE_TYPE = "_change_type"
-COMMIT_VERSION = "_commit_version"
 FETCH_ROWS = 100_000
-_REPLACE_OPS = {
-    "CREATE OR REPLACE TABLE",
-    "REPLACE TABLE",
-    "CREATE OR REPLACE TABLE AS SELECT",
-    "REPLACE TABLE AS SELECT",
-}
 #: error classes and texts Databricks answers with when the requested changes are gone
 _EXPIRED = (
     "delta_missing_change_data",
@@ -189,17 +172,11 @@ class Commit:
         return str(value).strip().lower() == "true"
 
 
-class DatabricksSource:
+class DatabricksSource(SQLWarehouseSource[TableRef]):
     kind: ClassVar[str] = "databricks"
     dialect: ClassVar[str] = "databricks"
-    supports_cdc: ClassVar[bool] = True
-    supports_query: ClassVar[bool] = True
+    warehouse: ClassVar[str] = "Databricks"
     secret_fields: ClassVar[tuple[str, ...]] = ("access_token",)
-
-    def __init__(self, connection: Connection, source_name: str = "") -> None:
-        self.config = connection.config
-        self.source_name = source_name
-        self._connection: Any = None
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -221,34 +198,11 @@ class DatabricksSource:
         return {"schema": "default", **config, "server_hostname": hostname}
 
     # -- plumbing -----------------------------------------------------------------
-    def _cursor(self) -> Any:
-        if self._connection is None:
-            try:
-                self._connection = connect(self.config)
-            except ProfilesyncError:
-                raise
-            except Exception as exc:
-                # connectors also raise their HTTP library's errors while connecting
-                raise connect_error(exc, "Databricks") from exc
-        return self._connection.cursor()
+    def _connect(self) -> Any:
+        return connect(self.config)
 
-    def _run(self, sql: str, table: TableRef | None = None) -> Any:
-        cursor = self._cursor()
-        try:
-            cursor.execute(sql)
-        except Exception as exc:
-            if not is_driver_error(exc):
-                raise
-            raise self._translate(exc, table) from exc
-        return cursor
-
-    def _rows(self, sql: str, table: TableRef | None = None) -> list[dict[str, Any]]:
-        return fetch_rows(self._run(sql, table))
-
-    def _translate(self, exc: BaseException, table: TableRef | None) -> ProfilesyncError:
-        text = " ".join(str(exc).split())
+    def _known_error(self, text: str, where: str) -> ProfilesyncError | None:
         lowered = text.lower()
-        where = table.sql if table else "the table"
         if any(marker in lowered for marker in _EXPIRED):
             return self._expired(where, f"Databricks answered: {text}")
         if any(marker in lowered for marker in _NOT_FOUND):
@@ -256,13 +210,7 @@ class DatabricksSource:
                 f"Databricks answered: {text}. Check the table name (catalog.schema.table) and "
                 "that the token's user has SELECT on it and USE CATALOG / USE SCHEMA above it"
             )
-        return driver_error(exc, "Databricks")
-
-    def _reader_errors(self, table: TableRef | None) -> ErrorTranslator:
-        def translate(exc: BaseException) -> BaseException | None:
-            return self._translate(exc, table) if is_driver_error(exc) else None
-
-        return translate
+        return None
 
     def _arrow_tables(self, cursor: Any) -> Iterator[pa.Table]:
         """The result as Arrow tables of up to FETCH_ROWS rows, straight from the connector."""
@@ -271,6 +219,12 @@ class DatabricksSource:
             if table.num_rows == 0:
                 return
             yield table
+
+    def _result_type(self, column: Any) -> pa.DataType:
+        return description_type(column)
+
+    def _quote(self, name: str) -> str:
+        return identifier(name)
 
     # -- discovery -------------------------------------------------------------------
     def table_ref(self, table: str) -> TableRef:
@@ -336,85 +290,32 @@ class DatabricksSource:
         return pa.schema(list(self._columns(self.table_ref(table)).items()))
 
     # -- test mapping ----------------------------------------------------------------
-    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
-        if mapping.table == QUERY_TABLE:
-            return [Check("query", "info", QUERY_NOTE)]
-        table = self.table_ref(mapping.table)
+    def _table_checks(self, table: TableRef, frequency_seconds: int) -> tuple[Check, list[Check]]:
         detail = self._detail(table)
         history = self._history(table)
-        checks = [
-            Check(
-                "table",
-                "pass",
-                f"Delta table {table.sql} (id {detail.get('id')}) at version {history[0].version}",
-            )
-        ]
-        if strategy == "diff":
-            checks.append(Check("strategy", "info", DIFF_NOTE))
-            return checks
-        properties = as_map(detail.get("properties"))
-        if not _cdf_on(properties):
-            checks.append(self._cdf_missing(table))
-            return checks
-        since = cdf_enabled_since(history)
-        checks.append(Check("change data feed", "pass", f"{CDF} = true since version {since}"))
-        checks.extend(retention_checks(table, properties, frequency_seconds))
-        return checks
-
-    def _cdf_missing(self, table: TableRef) -> Check:
-        return Check(
-            "change data feed",
-            "fail",
-            f"{CDF} is not enabled on {table.sql}: changes cannot be read incrementally. "
-            "Enable it (or choose --strategy diff to re-read the table every sync).",
-            f"ALTER TABLE {table.sql} SET TBLPROPERTIES ({CDF} = true)",
+        found = Check(
+            "table",
+            "pass",
+            f"Delta table {table.sql} (id {detail.get('id')}) at version {history[0].version}",
         )
+        properties = as_map(detail.get("properties"))
+        if not cdf_on(properties):
+            return found, [cdf_missing(table.sql)]
+        since = cdf_enabled_since(history)
+        feed = Check("change data feed", "pass", f"{CDF} = true since version {since}")
+        return found, [feed, *retention_checks(table.sql, properties, frequency_seconds)]
 
     # -- reading -----------------------------------------------------------------------
     def snapshot(self, mapping: Mapping, limit: int | None = None) -> Changes:
         if mapping.table == QUERY_TABLE:
-            return self._query_snapshot(mapping, limit)
+            return self._query_snapshot(mapping, limit, datetime.now(UTC).isoformat())
         table = self.table_ref(mapping.table)
         identity = str(self._detail(table)["id"])
         version = self._history(table)[0].version
         schema, select = self._projection(table, mapping)
-        cursor = self._run(
-            f"SELECT {select} FROM {table.sql} VERSION AS OF {version}{limit_sql(limit)}", table
-        )
-        reader = arrow_reader(
-            self._arrow_tables(cursor),
-            schema,
-            lambda t: conform(t, schema),
-            self._reader_errors(table),
-        )
+        sql = f"SELECT {select} FROM {table.sql} VERSION AS OF {version}{limit_sql(limit)}"
+        reader = self._stream(sql, table, schema, lambda t: conform(t, schema))
         return Changes(reader, Checkpoint(str(version), identity), full=True)
-
-    def _projection(self, table: TableRef, mapping: Mapping) -> tuple[pa.Schema, str]:
-        columns = self._columns(table)
-        real = resolve_columns(mapping.columns, columns, table.sql)
-        schema = pa.schema([(c, columns[real[c]]) for c in mapping.columns])
-        select = ", ".join(f"{identifier(real[c])} AS {identifier(c)}" for c in mapping.columns)
-        return schema, select
-
-    def _query_snapshot(self, mapping: Mapping, limit: int | None) -> Changes:
-        sql = query_text(mapping)
-        if limit is not None:
-            sql = f"SELECT * FROM ({sql}) AS q{limit_sql(limit)}"
-        cursor = self._run(sql)
-        names = rename_to_mapping([d[0] for d in cursor.description], mapping)
-        first, tables = peek(self._arrow_tables(cursor))
-        if first is None:
-            types = [description_type(d) for d in cursor.description]
-        else:
-            types = [widen(t) for t in first.schema.types]
-        schema = pa.schema(list(zip(names, types, strict=True)))
-        reader = arrow_reader(
-            tables,
-            schema,
-            lambda t: conform(t.rename_columns(names), schema),
-            self._reader_errors(None),
-        )
-        return Changes(reader, Checkpoint(datetime.now(UTC).isoformat(), "query"), True)
 
     def changes(self, mapping: Mapping, checkpoint: Checkpoint) -> Changes:
         if mapping.table == QUERY_TABLE:
@@ -423,47 +324,23 @@ class DatabricksSource:
         detail = self._detail(table)
         history = self._history(table)
         since, latest = int(checkpoint.position), history[0].version
-        self._check_identity(table, checkpoint, str(detail["id"]), latest)
-        if any(c.operation in _REPLACE_OPS and c.version > since for c in history):
-            raise self._replaced(
-                table, "the table was replaced (CREATE OR REPLACE) after the checkpoint"
-            )
-        if not _cdf_on(as_map(detail.get("properties"))):
-            raise ChangeTrackingError(
-                f"{CDF} is off on {table.sql}: run `{self._cdf_missing(table).fix_sql}`, then "
-                f"`profilesync sync {self.source_name} --resync`"
-            )
+        check_identity(table.sql, checkpoint, str(detail["id"]), latest, self.source_name)
+        commits = ((c.version, c.operation) for c in history)
+        check_not_replaced(table.sql, commits, since, self.source_name)
+        if not cdf_on(as_map(detail.get("properties"))):
+            raise cdf_off_error(table.sql, self.source_name)
         schema, select = self._projection(table, mapping)
-        out = pa.schema([*schema, pa.field(OP, pa.string()), pa.field(ORD, pa.int64())])
+        out = change_schema(schema)
         new = Checkpoint(str(latest), str(detail["id"]))
         if latest == since:
-            return Changes(pa.RecordBatchReader.from_batches(out, []), new, full=False)
+            return Changes(empty_reader(out), new, full=False)
         self._check_history(table, history, since)
-        name = string_literal(table.sql)
-        cursor = self._run(
+        sql = (
             f"SELECT {select}, {CHANGE_TYPE}, {COMMIT_VERSION} "
-            f"FROM table_changes({name}, {since + 1}, {latest})",
-            table,
+            f"FROM table_changes({string_literal(table.sql)}, {since + 1}, {latest})"
         )
-        reader = arrow_reader(
-            self._arrow_tables(cursor),
-            out,
-            lambda t: change_ops(t, schema, out),
-            self._reader_errors(table),
-        )
+        reader = self._stream(sql, table, out, lambda t: change_ops(t, schema, out))
         return Changes(reader, new, full=False)
-
-    def _check_identity(
-        self, table: TableRef, checkpoint: Checkpoint, identity: str, latest: int
-    ) -> None:
-        if identity != checkpoint.identity:
-            raise self._replaced(
-                table, f"Delta table id changed from {checkpoint.identity} to {identity}"
-            )
-        if latest < int(checkpoint.position):
-            raise self._replaced(
-                table, f"its version went back from {checkpoint.position} to {latest}"
-            )
 
     def _check_history(self, table: TableRef, history: list[Commit], since: int) -> None:
         # the log first: without the commits after the checkpoint nothing else can be told
@@ -474,39 +351,10 @@ class DatabricksSource:
                 f"DESCRIBE HISTORY starts at version {oldest}, after the checkpoint (version {since}): "
                 "the log was cleaned up",
             )
-        enabled = cdf_enabled_since(history)
-        if enabled > since + 1:
-            raise RetentionExceededError(
-                f"the change data feed of {table.sql} was enabled at version {enabled}, after the "
-                f"checkpoint (version {since}): changes in between were never recorded. "
-                f"Run `profilesync sync {self.source_name} --resync` to diff the table against the store."
-            )
-
-    def _replaced(self, table: TableRef, why: str) -> TableReplacedError:
-        return TableReplacedError(
-            f"table {table.sql} was dropped and re-created ({why}), as a dbt full refresh or "
-            "CREATE OR REPLACE TABLE does. Nothing was applied. CDC needs incremental models; "
-            f"run `profilesync sync {self.source_name} --resync` to diff the new table against the store."
-        )
+        check_feed_since(table.sql, cdf_enabled_since(history), since, self.source_name)
 
     def _expired(self, table: str, why: str) -> RetentionExceededError:
-        return RetentionExceededError(
-            f"the changes of {table} since the last sync are no longer retained: {why}. Nothing was "
-            f"applied. Raise {LOG_RETENTION} / {FILE_RETENTION} above the sync frequency, and run "
-            f"`profilesync sync {self.source_name} --resync` to diff the table against the store."
-        )
-
-    def release(self, mapping: Mapping) -> None:
-        return None
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-
-def _cdf_on(properties: dict[str, Any]) -> bool:
-    return str(properties.get(CDF, "false")).strip().lower() == "true"
+        return expired(table, "since the last sync", why, self.source_name)
 
 
 def cdf_enabled_since(history: list[Commit]) -> int:
@@ -531,51 +379,6 @@ def cdf_enabled_since(history: list[Commit]) -> int:
 def change_ops(table: pa.Table, schema: pa.Schema, out: pa.Schema) -> pa.Table:
     """Change data feed rows -> ``_op``/``_ord``: ordered by commit, deletes (and update
     pre-images) before inserts (and post-images) within one commit."""
-    kind = pc.cast(table.column(CHANGE_TYPE), pa.string())
-    upsert = pc.is_in(kind, pa.array(["insert", "update_postimage"]))
-    version = pc.cast(table.column(COMMIT_VERSION), pa.int64())
-    order = pc.add(pc.multiply(version, 2), pc.cast(upsert, pa.int64()))
-    op = pc.if_else(upsert, UPSERT, DELETE)
+    op, order = cdf_ops(table.column(CHANGE_TYPE), table.column(COMMIT_VERSION))
     data = conform(table, schema)
     return pa.Table.from_arrays([*data.columns, op, order], schema=out)
-
-
-def retention_checks(
-    table: TableRef, properties: dict[str, Any], frequency_seconds: int
-) -> list[Check]:
-    """``delta.logRetentionDuration`` / ``delta.deletedFileRetentionDuration`` against the
-    frequency: refused when shorter, a warning under 7 days (as for the ``delta`` kind)."""
-    checks = []
-    for key, default in (
-        (LOG_RETENTION, DEFAULT_LOG_RETENTION),
-        (FILE_RETENTION, DEFAULT_FILE_RETENTION),
-    ):
-        value = str(properties.get(key, default))
-        seconds = interval_seconds(value)
-        fix = f"ALTER TABLE {table.sql} SET TBLPROPERTIES ({key} = 'interval 7 days')"
-        if seconds is None:
-            checks.append(
-                Check(key, "warn", f"{key} = {value!r} is not a duration profilesync reads")
-            )
-        elif seconds < frequency_seconds:
-            checks.append(
-                Check(
-                    key,
-                    "fail",
-                    f"{key} = {value} is shorter than the sync frequency "
-                    f"{format_frequency(frequency_seconds)}: changes would expire before they are read",
-                    fix,
-                )
-            )
-        elif seconds < WEEK:
-            checks.append(
-                Check(
-                    key,
-                    "warn",
-                    f"{key} = {value} is under 7 days: a paused or failing source will need a resync sooner",
-                    fix,
-                )
-            )
-        else:
-            checks.append(Check(key, "pass", f"{key} = {value}"))
-    return checks

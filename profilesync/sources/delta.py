@@ -9,33 +9,33 @@ version. Drop-and-replace shows as a new ``metadata().id`` or a version that wen
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from profilesync.errors import (
-    ChangeTrackingError,
-    ConfigurationError,
-    NotFoundError,
-    RetentionExceededError,
-    TableReplacedError,
-)
+from profilesync.errors import ConfigurationError, NotFoundError, RetentionExceededError
 from profilesync.mapping import quote
-from profilesync.model import Checkpoint, Connection, Mapping, format_frequency
-from profilesync.sources.base import DELETE, OP, ORD, UPSERT, Changes, Check
+from profilesync.model import Checkpoint, Connection, Mapping
+from profilesync.sources.base import OP, ORD, Changes, Check, change_schema, empty_reader
+from profilesync.sources.deltacommon import (
+    CDF,
+    CHANGE_TYPE,
+    COMMIT_VERSION,
+    cdf_missing,
+    cdf_off_error,
+    cdf_on,
+    change_ops,
+    check_feed_since,
+    check_identity,
+    check_not_replaced,
+    expired,
+    retention_checks,
+)
 
-CDF = "delta.enableChangeDataFeed"
-LOG_RETENTION = "delta.logRetentionDuration"
-FILE_RETENTION = "delta.deletedFileRetentionDuration"
-DEFAULT_LOG_RETENTION = "interval 30 days"
-DEFAULT_FILE_RETENTION = "interval 1 week"
-WEEK = 7 * 86400
 #: operations that may write new table metadata (and so switch the change data feed)
 _METADATA_OPS = {
     "SET TBLPROPERTIES",
@@ -44,19 +44,6 @@ _METADATA_OPS = {
     "CREATE OR REPLACE TABLE",
     "REPLACE TABLE",
 }
-_REPLACE_OPS = {"CREATE OR REPLACE TABLE", "REPLACE TABLE"}
-_INTERVAL = re.compile(r"^\s*(?:interval\s+)?(\d+)\s+(second|minute|hour|day|week)s?\s*$", re.I)
-_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": WEEK}
-
-
-def interval_seconds(text: str) -> int | None:
-    """Delta's ``interval 7 days`` -> seconds (None when unreadable)."""
-    match = _INTERVAL.match(text)
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()] if match else None
-
-
-def _cdf_on(configuration: dict[str, str]) -> bool:
-    return configuration.get(CDF, "false").strip().lower() == "true"
 
 
 class DeltaSource:
@@ -125,55 +112,12 @@ class DeltaSource:
                 )
             )
             return checks
-        if not _cdf_on(config):
-            checks.append(self._cdf_missing(mapping.table))
+        if not cdf_on(config):
+            checks.append(cdf_missing(mapping.table))
             return checks
         since = self.cdf_enabled_since(dt)
         checks.append(Check("change data feed", "pass", f"{CDF} = true since version {since}"))
-        checks.extend(self._retention_checks(config, frequency_seconds))
-        return checks
-
-    def _cdf_missing(self, table: str) -> Check:
-        return Check(
-            "change data feed",
-            "fail",
-            f"{CDF} is not enabled on {table}: changes cannot be read incrementally. "
-            "Enable it (or choose --strategy diff to re-read the table every sync).",
-            f"ALTER TABLE {table} SET TBLPROPERTIES ({CDF} = true)",
-        )
-
-    def _retention_checks(self, config: dict[str, str], frequency_seconds: int) -> list[Check]:
-        checks = []
-        for key, default in (
-            (LOG_RETENTION, DEFAULT_LOG_RETENTION),
-            (FILE_RETENTION, DEFAULT_FILE_RETENTION),
-        ):
-            value = config.get(key, default)
-            seconds = interval_seconds(value)
-            if seconds is None:
-                checks.append(
-                    Check(key, "warn", f"{key} = {value!r} is not a duration profilesync reads")
-                )
-            elif seconds < frequency_seconds:
-                checks.append(
-                    Check(
-                        key,
-                        "fail",
-                        f"{key} = {value} is shorter than the sync frequency {format_frequency(frequency_seconds)}: "
-                        "changes would expire before they are read",
-                        f"ALTER TABLE <table> SET TBLPROPERTIES ({key} = 'interval 7 days')",
-                    )
-                )
-            elif seconds < WEEK:
-                checks.append(
-                    Check(
-                        key,
-                        "warn",
-                        f"{key} = {value} is under 7 days: a paused or failing source will need a resync sooner",
-                    )
-                )
-            else:
-                checks.append(Check(key, "pass", f"{key} = {value}"))
+        checks.extend(retention_checks(mapping.table, config, frequency_seconds))
         return checks
 
     def cdf_enabled_since(self, dt: DeltaTable) -> int:
@@ -187,10 +131,10 @@ class DeltaSource:
             mode = (commit.get("operationParameters") or {}).get("mode", "")
             may_change = op in _METADATA_OPS or (op == "WRITE" and mode != "Append") or version == 0
             if may_change:
-                if not _cdf_on(DeltaTable(dt.table_uri, version=version).metadata().configuration):
+                if not cdf_on(DeltaTable(dt.table_uri, version=version).metadata().configuration):
                     return since
                 since = version
-        if oldest != since and _cdf_on(
+        if oldest != since and cdf_on(
             DeltaTable(dt.table_uri, version=oldest).metadata().configuration
         ):
             return oldest  # on through all the retained history
@@ -212,57 +156,43 @@ class DeltaSource:
         dt = self._open(mapping.table)
         version, identity = dt.version(), str(dt.metadata().id)
         since = int(checkpoint.position)
-        self._check_identity(mapping.table, checkpoint, identity, version)
+        check_identity(mapping.table, checkpoint, identity, version, self.source_name)
         self._require_columns(dt, mapping)
         history = dt.history(limit=max(version - since, 1))
-        if any(c.get("operation") in _REPLACE_OPS and int(c["version"]) > since for c in history):
-            raise self._replaced(
-                mapping.table, "the table was replaced (CREATE OR REPLACE) after the checkpoint"
-            )
-        if not _cdf_on(dt.metadata().configuration):
-            raise ChangeTrackingError(
-                f"{CDF} is off on {mapping.table}: {self._cdf_missing(mapping.table).fix_sql}; "
-                f"then run `profilesync sync {self.source_name} --resync`"
-            )
+        commits = ((int(c["version"]), c.get("operation", "")) for c in history)
+        check_not_replaced(mapping.table, commits, since, self.source_name)
+        if not cdf_on(dt.metadata().configuration):
+            raise cdf_off_error(mapping.table, self.source_name)
         new = Checkpoint(str(version), identity)
+        schema = self._change_schema(dt, mapping)
         if version == since:
-            return Changes(
-                pa.RecordBatchReader.from_batches(self._change_schema(dt, mapping), []),
-                new,
-                full=False,
-            )
+            return Changes(empty_reader(schema), new, full=False)
+        self._check_retained(dt, mapping.table, since)
+        batches = self._ops(
+            self._load_cdf(dt, mapping, since, version), schema, mapping.table, since
+        )
+        return Changes(pa.RecordBatchReader.from_batches(schema, batches), new, full=False)
+
+    def _check_retained(self, dt: DeltaTable, table: str, since: int) -> None:
         # expired log first: with it gone, where the feed was enabled cannot be told
         oldest = min(int(c["version"]) for c in dt.history())
         if oldest > since + 1:
             raise self._expired(
-                mapping.table, f"the Delta log starts at version {oldest} (log cleanup)", since
+                table, f"the Delta log starts at version {oldest} (log cleanup)", since
             )
-        enabled = self.cdf_enabled_since(dt)
-        if enabled > since + 1:
-            raise RetentionExceededError(
-                f"the change data feed of {mapping.table} was enabled at version {enabled}, after the "
-                f"checkpoint (version {since}): changes in between were never recorded. "
-                f"Run `profilesync sync {self.source_name} --resync` to diff the table against the store."
-            )
+        check_feed_since(table, self.cdf_enabled_since(dt), since, self.source_name)
+
+    def _load_cdf(
+        self, dt: DeltaTable, mapping: Mapping, since: int, version: int
+    ) -> pa.RecordBatchReader:
+        # delta-rs reads the columns as SQL: quoted, "userId" and "Plan Name" work too
+        columns = [quote(c) for c in (*mapping.columns, CHANGE_TYPE, COMMIT_VERSION)]
         try:
-            raw = pa.RecordBatchReader.from_stream(
-                dt.load_cdf(
-                    starting_version=since + 1,
-                    ending_version=version,
-                    # delta-rs reads these as SQL: quoted, "userId" and "Plan Name" work too
-                    columns=[
-                        quote(c) for c in (*mapping.columns, "_change_type", "_commit_version")
-                    ],
-                )
+            return pa.RecordBatchReader.from_stream(
+                dt.load_cdf(starting_version=since + 1, ending_version=version, columns=columns)
             )
         except DeltaError as exc:
             raise self._expired(mapping.table, str(exc), since) from exc
-        schema = self._change_schema(dt, mapping)
-        return Changes(
-            pa.RecordBatchReader.from_batches(schema, self._ops(raw, schema, mapping.table, since)),
-            new,
-            full=False,
-        )
 
     def _require_columns(self, dt: DeltaTable, mapping: Mapping) -> None:
         names = set(pa.schema(dt.schema().to_arrow()).names)
@@ -276,8 +206,7 @@ class DeltaSource:
 
     def _change_schema(self, dt: DeltaTable, mapping: Mapping) -> pa.Schema:
         table = pa.schema(dt.schema().to_arrow())
-        fields = [table.field(c) for c in mapping.columns]
-        return pa.schema([*fields, pa.field(OP, pa.string()), pa.field(ORD, pa.int64())])
+        return change_schema(pa.schema([table.field(c) for c in mapping.columns]))
 
     def _ops(
         self, raw: pa.RecordBatchReader, schema: pa.Schema, table: str, since: int
@@ -285,11 +214,7 @@ class DeltaSource:
         """CDF rows -> ``_op``/``_ord``; object-store 'not found' while reading means vacuum."""
         try:
             for batch in raw:
-                kind = pc.cast(batch.column("_change_type"), pa.string())
-                upsert = pc.is_in(kind, pa.array(["insert", "update_postimage"]))
-                version = pc.cast(batch.column("_commit_version"), pa.int64())
-                order = pc.add(pc.multiply(version, 2), pc.cast(upsert, pa.int64()))
-                op = pc.if_else(upsert, UPSERT, DELETE)
+                op, order = change_ops(batch.column(CHANGE_TYPE), batch.column(COMMIT_VERSION))
                 columns = [
                     batch.column(f.name).cast(f.type) for f in schema if f.name not in (OP, ORD)
                 ]
@@ -301,31 +226,8 @@ class DeltaSource:
                 ) from exc
             raise
 
-    def _check_identity(
-        self, table: str, checkpoint: Checkpoint, identity: str, version: int
-    ) -> None:
-        if identity != checkpoint.identity:
-            raise self._replaced(
-                table, f"Delta table id changed from {checkpoint.identity} to {identity}"
-            )
-        if version < int(checkpoint.position):
-            raise self._replaced(
-                table, f"its version went back from {checkpoint.position} to {version}"
-            )
-
-    def _replaced(self, table: str, why: str) -> TableReplacedError:
-        return TableReplacedError(
-            f"table {table} was dropped and re-created ({why}), as a dbt full refresh or "
-            "CREATE OR REPLACE TABLE does. Nothing was applied. CDC needs incremental models; "
-            f"run `profilesync sync {self.source_name} --resync` to diff the new table against the store."
-        )
-
     def _expired(self, table: str, why: str, since: int) -> RetentionExceededError:
-        return RetentionExceededError(
-            f"the changes of {table} after version {since} are no longer retained: {why}. "
-            f"Nothing was applied. Raise {LOG_RETENTION} / {FILE_RETENTION} above the sync frequency, and run "
-            f"`profilesync sync {self.source_name} --resync` to diff the table against the store."
-        )
+        return expired(table, f"after version {since}", why, self.source_name)
 
     def release(self, mapping: Mapping) -> None:
         return None

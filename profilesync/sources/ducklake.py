@@ -32,7 +32,18 @@ from profilesync.errors import (
 )
 from profilesync.mapping import QUERY_TABLE, quote
 from profilesync.model import Checkpoint, Connection, Mapping, format_frequency
-from profilesync.sources.base import DELETE, OP, ORD, UPSERT, Changes, Check
+from profilesync.sources.base import (
+    DELETE,
+    OP,
+    ORD,
+    UPSERT,
+    Changes,
+    Check,
+    change_schema,
+    empty_reader,
+    expired_error,
+    replaced_error,
+)
 from profilesync.sources.duckdb import (
     DuckDBSource,
     arrow_reader,
@@ -409,8 +420,7 @@ class DuckLakeSource(DuckDBSource):
             )
         new = Checkpoint(str(snapshot), identity)
         if snapshot == since:
-            empty = pa.RecordBatchReader.from_batches(self._change_schema(mapping), [])
-            return Changes(empty, new, full=False)
+            return Changes(empty_reader(self._change_schema(mapping)), new, full=False)
         self._check_retained(mapping.table, since, snapshot)
         try:
             raw = arrow_reader(self.con, self._changes_sql(mapping, since + 1, snapshot))
@@ -439,8 +449,7 @@ class DuckLakeSource(DuckDBSource):
 
     def _change_schema(self, mapping: Mapping) -> pa.Schema:
         table = self.table_schema(mapping.table)
-        fields = [table.field(c) for c in mapping.columns]
-        return pa.schema([*fields, pa.field(OP, pa.string()), pa.field(ORD, pa.int64())])
+        return change_schema(pa.schema([table.field(c) for c in mapping.columns]))
 
     def _check_retained(self, table: str, since: int, snapshot: int) -> None:
         """Every snapshot from the checkpoint on must be kept (ids are consecutive).
@@ -487,16 +496,11 @@ class DuckLakeSource(DuckDBSource):
         )
 
     def _replaced(self, table: str, why: str) -> TableReplacedError:
-        return TableReplacedError(
-            f"table {table} was dropped and re-created ({why}), as a dbt full refresh or CREATE OR "
-            "REPLACE TABLE does. Nothing was applied. CDC needs incremental models; run "
-            f"`profilesync sync {self.source_name} --resync` to diff the new table against the store."
-        )
+        return replaced_error(table, why, self.source_name)
 
     def _expired(self, table: str, since: int, why: str) -> RetentionExceededError:
-        return RetentionExceededError(
-            f"the changes of {table} after snapshot {since} are no longer retained: {why}. Nothing was "
-            f"applied. Expire only snapshots older than the sync frequency ({EXPIRE_OPTION}, "
-            f"ducklake_expire_snapshots), and run `profilesync sync {self.source_name} --resync` "
-            "to diff the table against the store."
+        remedy = (
+            "Expire only snapshots older than the sync frequency "
+            f"({EXPIRE_OPTION}, ducklake_expire_snapshots)"
         )
+        return expired_error(table, f"after snapshot {since}", why, remedy, self.source_name)

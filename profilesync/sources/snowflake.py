@@ -22,6 +22,7 @@ lower case (``user_id`` for ``USER_ID``), as people write them in SQL.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -37,31 +38,28 @@ from profilesync.errors import (
     NotFoundError,
     ProfilesyncError,
     RetentionExceededError,
-    TableReplacedError,
 )
 from profilesync.mapping import QUERY_TABLE
-from profilesync.model import Checkpoint, Connection, Mapping, format_frequency
-from profilesync.sources.base import DELETE, OP, ORD, UPSERT, Changes, Check
+from profilesync.model import Checkpoint, Mapping, format_frequency
+from profilesync.sources.base import (
+    DELETE,
+    UPSERT,
+    Changes,
+    Check,
+    change_schema,
+    empty_reader,
+    expired_error,
+    replaced_error,
+)
 from profilesync.sources.sqlwarehouse import (
-    DIFF_NOTE,
     QUERY_NOTE,
     TIMESTAMP,
-    ErrorTranslator,
-    arrow_reader,
+    SQLWarehouseSource,
     conform,
-    connect_error,
-    driver_error,
-    fetch_rows,
-    is_driver_error,
     limit_sql,
-    peek,
     present,
-    query_text,
-    rename_to_mapping,
-    resolve_columns,
     string_literal,
     utc,
-    widen,
 )
 
 DAY = 86400
@@ -227,17 +225,11 @@ class TableInfo:
         return utc(self.created_on).isoformat()
 
 
-class SnowflakeSource:
+class SnowflakeSource(SQLWarehouseSource[TableRef]):
     kind: ClassVar[str] = "snowflake"
     dialect: ClassVar[str] = "snowflake"
-    supports_cdc: ClassVar[bool] = True
-    supports_query: ClassVar[bool] = True
+    warehouse: ClassVar[str] = "Snowflake"
     secret_fields: ClassVar[tuple[str, ...]] = ("password", "private_key", "private_key_passphrase")
-
-    def __init__(self, connection: Connection, source_name: str = "") -> None:
-        self.config = connection.config
-        self.source_name = source_name
-        self._connection: Any = None
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -272,28 +264,11 @@ class SnowflakeSource:
         return {"schema": "PUBLIC", **{k: v for k, v in config.items() if v not in (None, "")}}
 
     # -- plumbing -----------------------------------------------------------------
-    def _run(self, sql: str, table: TableRef | None = None) -> Any:
-        if self._connection is None:
-            try:
-                self._connection = connect(self.config)
-            except ProfilesyncError:
-                raise
-            except Exception as exc:
-                # connectors also raise their HTTP library's errors while connecting
-                raise connect_error(exc, "Snowflake") from exc
-        cursor = self._connection.cursor()
-        try:
-            cursor.execute(sql)
-        except Exception as exc:
-            if not is_driver_error(exc):
-                raise
-            raise self._translate(exc, table) from exc
-        return cursor
+    def _connect(self) -> Any:
+        return connect(self.config)
 
-    def _translate(self, exc: BaseException, table: TableRef | None = None) -> ProfilesyncError:
-        text = " ".join(str(exc).split())
+    def _known_error(self, text: str, where: str) -> ProfilesyncError | None:
         lowered = text.lower()
-        where = table.sql if table else "the table"
         if _TIME_TRAVEL in lowered or _NOT_TRACKED in lowered:
             return self._expired(where, f"Snowflake answered: {text}")
         if _NOT_FOUND in lowered:
@@ -301,13 +276,16 @@ class SnowflakeSource:
                 f"Snowflake answered: {text}. Check the table name and that the connection's "
                 "role has SELECT on it (and USAGE on its database and schema)"
             )
-        return driver_error(exc, "Snowflake")
+        return None
 
-    def _reader_errors(self, table: TableRef | None) -> ErrorTranslator:
-        def translate(exc: BaseException) -> BaseException | None:
-            return self._translate(exc, table) if is_driver_error(exc) else None
+    def _arrow_tables(self, cursor: Any) -> Iterable[pa.Table]:
+        return cursor.fetch_arrow_batches()
 
-        return translate
+    def _result_type(self, column: Any) -> pa.DataType:
+        return description_type(column)
+
+    def _quote(self, name: str) -> str:
+        return quoted(name)
 
     def _now(self) -> datetime:
         row = self._run("SELECT CURRENT_TIMESTAMP()").fetchone()
@@ -333,7 +311,7 @@ class SnowflakeSource:
 
     def list_tables(self) -> list[str]:
         database = identifier(stored_name(self.config["database"]))
-        rows = fetch_rows(self._run(f"SHOW TABLES IN DATABASE {database}"))
+        rows = self._rows(f"SHOW TABLES IN DATABASE {database}")
         return sorted(
             f"{identifier(r['schema_name'])}.{identifier(r['name'])}"
             for r in rows
@@ -342,7 +320,7 @@ class SnowflakeSource:
 
     def _info(self, table: TableRef) -> TableInfo:
         like = string_literal(table.name)
-        rows = fetch_rows(self._run(f"SHOW TABLES LIKE {like} IN SCHEMA {table.schema_sql}"))
+        rows = self._rows(f"SHOW TABLES LIKE {like} IN SCHEMA {table.schema_sql}")
         # LIKE is a case-insensitive pattern ('_' matches any character): keep the exact name
         found = [r for r in rows if r["name"] == table.name]
         if not found:
@@ -360,7 +338,7 @@ class SnowflakeSource:
 
     def _columns(self, table: TableRef) -> dict[str, pa.DataType]:
         """Stored column name -> Arrow type, in table order."""
-        rows = fetch_rows(self._run(f"DESCRIBE TABLE {table.sql}"))
+        rows = self._rows(f"DESCRIBE TABLE {table.sql}")
         return {
             r["name"]: arrow_type(str(r["type"]))
             for r in rows
@@ -373,85 +351,37 @@ class SnowflakeSource:
         return pa.schema([(present(n), t) for n, t in self._columns(ref).items()])
 
     # -- test mapping ----------------------------------------------------------------
-    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
-        if mapping.table == QUERY_TABLE:
-            return [Check("query", "info", QUERY_NOTE)]
-        table = self.table_ref(mapping.table)
+    def _table_checks(self, table: TableRef, frequency_seconds: int) -> tuple[Check, list[Check]]:
         info = self._info(table)
-        checks = [
-            Check(
-                "table",
-                "pass",
-                f"Snowflake {info.kind.lower()} {table.sql}, created {info.identity}",
-            )
-        ]
-        if strategy == "diff":
-            checks.append(Check("strategy", "info", DIFF_NOTE))
-            return checks
+        found = Check(
+            "table", "pass", f"Snowflake {info.kind.lower()} {table.sql}, created {info.identity}"
+        )
         if info.change_tracking:
-            checks.append(
-                Check("change tracking", "pass", f"CHANGE_TRACKING = TRUE on {table.sql}")
-            )
+            tracking = Check("change tracking", "pass", f"CHANGE_TRACKING = TRUE on {table.sql}")
         else:
-            checks.append(
-                Check(
-                    "change tracking",
-                    "fail",
-                    f"change tracking is off on {table.sql}: the CHANGES clause cannot read it. "
-                    "Enable it (or choose --strategy diff to re-read the table every sync).",
-                    f"ALTER TABLE {table.sql} SET CHANGE_TRACKING = TRUE;",
-                )
+            tracking = Check(
+                "change tracking",
+                "fail",
+                f"change tracking is off on {table.sql}: the CHANGES clause cannot read it. "
+                "Enable it (or choose --strategy diff to re-read the table every sync).",
+                f"ALTER TABLE {table.sql} SET CHANGE_TRACKING = TRUE;",
             )
-        checks.append(retention_check(table, info.retention_days, frequency_seconds))
-        return checks
+        return found, [tracking, retention_check(table, info.retention_days, frequency_seconds)]
 
     # -- reading -----------------------------------------------------------------------
     def snapshot(self, mapping: Mapping, limit: int | None = None) -> Changes:
         now = self._now()
         if mapping.table == QUERY_TABLE:
-            return self._query_snapshot(mapping, now, limit)
+            return self._query_snapshot(mapping, limit, utc(now).isoformat())
         table = self.table_ref(mapping.table)
         info = self._info(table)
         schema, select = self._projection(table, mapping)
         # AT the recorded timestamp, so the next CHANGES starts exactly where this read
         # ended; a table without Time Travel (retention 0) can only be read as it is.
         at = f" AT(TIMESTAMP => {timestamp_sql(now)})" if info.retention_days > 0 else ""
-        cursor = self._run(f"SELECT {select} FROM {table.sql}{at}{limit_sql(limit)}", table)
-        reader = arrow_reader(
-            cursor.fetch_arrow_batches(),
-            schema,
-            lambda t: conform(t, schema),
-            self._reader_errors(table),
-        )
+        sql = f"SELECT {select} FROM {table.sql}{at}{limit_sql(limit)}"
+        reader = self._stream(sql, table, schema, lambda t: conform(t, schema))
         return Changes(reader, Checkpoint(utc(now).isoformat(), info.identity), full=True)
-
-    def _projection(self, table: TableRef, mapping: Mapping) -> tuple[pa.Schema, str]:
-        """The Arrow schema of the mapped columns and the SELECT list that reads them."""
-        columns = self._columns(table)
-        real = resolve_columns(mapping.columns, columns, table.sql)
-        schema = pa.schema([(c, columns[real[c]]) for c in mapping.columns])
-        select = ", ".join(f"{quoted(real[c])} AS {quoted(c)}" for c in mapping.columns)
-        return schema, select
-
-    def _query_snapshot(self, mapping: Mapping, now: datetime, limit: int | None) -> Changes:
-        sql = query_text(mapping)
-        if limit is not None:
-            sql = f"SELECT * FROM ({sql}) AS q{limit_sql(limit)}"
-        cursor = self._run(sql)
-        names = rename_to_mapping([d[0] for d in cursor.description], mapping)
-        first, tables = peek(cursor.fetch_arrow_batches())
-        if first is None:
-            types = [description_type(d) for d in cursor.description]
-        else:
-            types = [widen(t) for t in first.schema.types]
-        schema = pa.schema(list(zip(names, types, strict=True)))
-        reader = arrow_reader(
-            tables,
-            schema,
-            lambda t: conform(t.rename_columns(names), schema),
-            self._reader_errors(None),
-        )
-        return Changes(reader, Checkpoint(utc(now).isoformat(), "query"), full=True)
 
     def changes(self, mapping: Mapping, checkpoint: Checkpoint) -> Changes:
         if mapping.table == QUERY_TABLE:
@@ -459,7 +389,8 @@ class SnowflakeSource:
         table = self.table_ref(mapping.table)
         info = self._info(table)
         if info.identity != checkpoint.identity:
-            raise self._replaced(table, checkpoint.identity, info.identity)
+            why = f"its created_on changed from {checkpoint.identity} to {info.identity}"
+            raise replaced_error(table.sql, why, self.source_name)
         if not info.change_tracking:
             raise ChangeTrackingError(
                 f"change tracking is off on {table.sql}: run `ALTER TABLE {table.sql} SET "
@@ -476,47 +407,24 @@ class SnowflakeSource:
                 f"DATA_RETENTION_TIME_IN_DAYS = {info.retention_days}",
             )
         schema, select = self._projection(table, mapping)
-        out = pa.schema([*schema, pa.field(OP, pa.string()), pa.field(ORD, pa.int64())])
+        out = change_schema(schema)
         new = Checkpoint(utc(now).isoformat(), info.identity)
         if age <= 0:
-            return Changes(pa.RecordBatchReader.from_batches(out, []), new, full=False)
-        cursor = self._run(
+            return Changes(empty_reader(out), new, full=False)
+        sql = (
             f"SELECT {select}, {ACTION}, {IS_UPDATE} FROM {table.sql} "
             f"CHANGES(INFORMATION => DEFAULT) AT(TIMESTAMP => {timestamp_sql(since)}) "
-            f"END(TIMESTAMP => {timestamp_sql(now)})",
-            table,
+            f"END(TIMESTAMP => {timestamp_sql(now)})"
         )
-        reader = arrow_reader(
-            cursor.fetch_arrow_batches(),
-            out,
-            lambda t: change_ops(t, schema, out),
-            self._reader_errors(table),
-        )
+        reader = self._stream(sql, table, out, lambda t: change_ops(t, schema, out))
         return Changes(reader, new, full=False)
 
-    def _replaced(self, table: TableRef, before: str, after: str) -> TableReplacedError:
-        return TableReplacedError(
-            f"table {table.sql} was dropped and re-created (its created_on changed from {before} "
-            f"to {after}), as a dbt full refresh or CREATE OR REPLACE TABLE does. Nothing was "
-            "applied. CDC needs incremental models; run "
-            f"`profilesync sync {self.source_name} --resync` to diff the new table against the store."
-        )
-
     def _expired(self, table: str, why: str) -> RetentionExceededError:
-        return RetentionExceededError(
-            f"the changes of {table} since the last sync are no longer retained: {why}. Nothing was "
-            f"applied. Raise DATA_RETENTION_TIME_IN_DAYS above the sync frequency (`ALTER TABLE {table} "
-            f"SET DATA_RETENTION_TIME_IN_DAYS = 7;`) or sync more often, and run "
-            f"`profilesync sync {self.source_name} --resync` to diff the table against the store."
+        remedy = (
+            "Raise DATA_RETENTION_TIME_IN_DAYS above the sync frequency (`ALTER TABLE "
+            f"{table} SET DATA_RETENTION_TIME_IN_DAYS = 7;`) or sync more often"
         )
-
-    def release(self, mapping: Mapping) -> None:
-        return None
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        return expired_error(table, "since the last sync", why, remedy, self.source_name)
 
 
 def change_ops(table: pa.Table, schema: pa.Schema, out: pa.Schema) -> pa.Table:

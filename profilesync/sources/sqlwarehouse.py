@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,7 +23,9 @@ from profilesync.errors import (
     ProfilesyncError,
     WarehouseUnavailableError,
 )
-from profilesync.model import Mapping
+from profilesync.mapping import QUERY_TABLE
+from profilesync.model import Checkpoint, Connection, Mapping
+from profilesync.sources.base import Changes, Check
 
 Row = dict[str, Any]
 #: every timestamp becomes UTC microseconds, what the store keeps (DuckDB TIMESTAMPTZ)
@@ -44,6 +47,11 @@ _AUTH = (
     "401",
     "403",
 )
+QUERY_NOTE = (
+    "a query source runs the query as written every sync and applies only the rows that "
+    "differ (snapshot diff); change data capture needs a single table"
+)
+DIFF_NOTE = "snapshot diff: every sync reads the whole table and applies only rows that differ"
 
 
 def is_driver_error(exc: BaseException) -> bool:
@@ -232,8 +240,155 @@ def string_literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-QUERY_NOTE = (
-    "a query source runs the query as written every sync and applies only the rows that "
-    "differ (snapshot diff); change data capture needs a single table"
-)
-DIFF_NOTE = "snapshot diff: every sync reads the whole table and applies only rows that differ"
+class TableName(Protocol):
+    """A table reference of one warehouse; ``sql`` names it in statements."""
+
+    @property
+    def sql(self) -> str: ...
+
+
+Ref = TypeVar("Ref", bound=TableName)
+
+
+class SQLWarehouseSource(ABC, Generic[Ref]):
+    """The plumbing of a source over a DB-API connection, whatever its SQL: one connection
+    opened on first use, driver errors as the errors users act on, Arrow readers over
+    results, and the query form (a snapshot diff of the user's SELECT)."""
+
+    #: the warehouse's name in messages
+    warehouse: ClassVar[str]
+    supports_cdc: ClassVar[bool] = True
+    supports_query: ClassVar[bool] = True
+
+    def __init__(self, connection: Connection, source_name: str = "") -> None:
+        self.config = connection.config
+        self.source_name = source_name
+        self._connection: Any = None
+
+    # -- what each warehouse supplies ---------------------------------------------------
+    @abstractmethod
+    def _connect(self) -> Any:
+        """A new DB-API connection from the official connector."""
+
+    @abstractmethod
+    def _known_error(self, text: str, where: str) -> ProfilesyncError | None:
+        """The error a driver message means, where the warehouse says more than PEP 249."""
+
+    @abstractmethod
+    def _arrow_tables(self, cursor: Any) -> Iterable[pa.Table]:
+        """The executed cursor's result as Arrow tables."""
+
+    @abstractmethod
+    def _result_type(self, column: Any) -> pa.DataType:
+        """The Arrow type of a ``cursor.description`` column."""
+
+    @abstractmethod
+    def table_ref(self, table: str) -> Ref:
+        """A table name as users write it (``schema.table``, or fully qualified)."""
+
+    @abstractmethod
+    def _table_checks(self, table: Ref, frequency_seconds: int) -> tuple[Check, list[Check]]:
+        """The "table" check, and the change tracking and retention checks for CDC."""
+
+    @abstractmethod
+    def _columns(self, table: Ref) -> dict[str, pa.DataType]:
+        """Stored column name -> Arrow type, in table order."""
+
+    @abstractmethod
+    def _quote(self, name: str) -> str:
+        """A column name as SQL that keeps its exact spelling."""
+
+    # -- statements -------------------------------------------------------------------
+    def _cursor(self) -> Any:
+        if self._connection is None:
+            try:
+                self._connection = self._connect()
+            except ProfilesyncError:
+                raise
+            except Exception as exc:
+                # connectors also raise their HTTP library's errors while connecting
+                raise connect_error(exc, self.warehouse) from exc
+        return self._connection.cursor()
+
+    def _run(self, sql: str, table: Ref | None = None) -> Any:
+        cursor = self._cursor()
+        try:
+            cursor.execute(sql)
+        except Exception as exc:
+            if not is_driver_error(exc):
+                raise
+            raise self._translate(exc, table) from exc
+        return cursor
+
+    def _rows(self, sql: str, table: Ref | None = None) -> list[Row]:
+        return fetch_rows(self._run(sql, table))
+
+    def _translate(self, exc: BaseException, table: Ref | None = None) -> ProfilesyncError:
+        text = " ".join(str(exc).split())
+        where = table.sql if table else "the table"
+        return self._known_error(text, where) or driver_error(exc, self.warehouse)
+
+    def _reader(
+        self,
+        tables: Iterable[pa.Table],
+        schema: pa.Schema,
+        convert: Callable[[pa.Table], pa.Table],
+        table: Ref | None,
+    ) -> pa.RecordBatchReader:
+        def translate(exc: BaseException) -> BaseException | None:
+            return self._translate(exc, table) if is_driver_error(exc) else None
+
+        return arrow_reader(tables, schema, convert, translate)
+
+    def _stream(
+        self,
+        sql: str,
+        table: Ref,
+        schema: pa.Schema,
+        convert: Callable[[pa.Table], pa.Table],
+    ) -> pa.RecordBatchReader:
+        """Run ``sql`` and read its result as ``schema`` batches made by ``convert``."""
+        return self._reader(self._arrow_tables(self._run(sql, table)), schema, convert, table)
+
+    # -- test mapping and reading -----------------------------------------------------
+    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
+        if mapping.table == QUERY_TABLE:
+            return [Check("query", "info", QUERY_NOTE)]
+        found, tracking = self._table_checks(self.table_ref(mapping.table), frequency_seconds)
+        if strategy == "diff":
+            return [found, Check("strategy", "info", DIFF_NOTE)]
+        return [found, *tracking]
+
+    def _projection(self, table: Ref, mapping: Mapping) -> tuple[pa.Schema, str]:
+        """The Arrow schema of the mapped columns and the SELECT list that reads them."""
+        columns = self._columns(table)
+        real = resolve_columns(mapping.columns, columns, table.sql)
+        schema = pa.schema([(c, columns[real[c]]) for c in mapping.columns])
+        select = ", ".join(f"{self._quote(real[c])} AS {self._quote(c)}" for c in mapping.columns)
+        return schema, select
+
+    def _query_snapshot(self, mapping: Mapping, limit: int | None, position: str) -> Changes:
+        """The user's query as written; the result's types come from its first batch."""
+        sql = query_text(mapping)
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql}) AS q{limit_sql(limit)}"
+        cursor = self._run(sql)
+        names = rename_to_mapping([d[0] for d in cursor.description], mapping)
+        first, tables = peek(self._arrow_tables(cursor))
+        if first is None:
+            types = [self._result_type(d) for d in cursor.description]
+        else:
+            types = [widen(t) for t in first.schema.types]
+        schema = pa.schema(list(zip(names, types, strict=True)))
+        reader = self._reader(
+            tables, schema, lambda t: conform(t.rename_columns(names), schema), None
+        )
+        return Changes(reader, Checkpoint(position, "query"), full=True)
+
+    def release(self, mapping: Mapping) -> None:
+        return None
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

@@ -21,6 +21,7 @@ from profilesync.sources import open_source
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
 from tests.conformance.driver import Driver, Row
+from tests.conftest import resolve_and_add
 
 KINDS = ["delta", "postgres", "ducklake", "duckdb"]
 #: kinds whose tests need a service the session starts
@@ -116,21 +117,16 @@ class Harness:
         user_id: str | None = None,
         props: Props | None = None,
     ) -> Source:
-        connection = self.store.get_connection(CONNECTION)
-        warehouse = open_source(connection, name)
-        try:
-            mapping = engine.resolve_mapping(
-                warehouse,
-                table=table,
-                query=query,
-                user_id=user_id,
-                properties=props or [],
-                strategy=self.driver.strategy,
-            )
-        finally:
-            warehouse.close()
-        source = Source(name, CONNECTION, mapping, strategy=self.driver.strategy)  # type: ignore[arg-type]
-        return self.store.add_source(source)
+        return resolve_and_add(
+            self.store,
+            name,
+            CONNECTION,
+            table=table,
+            query=query,
+            user_id=user_id,
+            properties=props,
+            strategy=self.driver.strategy,
+        )
 
     def sync(self, name: str, *, resync: bool = False) -> SyncResult:
         return engine.sync(self.store, name, resync=resync)

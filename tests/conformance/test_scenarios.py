@@ -354,22 +354,29 @@ def test_query_form_where_filter_turns_rows_into_inserts_and_deletes(harness: Ha
 # -- semantics 9 and 10: drop-and-replace, lost retention, resync ---------------------------
 
 
+def assert_refused(h: Harness, error: type[Exception], match: str, code: str) -> None:
+    """Syncing ``users`` fails with ``error`` and leaves profiles, checkpoint and usage as
+    they were, with the failed run recorded under ``code``."""
+    before, checkpoint, used = h.profiles(), h.checkpoint("users"), h.used()
+    with pytest.raises(error, match=match):
+        h.sync("users")
+    assert h.profiles() == before
+    assert h.checkpoint("users") == checkpoint
+    assert h.used() == used
+    assert h.last_run("users")["error_code"] == code
+
+
 def test_drop_and_replace_is_detected_and_resync_applies_only_real_differences(
     users: Harness,
 ) -> None:
-    before, checkpoint, used = users.profiles(), users.checkpoint("users"), users.used()
+    before = users.profiles()
     users.driver.replace_table(
         "users",
         SCHEMA,
         [user("user-001"), user("user-002", plan="team"), user("user-004", seats=7)],
     )
     if users.driver.detects_replace:
-        with pytest.raises(TableReplacedError, match="--resync"):
-            users.sync("users")
-        assert users.profiles() == before
-        assert users.checkpoint("users") == checkpoint
-        assert users.used() == used
-        assert users.last_run("users")["error_code"] == "table_replaced"
+        assert_refused(users, TableReplacedError, "--resync", "table_replaced")
         result = users.sync("users", resync=True)
     else:  # a snapshot diff re-reads the table every time: the new one is simply the table
         result = users.sync("users")
@@ -385,17 +392,11 @@ def test_lost_history_fails_until_a_resync_recovers(users: Harness) -> None:
     d = users.driver
     if not d.can_expire:
         pytest.skip(f"{d.kind} under {d.strategy} keeps no change history to lose")
-    before, checkpoint, used = users.profiles(), users.checkpoint("users"), users.used()
     d.update("users", "uid", "user-002", {"plan": "team"})
     d.insert("users", [user("user-004")])
     d.delete("users", "uid", "user-003")
     d.expire_history("users")
-    with pytest.raises(RetentionExceededError, match="--resync"):
-        users.sync("users")
-    assert users.profiles() == before
-    assert users.checkpoint("users") == checkpoint
-    assert users.used() == used
-    assert users.last_run("users")["error_code"] == "retention_exceeded"
+    assert_refused(users, RetentionExceededError, "--resync", "retention_exceeded")
     result = users.sync("users", resync=True)
     assert (counts(result), result.unchanged) == ((1, 1, 1), 1)
     assert_in_sync(users)
@@ -412,14 +413,9 @@ def test_quota_refusal_leaves_store_and_checkpoint_untouched(harness: Harness) -
     harness.driver.create_table("users", SCHEMA, [user("user-001"), user("user-002")])
     harness.add_source("users", "users", user_id="uid", props=PROPS)
     assert harness.sync("users").operations == 2
-    before, checkpoint = harness.profiles(), harness.checkpoint("users")
     harness.driver.insert("users", [user("user-003"), user("user-004")])
-    with pytest.raises(QuotaExceededError, match="would reach 4"):
-        harness.sync("users")
-    assert harness.profiles() == before
-    assert harness.checkpoint("users") == checkpoint
+    assert_refused(harness, QuotaExceededError, "would reach 4", "quota_exceeded")
     assert harness.used() == 2
-    assert harness.last_run("users")["error_code"] == "quota_exceeded"
     # nothing was lost: once the change fits, the next sync applies it from the old checkpoint
     harness.driver.delete("users", "uid", "user-004")
     result = harness.sync("users")

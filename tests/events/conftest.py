@@ -9,8 +9,6 @@ carries the ``plan`` the user had when it was sent, in ``user_properties``.
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -122,33 +120,9 @@ class Served:
 
 @contextmanager
 def serving(home: Path) -> Iterator[Served]:
-    """``create_app(home)`` with the events routers, on uvicorn in a thread."""
-    import uvicorn
+    """The server suite's ``serving(home)`` (``serve`` includes the events routers), with
+    a client that sends no credentials."""
+    from tests.server.conftest import serving as serving_app
 
-    from profilesync.server.app import create_app
-    from tests.server.conftest import free_port
-
-    app = create_app(home, tick_seconds=None)
-    with app.state.store_lock:
-        token = app.state.auth.issue_token(app.state.store)
-        app.state.auth.set_password(app.state.store, PASSWORD)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-    anon = httpx.Client(base_url=url, timeout=60)
-    try:
-        yield Served(url, app, api, anon)
-    finally:
-        api.close()
-        anon.close()
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving_app(home) as app, httpx.Client(base_url=app.url, timeout=60) as anon:
+        yield Served(app.url, app.app, app.api, anon)

@@ -8,34 +8,16 @@ from typing import Any
 
 import pytest
 
+from tests.browser import chromium_page
 from tests.events.conftest import PASSWORD, build_world, serving
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 
 @pytest.fixture
 def page() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(15_000)
-        try:
-            yield page
-        finally:
-            browser.close()
+    with chromium_page(height=900) as page:
+        yield page
 
 
 def test_chart_grouped_by_a_profile_property(tmp_path: Path, page: Any) -> None:

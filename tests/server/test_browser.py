@@ -12,22 +12,13 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from tests.browser import chromium_page
 from tests.conftest import Warehouse
 from tests.server.conftest import PASSWORD, Served, serving
 
 pytestmark = pytest.mark.browser
 
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def users(ids: list[int], titles: list[str], dmas: list[str]) -> pa.Table:
@@ -36,16 +27,8 @@ def users(ids: list[int], titles: list[str], dmas: list[str]) -> pa.Table:
 
 @pytest.fixture
 def browser_page() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.set_default_timeout(15_000)
-        try:
-            yield page
-        finally:
-            browser.close()
+    with chromium_page(height=800) as page:
+        yield page
 
 
 class Shots:

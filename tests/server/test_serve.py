@@ -20,6 +20,11 @@ from tests.server.conftest import free_port
 PASSWORD = "a-long-ui-password"
 
 
+def serve_command(home: Path, port: int, *args: str) -> list[str]:
+    cli = [sys.executable, "-m", "profilesync.cli", "--home", str(home)]
+    return [*cli, "serve", "--port", str(port), *args]
+
+
 class Serve:
     """One `profilesync serve` subprocess and everything it printed."""
 
@@ -31,19 +36,8 @@ class Serve:
             "NO_COLOR": "1",
         }
         env.pop("PROFILESYNC_FAULT", None)
-        cmd = [
-            sys.executable,
-            "-m",
-            "profilesync.cli",
-            "--home",
-            str(home),
-            "serve",
-            "--port",
-            str(port),
-            *args,
-        ]
         self.proc = subprocess.Popen(
-            cmd,
+            serve_command(home, port, *args),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -139,16 +133,7 @@ def test_serve_generates_a_login_when_none_is_given(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PROFILESYNC_ADMIN_PASSWORD"}
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "profilesync.cli",
-            "--home",
-            str(home),
-            "serve",
-            "--port",
-            str(port),
-        ],
+        serve_command(home, port),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -8,17 +8,21 @@ never meet a writer.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from profilesync.model import Connection, Mapping, Source
+from profilesync.model import Connection, Source
 from profilesync.store.duckdb import DuckDBStore
-from profilesync.sync import engine
 from tests.conformance.drivers.duckdb import DuckDBDriver
 from tests.conformance.drivers.ducklake import DuckLakeDriver
+from tests.conftest import resolve_and_add
 
 USERS = {"uid": "string", "plan": "string", "seats": "int", "score": "float"}
 
@@ -95,21 +99,32 @@ def add_source(
     strategy: str = "cdc",
 ) -> Source:
     """``source add`` through the library: the mapping resolved against the warehouse."""
-    from profilesync.sources import open_source
+    return resolve_and_add(
+        store,
+        name,
+        "wh",
+        table=table,
+        query=query,
+        user_id="uid" if table else None,
+        properties=props if props is not None else [("plan", "plan"), ("seats", "seats")],
+        strategy=strategy,
+    )
 
-    warehouse = open_source(store.get_connection("wh"), name)
+
+@contextmanager
+def writer_process(opens: str) -> Iterator[subprocess.Popen[str]]:
+    """Another Python process that runs ``opens`` (DuckDB code holding a file for writing)
+    and keeps it open until the block ends."""
+    ready = "print('ready', flush=True)\nsys.stdin.read()\n"
+    script = f"import sys, duckdb\n{textwrap.dedent(opens)}\n{ready}"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
-        mapping: Mapping = engine.resolve_mapping(
-            warehouse,
-            table=table,
-            query=query,
-            user_id="uid" if table else None,
-            properties=props if props is not None else [("plan", "plan"), ("seats", "seats")],
-            strategy=strategy,
-        )
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        yield writer
     finally:
-        warehouse.close()
-    return store.add_source(Source(name, "wh", mapping, strategy=strategy))  # type: ignore[arg-type]
+        writer.communicate("")
 
 
 def profiles(store: DuckDBStore) -> dict[str, dict[str, Any]]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,15 @@ from profilesync.sources.duckdb import DuckDBSource
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
 from tests.conftest import Cli
-from tests.sources.conftest import USERS, Warehouse, add_source, connect, profiles, user
+from tests.sources.conftest import (
+    USERS,
+    Warehouse,
+    add_source,
+    connect,
+    profiles,
+    user,
+    writer_process,
+)
 
 
 @pytest.fixture
@@ -150,25 +155,13 @@ def test_a_broken_query_fails_test_mapping_with_the_reason(
 
 def test_a_writer_holding_the_file_is_a_retriable_error(wh: Warehouse, store: DuckDBStore) -> None:
     wh.create_table("users", USERS, [user("alice-1")])
-    script = textwrap.dedent(f"""
-        import sys, duckdb
-        con = duckdb.connect({str(wh.path)!r})
-        print("ready", flush=True)
-        sys.stdin.read()
-    """)
-    writer = subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+    with writer_process(f"con = duckdb.connect({str(wh.path)!r})") as writer:
         source = DuckDBSource(Connection("wh", "duckdb", wh.connection_config()))
         with pytest.raises(
             WarehouseUnavailableError,
             match=rf"open for writing in another process \(PID {writer.pid}\)",
         ):
             source.list_tables()
-    finally:
-        writer.communicate("")
 
 
 def test_cli_diff_flow_end_to_end(wh: Warehouse, cli: Cli) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +21,7 @@ from profilesync.sources.ducklake import DuckLakeSource, extension_file
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
 from tests.conftest import Cli
-from tests.sources.conftest import USERS, Lake, add_source, connect, profiles, user
+from tests.sources.conftest import USERS, Lake, add_source, connect, profiles, user, writer_process
 
 
 @pytest.fixture
@@ -82,27 +79,18 @@ def test_a_writer_holding_the_catalog_is_a_retriable_error_naming_the_cause(
     lake: Lake, store: DuckDBStore
 ) -> None:
     lake.create_table("users", USERS, [user("alice-1")])
-    script = textwrap.dedent(f"""
-        import sys, time, duckdb
+    opens = f"""
         con = duckdb.connect(config={{"allow_unsigned_extensions": True}})
         con.execute("LOAD '{lake.extension}'")
         con.execute("ATTACH 'ducklake:{lake.catalog_file}' AS lake")
-        print("ready", flush=True)
-        sys.stdin.read()
-    """)
-    writer = subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+    """
+    with writer_process(opens):
         source = DuckLakeSource(Connection("wh", "ducklake", lake.connection_config()))
         with pytest.raises(
             WarehouseUnavailableError, match="open for writing in another process"
         ) as exc:
             source.list_tables()
         assert exc.value.retriable
-    finally:
-        writer.communicate("")
 
 
 # -- change data capture ----------------------------------------------------------------

@@ -12,14 +12,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
-from profilesync.model import Connection, Source, parse_frequency
-from profilesync.sources import open_source, validate_config
+from profilesync.model import Connection
+from profilesync.sources import validate_config
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
+from tests.conftest import resolve_and_add
 from tests.warehouses.fakes import FakeDatabricks, FakeService, FakeSnowflake, connector_modules
 
 SNOWFLAKE_CONFIG = {
@@ -39,6 +40,9 @@ DATABRICKS_CONFIG = {
 }
 
 
+Fake = TypeVar("Fake", bound=FakeService)
+
+
 def _every_statement_parses(service: FakeService) -> None:
     # the stand-in parses each statement when it answers; this repeats it over the whole
     # log so a test fails even where a statement's error was caught on the way
@@ -51,24 +55,24 @@ def _install(monkeypatch: pytest.MonkeyPatch, service: FakeService) -> None:
         monkeypatch.setitem(sys.modules, name, module)
 
 
-@pytest.fixture
-def snowflake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSnowflake]:
-    fake = FakeSnowflake()
+def _standing_in(monkeypatch: pytest.MonkeyPatch, fake: Fake) -> Iterator[Fake]:
+    """The stand-in for one test, which then checks what the sources sent and that they
+    closed their connections."""
     _install(monkeypatch, fake)
     yield fake
     if fake.statements:
         _every_statement_parses(fake)
     assert all(c.closed for c in fake.connections), "a source left its connection open"
+
+
+@pytest.fixture
+def snowflake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSnowflake]:
+    yield from _standing_in(monkeypatch, FakeSnowflake())
 
 
 @pytest.fixture
 def databricks(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDatabricks]:
-    fake = FakeDatabricks()
-    _install(monkeypatch, fake)
-    yield fake
-    if fake.statements:
-        _every_statement_parses(fake)
-    assert all(c.closed for c in fake.connections), "a source left its connection open"
+    yield from _standing_in(monkeypatch, FakeDatabricks())
 
 
 @pytest.fixture
@@ -84,39 +88,8 @@ def store(tmp_path: Path) -> Iterator[DuckDBStore]:
         yield s
 
 
-def add_source(
-    store: DuckDBStore,
-    name: str,
-    connection: str,
-    *,
-    table: str | None = None,
-    query: str | None = None,
-    user_id: str | None = None,
-    properties: list[tuple[str, str]] | None = None,
-    strategy: str = "cdc",
-    frequency: str = "12h",
-) -> Source:
-    """What ``source add --no-check`` does: resolve the mapping against the warehouse, save."""
-    warehouse = open_source(store.get_connection(connection), name)
-    try:
-        mapping = engine.resolve_mapping(
-            warehouse,
-            table=table,
-            query=query,
-            user_id=user_id,
-            properties=properties or [],
-            strategy=strategy,
-        )
-    finally:
-        warehouse.close()
-    source = Source(
-        name,
-        connection,
-        mapping,
-        strategy=strategy,  # type: ignore[arg-type]
-        frequency_seconds=parse_frequency(frequency),
-    )
-    return store.add_source(source)
+#: ``source add --no-check``: the mapping resolved against the stand-in, then saved
+add_source = resolve_and_add
 
 
 def run_sync(store: DuckDBStore, name: str, *, resync: bool = False) -> dict[str, Any]:
