@@ -337,6 +337,7 @@ class DuckDBStore:
             finally:
                 con.execute("DROP TABLE IF EXISTS _plan")
                 con.unregister("net_arrow")
+                con.unregister("rejected_arrow")
         return result
 
     def _ensure_profile_table(

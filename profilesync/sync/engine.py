@@ -46,10 +46,11 @@ def sync(
     the caller holds :func:`source_lock` already (the CLI takes it before opening the
     store, so a second sync is refused at once instead of waiting for the store file).
     """
-    source = store.get_source(name)
-    result = SyncResult(source=name, started_at=now())
-    result.previous_checkpoint = source.checkpoint.position if source.checkpoint else None
+    store.get_source(name)  # an unknown name is refused before any lock is taken
     with nullcontext() if locked else source_lock(store.home, name):
+        source = store.get_source(name)  # under the lock: the checkpoint a sync just committed
+        result = SyncResult(source=name, started_at=now())
+        result.previous_checkpoint = source.checkpoint.position if source.checkpoint else None
         try:
             return _run(store, source, result, resync, progress)
         except ProfilesyncError as exc:
