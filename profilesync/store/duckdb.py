@@ -303,9 +303,10 @@ class DuckDBStore:
                 props = ", ".join(
                     quote(f.name) for f in changes.net.schema if f.name not in ("user_id", DELETED)
                 )
+                # by the row ids the plan's join found: no second scan of the user_id column
                 con.execute(
-                    f"DELETE FROM {table} USING _plan WHERE {table}.user_id = _plan.user_id "
-                    f"AND _plan._exists AND (_plan.{DELETED} OR NOT _plan._same)"
+                    f"DELETE FROM {table} WHERE rowid IN (SELECT _rowid FROM _plan "
+                    f"WHERE _exists AND ({DELETED} OR NOT _same))"
                 )
                 _fault("mid_apply")
                 con.execute(
@@ -374,7 +375,8 @@ class DuckDBStore:
                        SELECT s.user_id, true AS {DELETED} FROM {table} s
                        ANTI JOIN net_arrow a ON s.user_id = a.user_id)"""
         same = " AND ".join(f"n.{p} IS NOT DISTINCT FROM p.{p}" for p in props) or "true"
-        con.execute(f"""CREATE TEMP TABLE _plan AS SELECT n.*, p.user_id IS NOT NULL AS _exists,
+        con.execute(f"""CREATE TEMP TABLE _plan AS SELECT n.*, p.rowid AS _rowid,
+                        p.user_id IS NOT NULL AS _exists,
                         (p.user_id IS NOT NULL AND {same}) AS _same
                         FROM {net} n LEFT JOIN {table} p ON n.user_id = p.user_id""")
 
