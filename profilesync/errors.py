@@ -87,3 +87,9 @@ class WarehouseUnavailableError(ProfilesyncError):
 
     code = "warehouse_unavailable"
     retriable = True
+
+
+class InternalError(ProfilesyncError):
+    """Something failed that profilesync did not expect: a bug. Nothing was applied."""
+
+    code = "internal"

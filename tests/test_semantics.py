@@ -14,6 +14,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -23,6 +24,7 @@ from profilesync.errors import (
     ChangeTrackingError,
     ConcurrentSyncError,
     ConfigurationError,
+    InternalError,
     NeedsResyncError,
     NotFoundError,
     QuotaExceededError,
@@ -725,3 +727,40 @@ def test_source_delete_removes_its_properties(users: Warehouse, store: DuckDBSto
     # the name and the property names are free again
     table_source(store, "scores", "ml.scores", "user_id", [("churn", "Churn")])
     assert run_sync(store, "scores")["inserted"] == 2
+
+
+# -- failures nobody planned for, and tables whose column types change -------------
+
+
+def test_an_unexpected_error_is_a_failed_run_and_changes_nothing(
+    users: Warehouse, store: DuckDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users.update("prod.users", "uid = 10001", {"title": "'changed'"})
+    before = profiles(store)
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(store, "_plan", broken)
+    with pytest.raises(InternalError, match=r"failed unexpectedly \(RuntimeError: disk on fire\)"):
+        run_sync(store, "users")
+    last = store.runs("users")[0]
+    assert (last["status"], last["error_code"]) == ("failed", "internal")
+    assert profiles(store) == before and checkpoint(store) == "0"
+    monkeypatch.undo()  # the store is usable again: nothing was left half-done
+    assert run_sync(store, "users")["updated"] == 1
+
+
+def test_a_column_whose_type_changes_asks_for_a_resync_that_recovers(
+    users: Warehouse, store: DuckDBStore
+) -> None:
+    # a rewrite of the table turns `title` into an integer (a dbt model changed its cast)
+    table = users_table(5).set_column(1, "title", pa.array(range(5), pa.int64()))
+    write_deltalake(users.path("prod.users"), table, mode="overwrite", schema_mode="overwrite")
+    with pytest.raises(NeedsResyncError, match=r"changed type.*'title-10001'.*--resync"):
+        run_sync(store, "users")
+    assert profiles(store)["10001"]["Title"] == "title-10001"
+    result = run_sync(store, "users", resync=True)
+    assert (result["updated"], result["inserted"], result["deleted"]) == (5, 0, 0)
+    assert profiles(store)["10002"]["Title"] == 1
+    assert_store_equals_warehouse(store, users)

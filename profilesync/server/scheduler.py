@@ -121,22 +121,26 @@ class Scheduler:
             self._aps.shutdown(wait=True)
 
     # -- deciding --------------------------------------------------------------------
-    def next_run(self, source: Source) -> datetime | None:
-        """When ``source`` syncs next (None: paused or stopped until a person acts)."""
+    def next_run(self, source: Source, now: datetime | None = None) -> datetime | None:
+        """When ``source`` syncs next (None: paused or stopped until a person acts).
+
+        A source that never ran is due ``now``: the caller's clock reading, so that a
+        tick comparing against the same reading finds it due.
+        """
         if source.paused or self.blocked(source.name):
             return None
         state = self._state(source.name)
         if state.retry_at is not None:
             return state.retry_at
         if state.last_started is None:
-            return self.clock()
+            return now or self.clock()
         return state.last_started + timedelta(seconds=source.frequency_seconds)
 
     def due(self) -> list[str]:
         now = self.clock()
         with self.lock:
             sources = self.store.list_sources()
-        return [s.name for s in sources if (at := self.next_run(s)) is not None and at <= now]
+        return [s.name for s in sources if (at := self.next_run(s, now)) is not None and at <= now]
 
     def tick(self) -> list[str]:
         """Run every due source once, one after another; the names that ran."""
@@ -150,9 +154,11 @@ class Scheduler:
             if self._claim(name):
                 try:
                     self.run(name, claimed=True)
-                    ran.append(name)
                 except ProfilesyncError:
-                    ran.append(name)
+                    pass  # recorded in the run history and the source's state
+                except Exception:  # one broken source never stops the others
+                    log.exception("scheduler: sync of %s failed", name)
+                ran.append(name)
         return ran
 
     def _state(self, name: str) -> SourceState:

@@ -17,7 +17,12 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from profilesync.errors import ConfigurationError, NotFoundError, RetentionExceededError
+from profilesync.errors import (
+    ConfigurationError,
+    NeedsResyncError,
+    NotFoundError,
+    RetentionExceededError,
+)
 from profilesync.mapping import quote
 from profilesync.model import Checkpoint, Connection, Mapping
 from profilesync.sources.base import OP, ORD, Changes, Check, change_schema, empty_reader
@@ -215,16 +220,34 @@ class DeltaSource:
         try:
             for batch in raw:
                 op, order = change_ops(batch.column(CHANGE_TYPE), batch.column(COMMIT_VERSION))
-                columns = [
-                    batch.column(f.name).cast(f.type) for f in schema if f.name not in (OP, ORD)
-                ]
+                columns = [self._cast(batch, f, table) for f in schema if f.name not in (OP, ORD)]
                 yield pa.RecordBatch.from_arrays([*columns, op, order], schema=schema)
         except (OSError, pa.ArrowInvalid, DeltaError) as exc:
             if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
                 raise self._expired(
                     table, "data files of those versions were removed (VACUUM)", since
                 ) from exc
+            if "cast error" in str(exc).lower():  # delta-rs reads old files as the new schema
+                raise self._type_changed(
+                    table, "a column", str(exc).split("Cast error: ")[-1]
+                ) from exc
             raise
+
+    def _cast(self, batch: pa.RecordBatch, field: pa.Field, table: str) -> pa.Array:
+        """Older commits to the table's current type; a type change they cannot take is a resync."""
+        column = batch.column(field.name)
+        try:
+            return column.cast(field.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            what = f"column {field.name!r} ({column.type} -> {field.type})"
+            raise self._type_changed(table, what, str(exc)) from exc
+
+    def _type_changed(self, table: str, what: str, detail: str) -> NeedsResyncError:
+        return NeedsResyncError(
+            f"{what} of {table} changed type (a table rewrite or dbt full refresh) and earlier "
+            f"changes cannot be converted ({detail}). Nothing was applied. Run `profilesync sync "
+            f"{self.source_name} --resync` to diff the table as it is now against the store."
+        )
 
     def _expired(self, table: str, why: str, since: int) -> RetentionExceededError:
         return expired(table, f"after version {since}", why, self.source_name)

@@ -21,7 +21,13 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from profilesync.errors import ConfigurationError, NotFoundError, ProfilesyncError, StoreBusyError
+from profilesync.errors import (
+    ConfigurationError,
+    NeedsResyncError,
+    NotFoundError,
+    ProfilesyncError,
+    StoreBusyError,
+)
 from profilesync.mapping import quote
 from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResult
 from profilesync.secrets import seal, unseal
@@ -284,10 +290,11 @@ class DuckDBStore:
         checkpoint, the run and the usage commit together; any error rolls all back.
         """
         table = source.profile_table
-        with self.transaction() as con:
-            con.register("net_arrow", changes.net)
-            try:
-                self._ensure_profile_table(con, table, changes.net.schema)
+        self.con.register("net_arrow", changes.net)
+        self.con.register("rejected_arrow", changes.rejected)
+        try:
+            with self.transaction() as con:
+                self._ensure_profile_table(con, table, full)
                 self._plan(con, table, changes.net.schema, full)
                 counts = con.execute(
                     f"SELECT count_if(NOT {DELETED} AND NOT _exists), count_if(NOT {DELETED} AND _exists AND NOT _same), "
@@ -325,7 +332,6 @@ class DuckDBStore:
                 )
                 result.rejected = changes.rejected_count
                 self._insert_run(con, source.id, result)
-                con.register("rejected_arrow", changes.rejected)
                 con.execute(
                     'INSERT INTO rejected_rows SELECT ?, ?, reason, "row" FROM rejected_arrow',
                     [result.run_id, source.name],
@@ -335,16 +341,18 @@ class DuckDBStore:
                     [result.finished_at.date(), source.name, result.operations],
                 )
                 _fault("before_commit")
-            finally:
-                con.execute("DROP TABLE IF EXISTS _plan")
-                con.unregister("net_arrow")
-                con.unregister("rejected_arrow")
+        finally:  # outside the transaction: after a rollback it would fail and hide the cause
+            self.con.execute("DROP TABLE IF EXISTS _plan")
+            self.con.unregister("net_arrow")
+            self.con.unregister("rejected_arrow")
         return result
 
-    def _ensure_profile_table(
-        self, con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema
-    ) -> None:
-        """Create the source's table, adding columns and widening types the mapping now yields."""
+    def _ensure_profile_table(self, con: duckdb.DuckDBPyConnection, table: str, full: bool) -> None:
+        """Create the source's table and follow the mapping's columns and types.
+
+        A type change converts the stored values when every one of them converts; else a
+        full snapshot re-fills the column, and a change stream asks for a resync.
+        """
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {table} (user_id VARCHAR NOT NULL, _synced_at TIMESTAMPTZ)"
         )
@@ -353,16 +361,30 @@ class DuckDBStore:
             str(r[0]): str(r[1]) for r in con.execute("DESCRIBE SELECT * FROM net_arrow").fetchall()
         }
         for name in set(existing) - set(wanted) - {"user_id", "_synced_at"}:
-            con.execute(
-                f"ALTER TABLE {table} DROP COLUMN {quote(name)}"
-            )  # a property no longer mapped
+            con.execute(f"ALTER TABLE {table} DROP COLUMN {quote(name)}")  # no longer mapped
         for name, dtype in wanted.items():
-            if name in ("user_id", DELETED):
+            if name in ("user_id", DELETED) or existing.get(name) == dtype:
                 continue
-            if name not in existing:
-                con.execute(f"ALTER TABLE {table} ADD COLUMN {quote(name)} {dtype}")
-            elif existing[name] != dtype:
+            if name in existing and self._converts(con, table, name, dtype):
                 con.execute(f"ALTER TABLE {table} ALTER {quote(name)} TYPE {dtype}")
+                continue
+            if name in existing and not full:
+                raise NeedsResyncError(
+                    f"property {name!r} changed type from {existing[name]} to {dtype} in the "
+                    "warehouse and the values already stored cannot be converted. Nothing was "
+                    "applied. Run the sync with --resync to re-read the table as it is now."
+                )
+            if name in existing:
+                con.execute(f"ALTER TABLE {table} DROP COLUMN {quote(name)}")
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {quote(name)} {dtype}")
+
+    @staticmethod
+    def _converts(con: duckdb.DuckDBPyConnection, table: str, name: str, dtype: str) -> bool:
+        row = con.execute(
+            f"SELECT count(*) FROM {table} WHERE {quote(name)} IS NOT NULL "
+            f"AND TRY_CAST({quote(name)} AS {dtype}) IS NULL"
+        ).fetchone()
+        return row is not None and row[0] == 0
 
     def _plan(
         self, con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema, full: bool

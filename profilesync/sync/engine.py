@@ -17,6 +17,7 @@ from profilesync.errors import (
     ChangeTrackingError,
     ConcurrentSyncError,
     ConfigurationError,
+    InternalError,
     NotFoundError,
     ProfilesyncError,
 )
@@ -57,6 +58,14 @@ def sync(
             result.error, result.error_code = str(exc), exc.code
             store.record_failed_run(source, result)
             raise
+        except Exception as exc:  # a bug: still a failed run a person can see, and one error class
+            error = InternalError(
+                f"the sync of {name!r} failed unexpectedly ({type(exc).__name__}: {exc}); nothing "
+                "was applied. Rerun with --debug for the traceback and report it."
+            )
+            result.error, result.error_code = str(error), error.code
+            store.record_failed_run(source, result)
+            raise error from exc
 
 
 def _run(

@@ -111,12 +111,12 @@ def _incoming(con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader) -> I
     DuckDB wraps exceptions raised inside an Arrow stream into its own error text, which
     would turn "history expired, run --resync" into an opaque failure.
     """
-    raised: list[ProfilesyncError] = []
+    raised: list[Exception] = []
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
             yield from reader
-        except ProfilesyncError as exc:
+        except Exception as exc:  # the source's own error, not "the mapping failed"
             raised.append(exc)
             raise
 

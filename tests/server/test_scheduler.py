@@ -276,3 +276,29 @@ def test_resume_lifts_a_stop(
     s.resume("users")
     assert s.tick() == ["users"]
     assert runs(store, "users")[-1]["status"] == "success"
+
+
+def test_a_new_source_runs_on_the_first_tick_with_the_real_clock(
+    scheduler: Callable[..., Scheduler], store: DuckDBStore, users: str
+) -> None:
+    """The clock moves between reading "now" and asking when each source is due."""
+    s = scheduler(lambda: datetime.now(UTC))
+    assert s.tick() == ["users"]
+    assert [r["status"] for r in runs(store, "users")] == ["success"]
+
+
+def test_one_broken_source_does_not_stop_the_others(
+    scheduler: Callable[..., Scheduler], store: DuckDBStore, warehouse: Warehouse, clock: Clock
+) -> None:
+    warehouse.create("prod.users", users_table(3))
+    table_source(store, "a_broken", "prod.users", "uid", [("title", "Title")])
+    table_source(store, "b_good", "prod.users", "uid", [("title", "Other Title")])
+
+    def sync(target: DuckDBStore, name: str, **kwargs: Any) -> Any:
+        if name == "a_broken":
+            raise RuntimeError("a bug")
+        return engine.sync(target, name, **kwargs)
+
+    s = scheduler(clock, sync=sync)
+    assert s.tick() == ["a_broken", "b_good"]
+    assert [r["status"] for r in runs(store, "b_good")] == ["success"]
