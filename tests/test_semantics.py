@@ -764,3 +764,37 @@ def test_a_column_whose_type_changes_asks_for_a_resync_that_recovers(
     assert (result["updated"], result["inserted"], result["deleted"]) == (5, 0, 0)
     assert profiles(store)["10002"]["Title"] == 1
     assert_store_equals_warehouse(store, users)
+
+
+def test_decimals_nan_and_nested_values_come_out_as_valid_typed_json(
+    warehouse: Warehouse, store: DuckDBStore
+) -> None:
+    from decimal import Decimal
+
+    when = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    warehouse.create(
+        "prod.facts",
+        pa.table(
+            {
+                "id": pa.array(
+                    [Decimal(12345678901234567890), Decimal(20002)], pa.decimal128(20, 0)
+                ),
+                "ltv": pa.array([Decimal("1234.50"), Decimal("7")], pa.decimal128(38, 2)),
+                "ratio": pa.array([float("nan"), 0.25]),
+                "seen": pa.array([[when], []], pa.list_(pa.timestamp("us", tz="UTC"))),
+            }
+        ),
+    )
+    table_source(
+        store, "facts", "prod.facts", "id", [("ltv", "LTV"), ("ratio", "Ratio"), ("seen", "Seen")]
+    )
+    assert run_sync(store, "facts")["rejected"] == 0  # whole-number decimal ids are ids
+    exported = [json.loads(json.dumps(p, allow_nan=False)) for p in store.export_profiles()]
+    assert exported == [
+        {
+            "user_id": "12345678901234567890",
+            "properties": {"LTV": 1234.5, "Seen": ["2024-01-02T03:04:05Z"]},
+        },
+        {"user_id": "20002", "properties": {"LTV": 7, "Ratio": 0.25, "Seen": []}},
+    ]
+    assert store.get_profile("12345678901234567890")["properties"] == exported[0]["properties"]

@@ -166,3 +166,35 @@ def test_an_error_a_source_raises_while_streaming_reaches_the_caller_as_itself()
 
     with pytest.raises(RetentionExceededError, match="history expired"):
         transform(pa.RecordBatchReader.from_batches(schema, batches()), MAPPING)
+
+
+def test_a_user_with_several_rows_at_once_is_rejected_and_removed_every_time() -> None:
+    """Duplicate keys (in a snapshot, or in one commit) have no single profile: which row
+    would win is arbitrary, so the rows are rejected with the reason and the user removed."""
+    rows = [
+        ("user-1", "gold", UPSERT, 0),
+        ("user-1", "free", UPSERT, 0),
+        ("user-2", "pro", UPSERT, 0),
+        ("user-3", "a", UPSERT, 4),  # superseded duplicates do not matter
+        ("user-3", "b", UPSERT, 4),
+        ("user-3", "c", UPSERT, 7),
+    ]
+    for _ in range(3):  # the same answer on every run
+        result = transform(changes(*rows), MAPPING)
+        assert net(result) == {
+            "user-1": (True, None),
+            "user-2": (False, "pro"),
+            "user-3": (False, "c"),
+        }
+        assert result.rejected_count == 2
+        assert set(result.rejected.column("reason").to_pylist()) == {
+            'user_id "user-1" has 2 rows at once (duplicate keys in the table or in one commit): '
+            "a profile takes one row per user"
+        }
+
+
+def test_within_one_commit_a_matching_row_wins_over_a_filtered_out_one() -> None:
+    mapping = from_query("SELECT id AS user_id, plan AS Plan FROM t WHERE plan <> 'x'")
+    rows = [("user-1", "x", UPSERT, 0), ("user-1", "pro", UPSERT, 0)]
+    for order in (rows, rows[::-1]):
+        assert net(transform(changes(*order), mapping)) == {"user-1": (False, "pro")}

@@ -10,11 +10,13 @@ groups at checkpoint). Everything a sync changes commits in one transaction.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -494,8 +496,8 @@ class DuckDBStore:
             found = True
             values = dict(zip(names, row, strict=True))
             for col in cols:
-                if values[col] is not None:
-                    properties[col] = json_value(values[col])
+                if (value := json_value(values[col])) is not None:  # NaN is no value either
+                    properties[col] = value
                     details[col] = {
                         "source": source.name,
                         "synced_at": json_value(values["_synced_at"]),
@@ -529,7 +531,9 @@ class DuckDBStore:
                 uid = row.pop("user_id")
                 yield {
                     "user_id": uid,
-                    "properties": {k: json_value(v) for k, v in row.items() if v is not None},
+                    "properties": {
+                        k: value for k, v in row.items() if (value := json_value(v)) is not None
+                    },
                 }
 
     def usage(self) -> dict[str, Any]:
@@ -562,17 +566,27 @@ class DuckDBStore:
 
 
 def json_value(value: Any) -> Any:
-    """Typed values for JSON: timestamps as ISO 8601 UTC, decimals as numbers."""
+    """Typed values for JSON: timestamps as ISO 8601 UTC, whole decimals as integers, other
+    decimals as doubles; NaN and infinities are no value (None), as NULL is; lists and structs
+    convert element by element."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
-    if type(value).__name__ == "Decimal":
-        return float(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return None
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, bytes):
         return value.hex()
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_value(v) for k, v in value.items()}
     return value
 
 

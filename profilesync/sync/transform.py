@@ -8,6 +8,7 @@ reason a person can read. No Python runs per row.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,6 +63,13 @@ def _transform(
     names = ", ".join(quote(n) for n in mapping.property_names)
     with _incoming(con, reader):
         _check(con, mapping)  # one pass over the stream: map, validate, keep
+    # Most batches hold one row per user (a keyed snapshot, or one change each): a hash
+    # count is far cheaper than the window that picks each user's last change.
+    repeated = _scalar(
+        con, "SELECT count(user_id) - count(DISTINCT user_id) FROM checked WHERE _reason IS NULL"
+    )
+    if repeated:
+        _reject_ambiguous(con)
     read = _scalar(con, "SELECT count(*) FROM checked")
     rejected_count = _scalar(
         con, f"SELECT count(*) FROM checked WHERE _reason IS NOT NULL AND NOT {DELETED}"
@@ -71,16 +79,32 @@ def _transform(
         SELECT _reason AS reason, to_json(struct_pack(user_id := _raw_user_id{fields})) AS row
         FROM checked WHERE _reason IS NOT NULL AND NOT {DELETED}
         ORDER BY {ORD} LIMIT {REJECTED_SAMPLE}""").to_arrow_table()
-    # Most batches hold one row per user (a keyed snapshot, or one change each): a hash
-    # count is far cheaper than the window that picks each user's last change.
-    repeated = _scalar(
-        con, "SELECT count(user_id) - count(DISTINCT user_id) FROM checked WHERE _reason IS NULL"
-    )
-    last = f"QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {ORD} DESC) = 1"
-    net = con.execute(f"""
-        SELECT user_id, {DELETED}{", " + names if names else ""} FROM checked WHERE _reason IS NULL
-        {last if repeated else ""}""").to_arrow_table()
+    columns = f"user_id, {DELETED}{', ' + names if names else ''}"
+    if not repeated:
+        net = con.execute(f"SELECT {columns} FROM checked WHERE _reason IS NULL").to_arrow_table()
+    else:  # each user's last change; within one commit an upsert before a filtered-out row
+        net = con.execute(f"""
+            SELECT {columns} FROM checked WHERE _reason IS NULL
+              AND user_id NOT IN (SELECT user_id FROM _ambiguous)
+            QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {ORD} DESC, {DELETED}) = 1
+            UNION ALL BY NAME SELECT user_id, true AS {DELETED} FROM _ambiguous""").to_arrow_table()
     return Transformed(net, rejected, read, rejected_count)
+
+
+def _reject_ambiguous(con: duckdb.DuckDBPyConnection) -> None:
+    """A user whose latest state is several rows at once (duplicate keys in the table, or
+    in one commit) has no single profile: reject those rows with the reason and remove the
+    user's properties, as a snapshot of the same table would. ``_ambiguous`` lists them."""
+    con.execute(f"""
+        CREATE TABLE _ambiguous AS SELECT user_id, {ORD}, n FROM (
+            SELECT user_id, {ORD}, count_if(NOT {DELETED}) AS n FROM checked
+            WHERE _reason IS NULL GROUP BY user_id, {ORD}
+            QUALIFY {ORD} = max({ORD}) OVER (PARTITION BY user_id)) WHERE n > 1""")
+    con.execute(f"""
+        UPDATE checked SET _reason = 'user_id ' || to_json(checked.user_id) || ' has ' || a.n
+            || ' rows at once (duplicate keys in the table or in one commit): a profile takes one row per user'
+        FROM _ambiguous a WHERE checked.user_id = a.user_id AND checked.{ORD} = a.{ORD}
+            AND NOT checked.{DELETED} AND checked._reason IS NULL""")
 
 
 def _check(con: duckdb.DuckDBPyConnection, mapping: Mapping) -> None:
@@ -140,6 +164,8 @@ def _user_id_sql(con: duckdb.DuckDBPyConnection, mapping: Mapping) -> str:
     dtype = str(described[0][1]).upper()
     if dtype in _INTEGER_TYPES or dtype == "VARCHAR":
         return f"CAST({mapping.user_id} AS VARCHAR)"
+    if re.fullmatch(r"DECIMAL\(\d+,\s*0\)", dtype):  # a whole number: NUMBER(38,0), numeric(20,0)
+        return f"CAST(CAST({mapping.user_id} AS HUGEINT) AS VARCHAR)"
     return "CAST(NULL AS VARCHAR)"
 
 
