@@ -798,3 +798,21 @@ def test_decimals_nan_and_nested_values_come_out_as_valid_typed_json(
         {"user_id": "20002", "properties": {"LTV": 7, "Ratio": 0.25, "Seen": []}},
     ]
     assert store.get_profile("12345678901234567890")["properties"] == exported[0]["properties"]
+
+
+def test_a_source_held_elsewhere_is_not_a_failed_run(
+    users: Warehouse, store: DuckDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """E.g. a Postgres slot another client reads: this sync never ran, so no run is recorded."""
+    from profilesync.sources.delta import DeltaSource
+
+    def held(*args: Any) -> None:
+        raise ConcurrentSyncError(
+            "replication slot profilesync_users is in use by server process 7"
+        )
+
+    monkeypatch.setattr(DeltaSource, "changes", held)
+    count = len(store.runs("users"))
+    with pytest.raises(ConcurrentSyncError):
+        run_sync(store, "users")
+    assert len(store.runs("users")) == count

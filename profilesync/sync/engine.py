@@ -54,6 +54,8 @@ def sync(
         result.previous_checkpoint = source.checkpoint.position if source.checkpoint else None
         try:
             return _run(store, source, result, resync, progress)
+        except ConcurrentSyncError:
+            raise  # another sync holds the source (e.g. its Postgres slot): this one never ran
         except ProfilesyncError as exc:
             result.error, result.error_code = str(exc), exc.code
             store.record_failed_run(source, result)
