@@ -2,7 +2,8 @@
 
 ``router`` holds the JSON endpoints (``/2/httpapi`` is authenticated by the project's
 ``api_key`` in the body, the rest by the admin token); ``pages`` holds the chart page
-(``/segmentation``) and the user lookup page (``/users``). Both are included by
+(``/segmentation``), the user lookup page (``/users``) and the projects page
+(``/projects``: create, rotate a key, delete). Both are included by
 :func:`profilesync.server.app.create_app`.
 
 Heavy reads run on a cursor of the store's database outside the store lock (DuckDB
@@ -12,15 +13,18 @@ gives each cursor its own snapshot), so a long query does not hold up ingestion.
 from __future__ import annotations
 
 import json
+import secrets
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
 import duckdb
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from profilesync.errors import ConfigurationError, ProfilesyncError
@@ -28,11 +32,12 @@ from profilesync.events import ingest
 from profilesync.events import query as q
 from profilesync.events import store as event_store
 from profilesync.server.deps import render, require_token, require_user, store_session, templates
+from profilesync.server.views import NAME
 
 router = APIRouter()
 pages = APIRouter(include_in_schema=False)
 
-NAV = [("Segmentation", "/segmentation"), ("User lookup", "/users")]
+NAV = [("Segmentation", "/segmentation"), ("User lookup", "/users"), ("Projects", "/projects")]
 _nav: list[tuple[str, str]] = templates.env.globals["extra_nav"]  # type: ignore[assignment]
 _nav.extend(item for item in NAV if item not in _nav)
 
@@ -319,3 +324,141 @@ def user_page(request: Request, user_id: str = "", _: str = Depends(require_user
         except ProfilesyncError as exc:
             error = str(exc)
     return render(request, "user_lookup.html", {"user_id": user_id, "found": found, "error": error})
+
+
+# -- projects page ----------------------------------------------------------------------
+
+#: the confirmations a redirect to /projects may show (a key, so no text comes from the URL)
+PROJECT_NOTICES = {
+    "created": "Project created. Copy its API key now: it is shown only this once.",
+    "rotated": "New API key made; the old one no longer works. Copy it now: it is shown only this once.",
+    "deleted": "Project deleted with all its events.",
+    "key_gone": "That API key was shown once and is not kept; “Rotate key” makes a new one.",
+}
+
+#: a fresh key waits here (never in the URL) for the one page view that shows it
+_FRESH: dict[str, tuple[str, str, str, float]] = {}
+_FRESH_LOCK = threading.Lock()  # page handlers run on several threadpool threads
+FRESH_SECONDS = 600
+
+
+def _hold_key(user: str, project: str, key: str) -> str:
+    """Keep ``key`` for the signed-in user's next page view; return the ticket that fetches it."""
+    now, ticket = time.monotonic(), secrets.token_urlsafe(16)
+    with _FRESH_LOCK:
+        for stale in [t for t, held in _FRESH.items() if held[3] < now]:
+            del _FRESH[stale]
+        _FRESH[ticket] = (user, project, key, now + FRESH_SECONDS)
+    return ticket
+
+
+def _take_key(user: str, ticket: str) -> tuple[str, str] | None:
+    """The held (project, key), removed as it is read: a reload does not show it again."""
+    with _FRESH_LOCK:
+        held = _FRESH.pop(ticket, None)
+    if held is None or held[0] != user or held[3] < time.monotonic():
+        return None
+    return held[1], held[2]
+
+
+def _project_rows(request: Request) -> list[dict[str, Any]]:
+    """Each project with its stored event count and last arrival (one grouped scan)."""
+    with store_session(request) as store:
+        projects = event_store.list_projects(store)
+    with _reader(request) as cur:
+        stats = {
+            row[0]: row[1:]
+            for row in cur.execute(
+                "SELECT project_id, count(*), max(received_at) FROM events GROUP BY project_id"
+            ).fetchall()
+        }
+    rows = []
+    for p in projects:
+        count, last = stats.get(p.id, (0, None))
+        rows.append({**p.to_json(), "events": count, "last": last})
+    return rows
+
+
+def _projects_page(
+    request: Request,
+    user: str,
+    *,
+    name: str = "",
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    params = request.query_params
+    fresh = _take_key(user, params["key"]) if "key" in params else None
+    notice = PROJECT_NOTICES.get(params.get("notice", ""))
+    if "key" in params and fresh is None:
+        notice = PROJECT_NOTICES["key_gone"]
+    response = render(
+        request,
+        "projects.html",
+        {
+            "projects": _project_rows(request),
+            "fresh": fresh,
+            "notice": notice,
+            "name": name,
+            "errors": errors or {},
+            "base_url": str(request.base_url).rstrip("/"),
+        },
+        status,
+    )
+    response.headers["Cache-Control"] = "no-store"  # the back button must not bring a key back
+    return response
+
+
+def _to_key(user: str, project: str, key: str, notice: str) -> RedirectResponse:
+    ticket = _hold_key(user, project, key)
+    return RedirectResponse(f"/projects?notice={notice}&key={ticket}", status_code=303)
+
+
+@pages.get("/projects")
+def projects_page(request: Request, user: str = Depends(require_user)) -> Response:
+    """Projects with their event counts; a key just made is shown here once."""
+    return _projects_page(request, user)
+
+
+@pages.post("/projects")
+def create_project_page(
+    request: Request, name: str = Form(""), user: str = Depends(require_user)
+) -> Response:
+    name = name.strip()
+    if not NAME.match(name):
+        error = (
+            f"{name!r} cannot be a project name: use up to 63 letters, digits, “_”, “-” or “.”, "
+            "starting with a letter or digit, e.g. web or ios"
+            if name
+            else "a project needs a name, e.g. web or ios"
+        )
+        return _projects_page(request, user, name=name, errors={"name": error}, status=422)
+    try:
+        with store_session(request) as store:
+            project, key = event_store.create_project(store, name)
+    except ConfigurationError as exc:
+        return _projects_page(request, user, name=name, errors={"name": str(exc)}, status=422)
+    return _to_key(user, project.name, key, "created")
+
+
+@pages.post("/projects/{name}/rotate")
+def rotate_key_page(request: Request, name: str, user: str = Depends(require_user)) -> Response:
+    with store_session(request) as store:
+        project, key = event_store.rotate_key(store, name)
+    return _to_key(user, project.name, key, "rotated")
+
+
+@pages.get("/projects/{name}/delete")
+def delete_project_confirm(request: Request, name: str, _: str = Depends(require_user)) -> Response:
+    """The confirmation: what deleting takes with it."""
+    with store_session(request) as store:
+        project = event_store.get_project(store, name)
+    row = next(r for r in _project_rows(request) if r["name"] == project.name)
+    return render(request, "projects.html", {"confirm": row})
+
+
+@pages.post("/projects/{name}/delete")
+def delete_project_page(request: Request, name: str, _: str = Depends(require_user)) -> Response:
+    with store_session(request) as store:
+        event_store.delete_project(store, name)
+    return RedirectResponse("/projects?notice=deleted", status_code=303)
