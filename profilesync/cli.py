@@ -184,13 +184,6 @@ def connection_delete(name: str) -> None:
     out.print(f"connection {name} deleted")
 
 
-def _secret_fields(kind: str) -> tuple[str, ...]:
-    from profilesync.sources import source_class
-
-    fields: tuple[str, ...] = source_class(kind).secret_fields
-    return fields
-
-
 # -- sources ----------------------------------------------------------------------------
 
 
@@ -243,19 +236,11 @@ def source_add(
             frequency_seconds=seconds,
         )
         store.check_property_names(name, mapping)
-        checks = [] if no_check else warehouse.check(mapping, seconds, strategy)
-        failed = [c for c in checks if c.level == "fail"]
-        if strategy == "cdc" and not warehouse.supports_cdc and not no_check:
+        checks = [] if no_check else engine.source_checks(warehouse, source)
+        if failed := engine.failures(checks):
             raise ConfigurationError(
-                f"{conn.kind} connections cannot use change data capture: add --strategy diff"
-            )
-        if failed:
-            raise ConfigurationError(
-                "Test mapping failed, the source was not saved:\n"
-                + "\n".join(
-                    f"  - {c.name}: {c.message}" + (f"\n    run: {c.fix_sql}" if c.fix_sql else "")
-                    for c in failed
-                )
+                "Test mapping failed, the source was not saved (--no-check saves it anyway):\n  - "
+                + "\n  - ".join(failed)
             )
         saved = store.add_source(source)
     if json_out:

@@ -160,25 +160,12 @@ def create_source(store: DuckDBStore, spec: SourceSpec, *, force: bool = False) 
     source, warehouse = resolve(store, spec)
     try:
         store.check_property_names(source.name, source.mapping)
-        if source.strategy == "cdc" and not warehouse.supports_cdc:
-            raise ConfigurationError(
-                f"{warehouse.kind} connections cannot use change data capture: choose diff"
-            )
-        checks = (
-            []
-            if force
-            else warehouse.check(source.mapping, source.frequency_seconds, source.strategy)
-        )
+        checks = [] if force else engine.source_checks(warehouse, source)
     finally:
         warehouse.close()
-    failed = [c for c in checks if c.level == "fail"]
-    if failed:
+    if failed := engine.failures(checks):
         raise ConfigurationError(
-            "Test mapping failed, the source was not saved: "
-            + "; ".join(
-                f"{c.name}: {c.message}" + (f" (run: {c.fix_sql})" if c.fix_sql else "")
-                for c in failed
-            )
+            "Test mapping failed, the source was not saved: " + "; ".join(failed)
         )
     return store.add_source(source)
 

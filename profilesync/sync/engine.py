@@ -21,7 +21,7 @@ from profilesync.errors import (
     NotFoundError,
     ProfilesyncError,
 )
-from profilesync.mapping import from_query
+from profilesync.mapping import from_columns, from_query
 from profilesync.model import Mapping, Source, SyncResult
 from profilesync.sources import open_source
 from profilesync.sources.base import Changes, Check, WarehouseSource
@@ -99,22 +99,37 @@ def _run(
         warehouse.close()
 
 
-def _require_change_tracking(warehouse: WarehouseSource, source: Source) -> None:
-    """A CDC source starts only where the next sync can follow its changes."""
-    if not warehouse.supports_cdc:
-        raise ChangeTrackingError(
-            f"source {source.name!r} uses change data capture, which its warehouse kind "
-            f"{warehouse.kind!r} does not offer: change it to the diff strategy"
-        )
-    failed = [
-        c
-        for c in warehouse.check(source.mapping, source.frequency_seconds, "cdc")
+def source_checks(warehouse: WarehouseSource, source: Source) -> list[Check]:
+    """What Test mapping checks in the warehouse, with CDC refused where the kind has none."""
+    if source.strategy == "cdc" and not warehouse.supports_cdc:
+        return [
+            Check(
+                "strategy",
+                "fail",
+                f"{warehouse.kind} tables cannot be read by change data capture: use the diff "
+                "strategy (`--strategy diff`: each sync reads the whole result and applies only "
+                "real differences)",
+            )
+        ]
+    return warehouse.check(source.mapping, source.frequency_seconds, source.strategy)
+
+
+def failures(checks: list[Check]) -> list[str]:
+    """Each failed check as one line, with the SQL that fixes it."""
+    return [
+        f"{c.name}: {c.message}" + (f" (run: {c.fix_sql})" if c.fix_sql else "")
+        for c in checks
         if c.level == "fail"
     ]
+
+
+def _require_change_tracking(warehouse: WarehouseSource, source: Source) -> None:
+    """A CDC source starts only where the next sync can follow its changes."""
+    failed = failures(source_checks(warehouse, source))
     if failed:
         raise ChangeTrackingError(
             "the first sync was refused, nothing was read: "
-            + "; ".join(c.message + (f" Run: {c.fix_sql}" if c.fix_sql else "") for c in failed)
+            + "; ".join(failed)
             + f". Then run `profilesync sync {source.name}` again (`profilesync source test "
             f"{source.name}` shows every check)."
         )
@@ -181,8 +196,6 @@ def resolve_mapping(
     Under ``diff`` a query the CDC form refuses (joins, CTEs, unions) runs in the
     warehouse as written, where the source kind can run SQL (``supports_query``).
     """
-    from profilesync.mapping import from_columns
-
     if bool(table) == bool(query):
         raise ConfigurationError(
             "give either --table (with --user-id) or --query, not both or neither"
@@ -218,21 +231,12 @@ def test_mapping(
     warehouse = open_source(connection, source.name)
     try:
         checks: list[Check] = []
-        if source.strategy == "cdc" and not warehouse.supports_cdc:
-            checks.append(
-                Check(
-                    "strategy",
-                    "fail",
-                    f"{connection.kind} tables cannot be read by change data capture: "
-                    "use --strategy diff (each sync reads the whole result and applies only real differences)",
-                )
-            )
         try:
             store.check_property_names(source.name, source.mapping)
             checks.append(Check("property names", "pass", "unique across sources"))
         except ConfigurationError as exc:
             checks.append(Check("property names", "fail", str(exc)))
-        checks.extend(warehouse.check(source.mapping, source.frequency_seconds, source.strategy))
+        checks.extend(source_checks(warehouse, source))
         sample = transform(
             warehouse.snapshot(source.mapping, limit=sample_limit).reader, source.mapping
         )
