@@ -21,7 +21,7 @@ from profilesync.events.cli import events_app, query_app
 from profilesync.mapping import parse_property
 from profilesync.model import Connection, Source, format_frequency, parse_frequency
 from profilesync.secrets import public_config
-from profilesync.sources import open_source, validate_config
+from profilesync.sources import open_source, opened, validate_config
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
 
@@ -129,7 +129,8 @@ def connection_add(
     config = validate_config(kind, config)
     with _store() as store:
         store.add_connection(Connection(name, kind, config))
-        tables = open_source(store.get_connection(name)).list_tables()
+        with opened(store.get_connection(name)) as warehouse:
+            tables = warehouse.list_tables()
     if json_out:
         _print_json({"name": name, "kind": kind, "tables": tables})
     else:
@@ -167,8 +168,8 @@ def connection_list(json_out: JsonOpt = False) -> None:
 @connection_app.command("tables")
 def connection_tables(name: str, json_out: JsonOpt = False) -> None:
     """List the tables a connection can read."""
-    with _store() as store:
-        tables = open_source(store.get_connection(name)).list_tables()
+    with _store() as store, opened(store.get_connection(name)) as warehouse:
+        tables = warehouse.list_tables()
     if json_out:
         _print_json(tables)
     else:
@@ -217,9 +218,7 @@ def source_add(
     if strategy not in ("cdc", "diff"):
         raise ConfigurationError(f"--strategy {strategy!r}: choose cdc or diff")
     seconds = parse_frequency(frequency)
-    with _store() as store:
-        conn = store.get_connection(connection)
-        warehouse = open_source(conn, name)
+    with _store() as store, opened(store.get_connection(connection), name) as warehouse:
         mapping = engine.resolve_mapping(
             warehouse,
             table=table,

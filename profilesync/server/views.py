@@ -17,7 +17,7 @@ from profilesync.errors import ConfigurationError, NotFoundError
 from profilesync.mapping import QUERY_TABLE, quote
 from profilesync.model import Connection, Mapping, Source, format_frequency
 from profilesync.secrets import public_config, secret_fields
-from profilesync.sources import open_source, source_class, validate_config
+from profilesync.sources import open_source, opened, source_class, validate_config
 from profilesync.sources.base import Check, WarehouseSource
 from profilesync.store.duckdb import DuckDBStore, json_value
 from profilesync.sync import engine
@@ -82,19 +82,13 @@ def update_connection(store: DuckDBStore, name: str, config: dict[str, Any]) -> 
 
 
 def list_tables(store: DuckDBStore, name: str) -> list[str]:
-    warehouse = open_source(store.get_connection(name))
-    try:
+    with opened(store.get_connection(name)) as warehouse:
         return warehouse.list_tables()
-    finally:
-        warehouse.close()
 
 
 def table_columns(store: DuckDBStore, name: str, table: str) -> list[dict[str, str]]:
-    warehouse = open_source(store.get_connection(name))
-    try:
+    with opened(store.get_connection(name)) as warehouse:
         schema = warehouse.table_schema(table)
-    finally:
-        warehouse.close()
     return [{"name": f.name, "type": str(f.type)} for f in schema]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from profilesync.errors import ConfigurationError
@@ -42,6 +44,16 @@ def open_source(connection: Connection, source_name: str = "") -> WarehouseSourc
     """Instantiate the source for a connection; ``source_name`` scopes per-source state."""
     source: WarehouseSource = source_class(connection.kind)(connection, source_name)
     return source
+
+
+@contextmanager
+def opened(connection: Connection, source_name: str = "") -> Iterator[WarehouseSource]:
+    """:func:`open_source`, closed when the block ends (drivers hold network connections)."""
+    source = open_source(connection, source_name)
+    try:
+        yield source
+    finally:
+        source.close()
 
 
 def validate_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
