@@ -1,29 +1,61 @@
-"""Secret connection settings: write-only for users, encrypted at rest.
+"""Secret connection settings: write-only for users, encrypted at rest, redacted by parsing.
 
 A connection's secret fields (each source class lists them in ``secret_fields``; any key
 naming a password, token, secret or private key counts too) are stored as Fernet tokens
-``{"$fernet": "..."}`` inside the connection's JSON. A connection string that embeds a
-password (``postgresql://user:pw@host/db``, ``password=...``) is encrypted whole and shown
-redacted. The key never lives in the store file: it is ``PROFILESYNC_SECRET_KEY`` when set,
+``{"$fernet": "..."}`` inside the connection's JSON and never shown. Any other string
+setting is *parsed* to find secrets embedded in it, never pattern-matched:
+
+- libpq connection strings (``host=db password=... sslpassword=...``, also after a
+  ``postgres:`` prefix as in a DuckLake catalog) go through libpq's own parser (psycopg's
+  ``conninfo_to_dict``); the secret keywords are :data:`LIBPQ_SECRET_KEYS` plus every
+  keyword the installed libpq marks as a password field;
+- URLs (``postgresql://user:pw@host/db?sslpassword=...``, ``https://user:pw@host``) are
+  split by RFC 3986 structure, taking the userinfo up to the *last* ``@`` of the authority,
+  so a password with a raw ``@`` or ``:`` is hidden whole; secret query parameters too.
+
+A setting that embeds a secret is encrypted whole and shown with only the secrets replaced
+by ``***``. What cannot be parsed (psycopg not installed, a string libpq refuses) fails
+closed: if it assigns anything that looks like a secret, it is encrypted and shown as
+``***``. The key never lives in the store file: it is ``PROFILESYNC_SECRET_KEY`` when set,
 else ``<home>/secret.key``, created with mode 0600 the first time a secret is saved.
 Lose the key and the secrets must be entered again; the rest of the store is unaffected.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from profilesync.errors import ConfigurationError, MissingDependencyError
 
 KEY_ENV = "PROFILESYNC_SECRET_KEY"
 KEY_FILE = "secret.key"
 MARK = "$fernet"
-_SECRET_NAME = re.compile(r"password|passphrase|token|secret|private_key|api_key", re.I)
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]+)(@)")
-_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('[^']*'|\S+)", re.I)
+HIDDEN = "***"
+#: libpq keywords whose values are secrets, whatever libpq version is installed (the SCRAM
+#: keys are credential-equivalent though libpq marks them only as debug options)
+LIBPQ_SECRET_KEYS = frozenset(
+    {"password", "sslpassword", "oauth_client_secret", "scram_client_key", "scram_server_key"}
+)
+#: query parameters of other URLs that carry a credential (pre-signed and SAS URLs)
+_URL_SECRET_PARAMS = frozenset({"sig", "signature", "x-amz-signature", "x-goog-signature"})
+_SECRET_NAME = re.compile(
+    r"password|passwd|pwd|passphrase|token|secret|private_key|api_key|credential", re.I
+)
+#: something that looks like a secret being assigned, in text no parser could read
+_ASSIGNED = re.compile(
+    r"(pass|pwd|secret|token|private|credential|scram|api_?key)[\w%.-]*\s*=\s*(?!\*\*\*|&|\s|$)",
+    re.I,
+)
+_PG_PREFIX = re.compile(r"(?:ducklake:)?(?:postgres|postgresql|pg):(?!//)", re.I)
+_PG_URI = re.compile(r"postgres(?:ql)?://", re.I)
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://", re.I)
+_CONNINFO = re.compile(r"\s*[A-Za-z_]\w*\s*=")
 
 
 def secret_fields(kind: str, config: dict[str, Any] | None = None) -> tuple[str, ...]:
@@ -39,16 +71,152 @@ def secret_fields(kind: str, config: dict[str, Any] | None = None) -> tuple[str,
 
 
 def redact(value: Any) -> Any:
-    """A connection string with its embedded password replaced by ``***``."""
-    if not isinstance(value, str):
-        return value
-    return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", value))
+    """``value`` as it may be shown: a string's embedded secrets replaced by ``***``."""
+    return _inspect(value).shown if isinstance(value, str) else value
+
+
+def embeds_secret(value: Any) -> bool:
+    """Whether a string setting carries a secret inside it (a DSN's password, ...)."""
+    return isinstance(value, str) and _inspect(value).secret
 
 
 def public_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
-    """What may be shown of a connection: no secret field, embedded passwords redacted."""
+    """What may be shown of a connection: no secret field, embedded secrets redacted."""
     hidden = set(secret_fields(kind, config))
     return {k: redact(v) for k, v in config.items() if k not in hidden}
+
+
+def scrub(text: str, kind: str, config: dict[str, Any]) -> str:
+    """``text`` (an error message) with every secret of ``config`` replaced by ``***``:
+    drivers quote connection strings in their errors, and errors are stored and shown."""
+    hidden = set(secret_fields(kind, config))
+    values = {str(v) for k, v in config.items() if k in hidden and v not in (None, "")}
+    for value in config.values():
+        if isinstance(value, str):
+            values.update(_inspect(value).values)
+    for value in sorted(values, key=len, reverse=True):  # a whole DSN before its password
+        for form in (value, quote(value, safe="")):
+            if len(form) >= 3:
+                text = text.replace(form, HIDDEN)
+    return text
+
+
+# -- parsing -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """A setting as it may be shown, and the secret values found in it."""
+
+    shown: str
+    values: tuple[str, ...] = ()
+
+    @property
+    def secret(self) -> bool:
+        return bool(self.values)
+
+
+def _opaque(text: str) -> _Seen:
+    """What no parser could read but may hold a secret: hidden whole."""
+    return _Seen(HIDDEN, (text,))
+
+
+def _inspect(text: str) -> _Seen:
+    """Parse ``text`` as whatever it is (libpq string, URL, plain value) and redact it."""
+    prefix_match = _PG_PREFIX.match(text)
+    prefix = prefix_match.group(0) if prefix_match else ""
+    rest = text[len(prefix) :]
+    if _URL.match(rest):
+        seen = _url(rest, libpq=bool(_PG_URI.match(rest)))
+    elif prefix or _CONNINFO.match(rest):
+        seen = _conninfo(rest)
+    else:
+        seen = _Seen(rest)
+    if _ASSIGNED.search(seen.shown):  # something no parser understood: fail closed
+        seen = _opaque(rest)
+    return _Seen(prefix + seen.shown, seen.values) if seen.secret else _Seen(text)
+
+
+def _conninfo(text: str) -> _Seen:
+    """A libpq ``key=value`` string, read by libpq itself and written back with the secret
+    values replaced (libpq's keyword order and quoting)."""
+    parsed = _libpq_parse(text)
+    if parsed is None:
+        return _opaque(text) if _ASSIGNED.search(text) else _Seen(text)
+    secret = {k: v for k, v in parsed.items() if k in _libpq_secret_keys() and v}
+    if not secret:
+        return _Seen(text)
+    from psycopg.conninfo import make_conninfo
+
+    shown = make_conninfo("", **{k: HIDDEN if k in secret else v for k, v in parsed.items()})
+    return _Seen(shown, tuple(secret.values()))
+
+
+def _url(text: str, *, libpq: bool) -> _Seen:
+    """A URL with its userinfo password and secret query parameters hidden.
+
+    The userinfo runs to the last ``@`` before the path, so a raw ``@`` or ``:`` in a
+    password hides it whole (libpq would stop at the first ``@``); an ``@`` left in the path
+    means a mis-encoded password: hidden whole. For ``postgresql://`` URIs libpq's own
+    reading is checked too: no secret it sees may be left in view."""
+    scheme, _, after = text.partition("://")
+    slash = after.find("/")
+    authority, tail = (after, "") if slash < 0 else (after[:slash], after[slash:])
+    userinfo, at, host = authority.rpartition("@")
+    path, question, query = (host + tail).partition("?")
+    if "@" in path:
+        return _Seen(f"{scheme}://{HIDDEN}", (text,))
+    found: list[str] = []
+    if at and ":" in userinfo:
+        user, _, password = userinfo.partition(":")
+        userinfo, found = f"{user}:{HIDDEN}", [password, unquote(password)]
+    params = []
+    for param in query.split("&") if question else []:
+        key, equals, value = param.partition("=")
+        if equals and value and _is_secret_param(unquote(key).lower(), libpq=libpq):
+            param = f"{key}={HIDDEN}"
+            found += [value, unquote(value)]
+        params.append(param)
+    shown = f"{scheme}://{userinfo}{at}{path}{question}{'&'.join(params)}"
+    parsed = (_libpq_parse(text) if libpq else None) or {}
+    seen = [v for k, v in parsed.items() if k in _libpq_secret_keys() and v]
+    if any(len(v) >= 3 and (v in shown or quote(v, safe="") in shown) for v in seen):
+        return _Seen(f"{scheme}://{HIDDEN}", (text,))
+    return _Seen(shown, tuple(dict.fromkeys(found + seen)))
+
+
+def _is_secret_param(name: str, *, libpq: bool) -> bool:
+    if libpq and name in _libpq_secret_keys():
+        return True
+    return name in _URL_SECRET_PARAMS or bool(_SECRET_NAME.search(name))
+
+
+def _libpq_parse(text: str) -> dict[str, str] | None:
+    """libpq's reading of a connection string; None when psycopg (an optional extra) is not
+    installed or libpq refuses the string: the caller then fails closed."""
+    try:
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        return None
+    try:
+        return {k: str(v) for k, v in conninfo_to_dict(text).items()}
+    except ProgrammingError:
+        return None
+
+
+@functools.cache
+def _libpq_secret_keys() -> frozenset[str]:
+    """:data:`LIBPQ_SECRET_KEYS` and every keyword the installed libpq displays as ``*``."""
+    try:
+        from psycopg import pq
+    except ImportError:
+        return LIBPQ_SECRET_KEYS
+    marked = {o.keyword.decode() for o in pq.Conninfo.get_defaults() if o.dispchar == b"*"}
+    return LIBPQ_SECRET_KEYS | marked
+
+
+# -- sealing -------------------------------------------------------------------------------
 
 
 def seal(home: Path, kind: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +225,7 @@ def seal(home: Path, kind: str, config: dict[str, Any]) -> dict[str, Any]:
     sealed: dict[str, Any] = {}
     for key, value in config.items():
         plain = value not in (None, "") and not _is_sealed(value)
-        if plain and (key in hidden or redact(value) != value):
+        if plain and (key in hidden or embeds_secret(value)):
             token = _fernet(home, create=True).encrypt(str(value).encode()).decode()
             value = {MARK: token}
         sealed[key] = value
