@@ -8,21 +8,19 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from profilesync.errors import ConfigurationError, ProfilesyncError
+from profilesync._cli_connections import config_app, connection_app
+from profilesync._cli_sources import source_app
+from profilesync.errors import ConfigurationError, InternalError, ProfilesyncError
 from profilesync.events.cli import events_app, query_app
-from profilesync.mapping import parse_property
-from profilesync.model import Connection, Source, format_frequency, parse_frequency
-from profilesync.secrets import public_config
-from profilesync.sources import open_source, opened, validate_config
 from profilesync.store.duckdb import DuckDBStore
+from profilesync.store.home import store_error
 from profilesync.sync import engine
 
 app = typer.Typer(
@@ -31,14 +29,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-connection_app = typer.Typer(
-    help="Warehouse connections (reusable by many sources).", no_args_is_help=True
-)
-source_app = typer.Typer(
-    help="Sources: a table or query mapped to profile properties.", no_args_is_help=True
-)
 profile_app = typer.Typer(help="Look up and export profiles.", no_args_is_help=True)
-config_app = typer.Typer(help="Store settings: plan and operation limit.", no_args_is_help=True)
 app.add_typer(connection_app, name="connection")
 app.add_typer(source_app, name="source")
 app.add_typer(profile_app, name="profile")
@@ -87,296 +78,6 @@ def _table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     out.print(table)
-
-
-# -- connections ------------------------------------------------------------------------
-
-
-@connection_app.command("add")
-def connection_add(
-    name: str,
-    kind: Annotated[
-        str,
-        typer.Option("--kind", help="delta, postgres, ducklake, duckdb, snowflake or databricks."),
-    ],
-    path: Annotated[
-        str | None,
-        typer.Option("--path", help="delta: directory of Delta tables; duckdb: database file."),
-    ] = None,
-    dsn: Annotated[
-        str | None, typer.Option("--dsn", help="postgres: libpq connection string.")
-    ] = None,
-    catalog: Annotated[
-        str | None, typer.Option("--catalog", help="ducklake: catalog file or connection string.")
-    ] = None,
-    data_path: Annotated[
-        str | None, typer.Option("--data-path", help="ducklake: directory of the data files.")
-    ] = None,
-    option: Annotated[
-        list[str] | None,
-        typer.Option("--option", "-o", help="Other settings as KEY=VALUE (repeatable)."),
-    ] = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Add a warehouse connection."""
-    given = {"path": path, "dsn": dsn, "catalog": catalog, "data_path": data_path}
-    config: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    for item in option or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigurationError(f"--option {item!r} must be KEY=VALUE")
-        config[key.strip().replace("-", "_")] = value
-    config = validate_config(kind, config)
-    with _store() as store:
-        store.add_connection(Connection(name, kind, config))
-        with opened(store.get_connection(name)) as warehouse:
-            tables = warehouse.list_tables()
-    if json_out:
-        _print_json({"name": name, "kind": kind, "tables": tables})
-    else:
-        out.print(
-            f"connection [bold]{name}[/] ({kind}) added; tables: {', '.join(tables) or 'none yet'}"
-        )
-
-
-@connection_app.command("list")
-def connection_list(json_out: JsonOpt = False) -> None:
-    """List connections."""
-    with _store() as store:
-        conns = store.list_connections()
-    docs: list[dict[str, Any]] = [
-        {
-            "name": c.name,
-            "kind": c.kind,
-            "config": public_config(c.kind, c.config),  # no secrets, passwords redacted
-        }
-        for c in conns
-    ]
-    if json_out:
-        _print_json(docs)
-    else:
-        _table(
-            "connections",
-            ["name", "kind", "settings"],
-            [
-                [d["name"], d["kind"], ", ".join(f"{k}={v}" for k, v in d["config"].items())]
-                for d in docs
-            ],
-        )
-
-
-@connection_app.command("tables")
-def connection_tables(name: str, json_out: JsonOpt = False) -> None:
-    """List the tables a connection can read."""
-    with _store() as store, opened(store.get_connection(name)) as warehouse:
-        tables = warehouse.list_tables()
-    if json_out:
-        _print_json(tables)
-    else:
-        for table in tables:
-            out.print(table)
-
-
-@connection_app.command("delete")
-def connection_delete(name: str) -> None:
-    """Delete a connection that no source uses."""
-    with _store() as store:
-        store.delete_connection(name)
-    out.print(f"connection {name} deleted")
-
-
-# -- sources ----------------------------------------------------------------------------
-
-
-@source_app.command("add")
-def source_add(
-    name: str,
-    connection: Annotated[str, typer.Option("--connection", help="Connection name.")],
-    table: Annotated[str | None, typer.Option("--table", help="Table, named schema.table.")] = None,
-    query: Annotated[
-        str | None,
-        typer.Option("--query", help='SELECT col AS "user_id", col AS "Name" FROM t [WHERE ...].'),
-    ] = None,
-    user_id: Annotated[
-        str | None, typer.Option("--user-id", help="Column holding the user id (with --table).")
-    ] = None,
-    prop: Annotated[
-        list[str] | None, typer.Option("--property", help="COLUMN[=Display Name] (repeatable).")
-    ] = None,
-    frequency: Annotated[
-        str, typer.Option("--frequency", help="How often to sync: 30m, 1h, 12h, 1d.")
-    ] = "12h",
-    strategy: Annotated[
-        str, typer.Option("--strategy", help="cdc (change data capture) or diff (snapshot diff).")
-    ] = "cdc",
-    no_check: Annotated[
-        bool, typer.Option("--no-check", help="Save even if Test mapping fails.")
-    ] = False,
-    json_out: JsonOpt = False,
-) -> None:
-    """Add a source: a table (or a profile SELECT) mapped to profile properties."""
-    if strategy not in ("cdc", "diff"):
-        raise ConfigurationError(f"--strategy {strategy!r}: choose cdc or diff")
-    seconds = parse_frequency(frequency)
-    with _store() as store, opened(store.get_connection(connection), name) as warehouse:
-        mapping = engine.resolve_mapping(
-            warehouse,
-            table=table,
-            query=query,
-            user_id=user_id,
-            properties=[parse_property(p) for p in prop or []],
-            strategy=strategy,
-        )
-        source = Source(
-            name=name,
-            connection=connection,
-            mapping=mapping,
-            strategy=strategy,  # type: ignore[arg-type]
-            frequency_seconds=seconds,
-        )
-        store.check_property_names(name, mapping)
-        checks = [] if no_check else engine.source_checks(warehouse, source)
-        if failed := engine.failures(checks):
-            raise ConfigurationError(
-                "Test mapping failed, the source was not saved (--no-check saves it anyway):\n  - "
-                + "\n  - ".join(failed)
-            )
-        saved = store.add_source(source)
-    if json_out:
-        _print_json(_source_doc(saved))
-    else:
-        for check in checks:
-            _print_check(check.to_json())
-        out.print(
-            f"source [bold]{name}[/] added: {mapping.table} -> {', '.join(mapping.property_names) or 'no properties'}; "
-            f"every {format_frequency(seconds)} by {strategy}. Run `profilesync sync {name}`."
-        )
-
-
-def _source_doc(source: Source) -> dict[str, Any]:
-    return {
-        "name": source.name,
-        "connection": source.connection,
-        "table": source.mapping.table,
-        "query": source.mapping.query,
-        "user_id": source.mapping.user_id,
-        "properties": [
-            {"name": p.name, "expression": p.expression} for p in source.mapping.properties
-        ],
-        "strategy": source.strategy,
-        "frequency": format_frequency(source.frequency_seconds),
-        "paused": source.paused,
-        "checkpoint": source.checkpoint.to_json() if source.checkpoint else None,
-    }
-
-
-@source_app.command("list")
-def source_list(json_out: JsonOpt = False) -> None:
-    """List sources with their checkpoint and last run."""
-    with _store() as store:
-        docs = []
-        for source in store.list_sources():
-            doc = _source_doc(source)
-            runs = store.runs(source.name, limit=1)
-            doc["last_run"] = runs[0] if runs else None
-            docs.append(doc)
-    if json_out:
-        _print_json(docs)
-        return
-    _table(
-        "sources",
-        [
-            "name",
-            "connection",
-            "table",
-            "properties",
-            "strategy",
-            "frequency",
-            "checkpoint",
-            "last run",
-        ],
-        [
-            [
-                d["name"],
-                d["connection"],
-                d["table"],
-                ", ".join(p["name"] for p in d["properties"]),
-                d["strategy"],
-                d["frequency"],
-                d["checkpoint"]["position"] if d["checkpoint"] else "-",
-                f"{d['last_run']['status']} {d['last_run']['finished_at']}"
-                if d["last_run"]
-                else "never",
-            ]
-            for d in docs
-        ],
-    )
-
-
-@source_app.command("delete")
-def source_delete(
-    name: str,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="Delete even if the warehouse cannot be reached to free what the source holds there "
-            "(a Postgres replication slot then stays on the server: drop it by hand).",
-        ),
-    ] = False,
-) -> None:
-    """Delete a source and every property it gave to profiles (and its Postgres slot)."""
-    with _store() as store:
-        source = store.get_source(name)
-        warehouse = open_source(store.get_connection(source.connection), name)
-        try:
-            warehouse.release(source.mapping)
-        except ProfilesyncError as exc:
-            if not force:
-                raise ProfilesyncError(
-                    f"{exc} — the source was not deleted; fix the connection, or add --force "
-                    "to delete it anyway and free the warehouse side by hand"
-                ) from exc
-            err.print(f"[yellow]warning:[/] {exc}", highlight=False, soft_wrap=True)
-        finally:
-            warehouse.close()
-        store.delete_source(name)
-    out.print(f"source {name} deleted with its properties")
-
-
-@source_app.command("test")
-def source_test(name: str, json_out: JsonOpt = False) -> None:
-    """Test mapping: change tracking, retention, a preview and the rows that would be rejected."""
-    with _store() as store:
-        report = engine.test_mapping(store, store.get_source(name))
-    if json_out:
-        _print_json(report)
-    else:
-        for check in report["checks"]:
-            _print_check(check)
-        if report["preview"]:
-            cols = list(report["preview"][0])
-            _table(
-                f"preview ({report['sampled_rows']} rows read)",
-                cols,
-                [[r.get(c) for c in cols] for r in report["preview"]],
-            )
-        if report["rejected"]:
-            _table(
-                f"{report['rejected']} row(s) would be rejected",
-                ["reason", "row"],
-                [[r["reason"], json.dumps(r["row"], default=str)] for r in report["rejected_rows"]],
-            )
-        out.print("[green]mapping OK[/]" if report["ok"] else "[red]mapping has failures[/]")
-    if not report["ok"]:
-        raise typer.Exit(1)
-
-
-def _print_check(check: dict[str, Any]) -> None:
-    style = {"pass": "green", "warn": "yellow", "fail": "red", "info": "blue"}[check["level"]]
-    out.print(f"[{style}]{check['level']:>4}[/] {check['name']}: {check['message']}")
-    if check.get("fix_sql"):
-        out.print(f"      run: [bold]{check['fix_sql']}[/]")
 
 
 # -- syncing ----------------------------------------------------------------------------
@@ -527,41 +228,6 @@ def usage_cmd(json_out: JsonOpt = False) -> None:
     )
 
 
-@config_app.command("set")
-def config_set(key: str, value: str) -> None:
-    """Set `plan` (growth|enterprise) or `operations_limit` (a lower monthly limit; `default` resets)."""
-    from profilesync.sync.quota import PLANS
-
-    with _store() as store:
-        if key == "plan":
-            if value not in PLANS:
-                raise ConfigurationError(f"plan {value!r}: choose one of {', '.join(PLANS)}")
-            store.set_setting("plan", value)
-        elif key == "operations_limit":
-            if value != "default" and not value.isdigit():
-                raise ConfigurationError(
-                    "operations_limit must be a whole number of operations, or `default`"
-                )
-            store.set_setting("operations_limit", None if value == "default" else value)
-        else:
-            raise ConfigurationError(f"unknown setting {key!r}: plan or operations_limit")
-        quota = store.quota()
-    out.print(f"plan {quota.plan}, limit {quota.limit:,} operations per month")
-
-
-@config_app.command("get")
-def config_get(json_out: JsonOpt = False) -> None:
-    """Show the plan and limit."""
-    with _store() as store:
-        quota = store.quota()
-    doc = {"plan": quota.plan, "operations_limit": quota.limit, "home": str(_state["home"])}
-    if json_out:
-        _print_json(doc)
-    else:
-        for k, v in doc.items():
-            out.print(f"{k}: {v}")
-
-
 @app.command("serve")
 def serve_cmd(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
@@ -623,25 +289,28 @@ def demo_cmd(
 
 
 def main() -> None:
-    """Entry point: ProfilesyncError becomes `error: ...` on stderr and exit code 1."""
+    """Entry point: exit 0, 1 with `error: <cause and fix>`, 2 for a usage error, 2 for a bug.
+
+    Every file the process creates is private to the user (umask 077): the home holds
+    profiles, the token hash and encrypted secrets, and DuckDB creates its WAL later.
+    """
+    os.umask(os.umask(0o077) | 0o077)
     try:
         # without standalone mode click returns a typer.Exit's code instead of exiting
         code = app(standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except ProfilesyncError as exc:
-        if _state["debug"]:
-            raise
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except click.exceptions.Exit as exc:
+        _fail(_explained(exc))
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.TyperException as exc:  # usage errors of typer's own click: its usage text
+        _usage_error(exc)
+    except typer.Abort:
         sys.exit(1)
-    except Exception as exc:  # a bug, not a user error: one line unless --debug
+    except Exception as exc:
+        if (known := store_error(exc, _state["home"])) is not None:
+            _fail(known)  # a full disk, a read-only home, a corrupted store: not a bug
         if _state["debug"]:
             raise
         err.print(
@@ -650,6 +319,30 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(2)
+
+
+def _explained(exc: ProfilesyncError) -> ProfilesyncError:
+    """A sync that failed "unexpectedly" because of the disk or the store file says so."""
+    if isinstance(exc, InternalError) and exc.__cause__ is not None:
+        return store_error(exc.__cause__, _state["home"]) or exc
+    return exc
+
+
+def _fail(exc: ProfilesyncError) -> NoReturn:
+    if _state["debug"]:
+        raise exc
+    err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    sys.exit(1)
+
+
+def _usage_error(exc: typer.TyperException) -> NoReturn:
+    """Print what click prints for a usage error (usage line, hint, ``Error: ...``)."""
+    show = getattr(exc, "show", None)
+    if callable(show):
+        show()
+    else:
+        err.print(f"Error: {exc.format_message()}", highlight=False, soft_wrap=True)
+    sys.exit(int(getattr(exc, "exit_code", 2)))
 
 
 if __name__ == "__main__":

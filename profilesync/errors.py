@@ -93,3 +93,22 @@ class InternalError(ProfilesyncError):
     """Something failed that profilesync did not expect: a bug. Nothing was applied."""
 
     code = "internal"
+
+
+class StoreFullError(ProfilesyncError):
+    """The disk holding the home is full. Nothing was applied; retrying after space is freed works."""
+
+    code = "store_full"
+    retriable = True
+
+
+class StoreCorruptedError(ProfilesyncError):
+    """The store file cannot be read as a DuckDB database: restore it or start a new one."""
+
+    code = "store_corrupted"
+
+
+class HomeNotWritableError(ConfigurationError):
+    """The home (or a file in it) cannot be written by this user."""
+
+    code = "home_not_writable"

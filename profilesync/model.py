@@ -13,23 +13,64 @@ Strategy = Literal["cdc", "diff"]
 DEFAULT_FREQUENCY_SECONDS = 12 * 3600
 
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "day": 86400}
-_FREQ = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*$")
+_FREQ = re.compile(r"^\s*(\d+)\s*([a-z]*)\s*$")
+MIN_FREQUENCY_SECONDS = 60
+#: a source syncs at least once a year: longer values overflow date arithmetic downstream
+MAX_FREQUENCY_SECONDS = 365 * 86400
+
+#: the one rule for connection and source names: they appear in URLs, file names and logs
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+NAME_RULE = "1-63 letters, digits, '_', '-' or '.', starting with a letter or digit"
+
+
+def check_name(name: str, what: str) -> str:
+    """``name`` without surrounding blanks, or a ConfigurationError naming the rule.
+
+    The CLI, the API and the UI all create connections and sources through this rule, so
+    every name that can be saved can also be shown and addressed (``/sources/<name>``).
+    """
+    stripped = (name or "").strip()
+    if not NAME_PATTERN.fullmatch(stripped):
+        shown = stripped if len(stripped) <= 70 else stripped[:67] + "..."
+        raise ConfigurationError(
+            f"{what} name {shown!r} is not valid: use {NAME_RULE} (for example `users-prod`)"
+        )
+    return stripped
 
 
 def parse_frequency(text: str | int) -> int:
-    """``"12h"`` -> 43200. Accepts s, m/min, h, d; a bare number is seconds."""
-    if isinstance(text, int) or str(text).strip().isdigit():
-        seconds = int(text)
+    """``"12h"`` -> 43200. Accepts s, m/min, h, d; a bare number is seconds.
+
+    Bounded to [1 minute, 365 days] here, so the CLI, the API and the UI refuse the same
+    values with the same message instead of saving one the scheduler cannot add to a date.
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        seconds = text
     else:
         match = _FREQ.match(str(text).lower())
-        if not match or match.group(2) not in _UNITS:
+        if not match or match.group(2) not in (*_UNITS, ""):
             raise ConfigurationError(
-                f"frequency {text!r} is not understood: write it like 30m, 1h, 12h or 1d"
+                f"frequency {_shown(text)} is not understood: write a whole number and a unit, "
+                "like 30m, 1h, 12h or 1d"
             )
-        seconds = int(match.group(1)) * _UNITS[match.group(2)]
-    if seconds < 60:
-        raise ConfigurationError(f"frequency {text!r} is under one minute: use at least 1m")
+        digits, unit = match.groups()
+        # a number this long is past the bound whatever its unit: no need to convert it
+        too_long = len(digits.lstrip("0")) > 12
+        seconds = MAX_FREQUENCY_SECONDS + 1 if too_long else int(digits) * _UNITS.get(unit, 1)
+    if seconds < MIN_FREQUENCY_SECONDS:
+        raise ConfigurationError(f"frequency {_shown(text)} is under one minute: use at least 1m")
+    if seconds > MAX_FREQUENCY_SECONDS:
+        raise ConfigurationError(
+            f"frequency {_shown(text)} is longer than 365 days: use at most 365d "
+            "(or pause the source to stop scheduled syncs)"
+        )
     return seconds
+
+
+def _shown(text: str | int) -> str:
+    """The value as the user wrote it, cut short: a message stays one readable line."""
+    value = repr(text if isinstance(text, int) else str(text))
+    return value if len(value) <= 40 else value[:37] + "..."
 
 
 def format_frequency(seconds: int) -> str:

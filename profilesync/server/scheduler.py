@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from profilesync.errors import ConcurrentSyncError, NotFoundError, ProfilesyncError
-from profilesync.model import Source, SyncResult
+from profilesync.model import MAX_FREQUENCY_SECONDS, Source, SyncResult
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
 
@@ -134,7 +134,9 @@ class Scheduler:
             return state.retry_at
         if state.last_started is None:
             return now or self.clock()
-        return state.last_started + timedelta(seconds=source.frequency_seconds)
+        # a store written before frequencies were bounded may hold one past any date
+        every = min(source.frequency_seconds, MAX_FREQUENCY_SECONDS)
+        return state.last_started + timedelta(seconds=every)
 
     def due(self) -> list[str]:
         now = self.clock()

@@ -5,7 +5,6 @@ Every function takes the store and expects the caller to hold the store lock.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -15,26 +14,15 @@ from sqlglot import exp
 
 from profilesync.errors import ConfigurationError, NotFoundError
 from profilesync.mapping import QUERY_TABLE, quote
-from profilesync.model import Connection, Mapping, Source, format_frequency
+from profilesync.model import Connection, Mapping, Source, check_name, format_frequency
 from profilesync.secrets import public_config, secret_fields
 from profilesync.sources import open_source, opened, source_class, validate_config
 from profilesync.sources.base import Check, WarehouseSource
 from profilesync.store.duckdb import DuckDBStore, json_value
 from profilesync.sync import engine
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 #: the frequencies the UI offers, shortest first
 FREQUENCIES = ("15m", "30m", "1h", "3h", "6h", "12h", "1d", "7d")
-
-
-def check_name(name: str, what: str) -> str:
-    name = (name or "").strip()
-    if not NAME.match(name):
-        raise ConfigurationError(
-            f"{what} name {name!r} is not valid: use 1-63 letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit"
-        )
-    return name
 
 
 # -- connections ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from profilesync.mapping import QUERY_TABLE, from_columns
 from profilesync.model import (
     DEFAULT_FREQUENCY_SECONDS,
     Mapping,
+    check_name,
     format_frequency,
     parse_frequency,
 )
@@ -292,7 +293,7 @@ def _test(store: DuckDBStore, draft: Draft, form: FormData, action: str) -> str:
 def _save(store: DuckDBStore, draft: Draft, form: FormData, action: str) -> str:
     errors: dict[str, str] = {}
     try:
-        draft.name = views.check_name(draft.name, "source")
+        draft.name = check_name(draft.name, "source")
         store.get_source(draft.name)
         errors["name"] = f"A source named “{draft.name}” exists already: pick another name."
     except NotFoundError:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -27,24 +26,21 @@ from profilesync.errors import (
     ConfigurationError,
     NeedsResyncError,
     NotFoundError,
-    ProfilesyncError,
-    StoreBusyError,
 )
 from profilesync.mapping import quote
 from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResult
 from profilesync.secrets import seal, unseal
 from profilesync.store.base import Quota
+from profilesync.store.home import STORE_FILE, connect, prepare_home, store_error
 from profilesync.sync.quota import DEFAULT_PLAN
 from profilesync.sync.quota import Quota as PlanQuota
 from profilesync.sync.transform import DELETED, Transformed
 
 SCHEMA_VERSION = "1"
-STORE_FILE = "profilesync.duckdb"
+__all__ = ["STORE_FILE", "DuckDBStore", "json_value", "now"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key VARCHAR PRIMARY KEY, value VARCHAR);
-CREATE SEQUENCE IF NOT EXISTS source_ids START 1;
-CREATE SEQUENCE IF NOT EXISTS run_ids START 1;
 CREATE TABLE IF NOT EXISTS connections (
     name VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, config JSON NOT NULL,
     created_at TIMESTAMPTZ NOT NULL);
@@ -94,9 +90,9 @@ class DuckDBStore:
 
     def __init__(self, home: Path | str, *, wait_seconds: float = 10.0) -> None:
         self.home = Path(home)
-        self.home.mkdir(parents=True, exist_ok=True)
+        prepare_home(self.home)
         self.path = self.home / STORE_FILE
-        self.con = _connect(self.path, wait_seconds)
+        self.con = connect(self.path, wait_seconds)
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute(_SCHEMA)
         self.con.execute(
@@ -114,13 +110,23 @@ class DuckDBStore:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All or nothing; a commit the disk refuses is reported as the full disk it is."""
         self.con.execute("BEGIN TRANSACTION")
         try:
             yield self.con
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
-        self.con.execute("COMMIT")
+        try:
+            self.con.execute("COMMIT")
+        except duckdb.Error as exc:
+            self._rollback_quietly()
+            raise store_error(exc, self.home) or exc from exc
+
+    def _rollback_quietly(self) -> None:
+        """After a failed COMMIT DuckDB may or may not still hold the transaction open."""
+        with suppress(duckdb.Error):
+            self.con.execute("ROLLBACK")
 
     # -- settings ----------------------------------------------------------------------
     def get_setting(self, key: str, default: str | None = None) -> str | None:
@@ -148,6 +154,9 @@ class DuckDBStore:
             "INSERT INTO connections VALUES (?, ?, ?, ?)",
             [connection.name, connection.kind, json.dumps(self._seal(connection)), now()],
         )
+
+    def has_connection(self, name: str) -> bool:
+        return self._exists("connections", "name", name)
 
     def get_connection(self, name: str) -> Connection:
         row = self.con.execute(
@@ -189,12 +198,12 @@ class DuckDBStore:
             raise ConfigurationError(f"source {source.name!r} exists already: pick another name")
         self.get_connection(source.connection)
         self.check_property_names(source.name, source.mapping)
-        row = self.con.execute("SELECT nextval('source_ids')").fetchone()
-        assert row is not None
+        # ids from the tables, not a sequence: a DuckDB sequence can go back after a failed
+        # checkpoint (a full disk), while rows never do; runs keep ids of deleted sources
         self.con.execute(
-            "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+            "INSERT INTO sources SELECT greatest((SELECT coalesce(max(id), 0) FROM sources), "
+            "(SELECT coalesce(max(source_id), 0) FROM runs)) + 1, ?, ?, ?, ?, ?, ?, ?, NULL, ?",
             [
-                row[0],
                 source.name,
                 source.connection,
                 json.dumps(source.mapping.to_json()),
@@ -414,39 +423,47 @@ class DuckDBStore:
     def _insert_run(
         self, con: duckdb.DuckDBPyConnection, source_id: int | None, result: SyncResult
     ) -> None:
-        row = con.execute("SELECT nextval('run_ids')").fetchone()
+        """One history line; its id is one past the largest, in the same statement.
+
+        Not a DuckDB sequence: measured after a commit that failed on a full disk, a
+        sequence came back below ids already stored and the next run hit a duplicate key.
+        """
+        values = [
+            source_id,
+            result.source,
+            result.mode,
+            result.status,
+            result.inserted,
+            result.updated,
+            result.deleted,
+            result.unchanged,
+            result.rejected,
+            result.read,
+            result.operations,
+            result.checkpoint,
+            result.previous_checkpoint,
+            result.error,
+            result.error_code,
+            result.started_at,
+            result.finished_at,
+        ]
+        row = con.execute(
+            f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) SELECT coalesce(max(id), 0) + 1, "
+            f"{', '.join('?' * len(values))} FROM runs RETURNING id",
+            values,
+        ).fetchone()
         assert row is not None
         result.run_id = int(row[0])
-        con.execute(
-            f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})",
-            [
-                result.run_id,
-                source_id,
-                result.source,
-                result.mode,
-                result.status,
-                result.inserted,
-                result.updated,
-                result.deleted,
-                result.unchanged,
-                result.rejected,
-                result.read,
-                result.operations,
-                result.checkpoint,
-                result.previous_checkpoint,
-                result.error,
-                result.error_code,
-                result.started_at,
-                result.finished_at,
-            ],
-        )
 
     def record_failed_run(self, source: Source | None, result: SyncResult) -> SyncResult:
         """A failed run changes nothing but its own history line."""
         result.status = "failed"
         result.inserted = result.updated = result.deleted = result.unchanged = 0
         result.finished_at = result.finished_at or now()
-        self._insert_run(self.con, source.id if source else None, result)
+        try:
+            self._insert_run(self.con, source.id if source else None, result)
+        except duckdb.Error as exc:  # e.g. the disk that failed the sync is still full
+            raise store_error(exc, self.home) or exc from exc
         return result
 
     # -- reading ---------------------------------------------------------------------
@@ -592,43 +609,6 @@ def json_value(value: Any) -> Any:
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: json_value(v) for k, v in row.items()}
-
-
-def _connect(path: Path, wait_seconds: float) -> duckdb.DuckDBPyConnection:
-    """Open the store file, waiting a little while another process holds it."""
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        try:
-            return duckdb.connect(str(path))
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise ProfilesyncError(f"cannot open the store {path}: {exc}") from exc
-            server = _server(path.parent)
-            if server:
-                raise StoreBusyError(
-                    f"the store {path} is in use by {server}: use the web UI or the REST API "
-                    "there (e.g. POST /api/sources/NAME/sync), or stop the server first"
-                ) from exc
-            if time.monotonic() >= deadline:
-                holder = (
-                    str(exc).split("(PID ")[-1].split(")")[0]
-                    if "PID" in str(exc)
-                    else "another process"
-                )
-                raise StoreBusyError(
-                    f"the store {path} is in use by another profilesync process (PID {holder}), "
-                    f"probably a running sync or `profilesync serve`: try again when it finishes, "
-                    "or send the command to the server"
-                ) from exc
-            time.sleep(0.1)
-
-
-def _server(home: Path) -> str | None:
-    """The running ``profilesync serve`` that owns ``home``, named for error messages."""
-    from profilesync.server import describe, running_server
-
-    info = running_server(home)
-    return describe(info) if info else None
 
 
 def _fault(point: str) -> None:
