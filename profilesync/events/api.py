@@ -31,8 +31,8 @@ from profilesync.errors import ConfigurationError, ProfilesyncError
 from profilesync.events import ingest
 from profilesync.events import query as q
 from profilesync.events import store as event_store
+from profilesync.model import NAME_PATTERN
 from profilesync.server.deps import render, require_token, require_user, store_session, templates
-from profilesync.server.views import NAME
 
 router = APIRouter()
 pages = APIRouter(include_in_schema=False)
@@ -425,7 +425,7 @@ def create_project_page(
     request: Request, name: str = Form(""), user: str = Depends(require_user)
 ) -> Response:
     name = name.strip()
-    if not NAME.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         error = (
             f"{name!r} cannot be a project name: use up to 63 letters, digits, “_”, “-” or “.”, "
             "starting with a letter or digit, e.g. web or ios"

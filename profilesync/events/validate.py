@@ -27,11 +27,25 @@ FIELDS: tuple[str, ...] = (
     *STANDARD_FIELDS,
 )
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+#: how deep ``event_properties`` / ``user_properties`` may nest (the object itself is level 1):
+#: readers parse them recursively, and no analysis looks that deep
+MAX_DEPTH = 32
+#: the JSON text of one ``*_properties`` object, in bytes
+MAX_PROPERTIES_BYTES = 65_536
+#: characters in a text field (event_type, ids, platform, ...)
+MAX_TEXT = 1_024
+#: a JSON string literal, escapes included (RE2 syntax)
+_STRING = r'"(?:[^"\\]|\\.)*"'
+#: what a JSON text holding NaN, Infinity, a number past a double or an (escaped) control
+#: character must contain: one scan of a whole request spares the per-field checks
+SCREEN = r"(?i)nan|inf|[0-9]{300}|[e][+]?0*[1-9][0-9]{2}|\\[bfnrt]|\\u00[01]|\\u007f|\x7f"
 
 
 # -- raw relations ----------------------------------------------------------------------
 #
-# A raw relation has ``idx``, ``problem`` (why the row is no event, or NULL) and, per
+# A raw relation has ``idx``, ``problem`` (why the row is no event, or NULL), ``screen``
+# (false when the text it came from cannot hold what the costlier checks look for:
+# NaN, Infinity, huge numbers, control characters; see :data:`SCREEN`) and, per
 # field ``f``, two columns: ``"f"``, the value as minified JSON text (its first character
 # tells its JSON type without parsing it again), and ``"f:s"``, the value as text.
 
@@ -51,11 +65,16 @@ def raw_from_batch(body_param: str = "?") -> str:
     """The raw relation of an HTTP V2 body's ``events`` array (each JSON document parsed once)."""
     lists = (
         f"SELECT json_type(b, '$.events[*]') AS ty, json_transform(b->'events', '[{_struct('JSON')}]') AS j, "
-        f"json_transform(b->'events', '[{_struct('VARCHAR')}]') AS s FROM (SELECT {body_param}::JSON AS b)"
+        f"json_transform(b->'events', '[{_struct('VARCHAR')}]') AS s, "
+        f"regexp_matches(b::VARCHAR, '{SCREEN}') AS screen FROM (SELECT {body_param}::JSON AS b)"
     )
-    rows = f"SELECT unnest(range(len(ty))) AS idx, unnest(ty) AS ty, unnest(j) AS j, unnest(s) AS s FROM ({lists})"
+    rows = (
+        "SELECT unnest(range(len(ty))) AS idx, unnest(ty) AS ty, unnest(j) AS j, "
+        f"unnest(s) AS s, screen FROM ({lists})"
+    )
     return (
         "SELECT idx, CASE WHEN ty <> 'OBJECT' THEN 'the event must be a JSON object' END AS problem, "
+        "screen, "
         f"{_fields_of('j', 's')} FROM ({rows})"
     )
 
@@ -64,16 +83,16 @@ def raw_from_lines(source: str) -> str:
     """The raw relation of JSON Lines (``source`` has ``idx`` and ``line``)."""
     typed = (
         "SELECT idx, line, CASE WHEN json_valid(line) THEN json_type(line) "
-        f"ELSE 'INVALID' END AS ty FROM ({source})"
+        f"ELSE 'INVALID' END AS ty, regexp_matches(line, '{SCREEN}') AS screen FROM ({source})"
     )
     parsed = (
         "SELECT idx, CASE ty WHEN 'OBJECT' THEN NULL WHEN 'INVALID' THEN 'the line is not valid JSON' "
-        "ELSE 'the line is not a JSON object' END AS problem, "
+        "ELSE 'the line is not a JSON object' END AS problem, screen, "
         f"CASE WHEN ty = 'OBJECT' THEN json_transform(line, '{_struct('JSON')}') END AS j, "
         f"CASE WHEN ty = 'OBJECT' THEN json_transform(line, '{_struct('VARCHAR')}') END AS s "
         f"FROM ({typed})"
     )
-    return f"SELECT idx, problem, {_fields_of('j', 's')} FROM ({parsed})"
+    return f"SELECT idx, problem, screen, {_fields_of('j', 's')} FROM ({parsed})"
 
 
 def raw_from_columns(source: str, schema: pa.Schema, idx: str) -> str:
@@ -92,7 +111,10 @@ def raw_from_columns(source: str, schema: pa.Schema, idx: str) -> str:
         else:
             value = f"to_json({col})"
         parts.append(f"CAST({value} AS VARCHAR) AS {col}, CAST({col} AS VARCHAR) AS {text}")
-    return f"SELECT {idx} AS idx, NULL::VARCHAR AS problem, {', '.join(parts)} FROM ({source})"
+    return (
+        f"SELECT {idx} AS idx, NULL::VARCHAR AS problem, true AS screen, "
+        f"{', '.join(parts)} FROM ({source})"
+    )
 
 
 def ignored_columns(schema: pa.Schema) -> list[str]:
@@ -111,7 +133,8 @@ def _kind(c: str) -> str:
     return (
         f"CASE WHEN {c} IS NULL THEN 'null' ELSE CASE left({c}, 1) WHEN '\"' THEN 'string' "
         f"WHEN '{{' THEN 'object' WHEN '[' THEN 'array' WHEN 't' THEN 'boolean' "
-        f"WHEN 'f' THEN 'boolean' WHEN 'n' THEN 'null' ELSE CASE WHEN "
+        f"WHEN 'f' THEN 'boolean' WHEN 'n' THEN CASE {c} WHEN 'null' THEN 'null' ELSE 'number' END "
+        f"ELSE CASE WHEN "
         f"regexp_full_match({c}, '-?[0-9]+') THEN 'integer' ELSE 'number' END END END"
     )
 
@@ -137,6 +160,11 @@ def _ms(x: str) -> str:
     return f"CASE WHEN {x} BETWEEN 0 AND {_MAX_MS} THEN epoch_ms({x}) END"
 
 
+def _in_range(t: str) -> str:
+    """A timestamp between the epoch and the end of year 9999, like one given in ms."""
+    return f"CASE WHEN {t} BETWEEN epoch_ms(0) AND epoch_ms({_MAX_MS}) THEN {t} END"
+
+
 def _time() -> str:
     """Milliseconds since the epoch (number or digits), or an ISO 8601 timestamp (UTC)."""
     k, s = _k("time"), _s("time")
@@ -145,14 +173,17 @@ def _time() -> str:
         f"WHEN {k} = 'number' THEN {_ms(f'TRY_CAST(floor(TRY_CAST({s} AS DOUBLE)) AS BIGINT)')} "
         f"WHEN {k} = 'string' AND regexp_full_match({s}, '[0-9]{{1,15}}') "
         f"THEN {_ms(f'CAST({s} AS BIGINT)')} "
-        f"WHEN {k} = 'string' THEN TRY_CAST(TRY_CAST({s} AS TIMESTAMPTZ) AS TIMESTAMP) END"
+        f"WHEN {k} = 'string' THEN {_in_range(f'TRY_CAST(TRY_CAST({s} AS TIMESTAMPTZ) AS TIMESTAMP)')} END"
     )
 
 
 def _scalar(name: str, sql_type: str) -> str:
     if sql_type == "VARCHAR":
         return f"CASE WHEN {_k(name)} IN ('string', 'integer', 'number', 'boolean') THEN {_s(name)} END"
-    return f"CASE WHEN {_k(name)} IN ('string', 'integer', 'number') THEN TRY_CAST({_s(name)} AS {sql_type}) END"
+    value = f"TRY_CAST({_s(name)} AS {sql_type})"
+    if sql_type == "DOUBLE":  # NaN and Infinity have no place in JSON answers
+        value = f"CASE WHEN isfinite({value}) THEN {value} END"
+    return f"CASE WHEN {_k(name)} IN ('string', 'integer', 'number') THEN {value} END"
 
 
 def _reason(field: str, kind: str, message: str) -> str:
@@ -167,6 +198,122 @@ def _present(name: str) -> str:
     return f"{_k(name)} <> 'null'"
 
 
+# -- limits ------------------------------------------------------------------------------
+#
+# Each check runs a cheap test first (a CASE evaluates its THEN only for the rows that
+# pass it), so ordinary events cost a length or a substring search, never a regex pass.
+
+
+def _too_deep(c: str) -> str:
+    """Whether the JSON text ``c`` nests deeper than :data:`MAX_DEPTH`.
+
+    Only a text with more opening brackets than the limit (so longer than twice the
+    limit) can be too deep. For those, strings are dropped, then the innermost ``{}`` /
+    ``[]`` pairs are removed :data:`MAX_DEPTH` times: brackets are left over exactly when
+    the nesting is deeper.
+    """
+    opens = f"regexp_matches({c}, '([\\[{{][^\\[{{]*){{{MAX_DEPTH + 1}}}')"
+    rest = f"regexp_replace(regexp_replace({c}, '{_STRING}', '', 'g'), '[^\\[\\]{{}}]', '', 'g')"
+    for _ in range(MAX_DEPTH):
+        rest = f"regexp_replace({rest}, '\\{{\\}}|\\[\\]', '', 'g')"
+    return (
+        f"CASE WHEN strlen({c}) <= {2 * MAX_DEPTH} THEN false "
+        f"WHEN {opens} THEN {rest} <> '' ELSE false END"
+    )
+
+
+def _odd_number(c: str) -> str:
+    """Whether the JSON text ``c`` holds NaN, Infinity or a number past a double's range.
+
+    DuckDB's reader accepts these, strict JSON readers (and JSON answers) do not.
+    """
+    suspect = f"CASE WHEN screen THEN regexp_matches({c}, '{SCREEN}') ELSE false END"
+    bare = f"regexp_replace({c}, '{_STRING}', '', 'g')"
+    numbers = f"regexp_extract_all({bare}, '-?[0-9][0-9.eE+-]*')"
+    overflow = f"list_bool_or(list_transform({numbers}, x -> isinf(TRY_CAST(x AS DOUBLE))))"
+    return (
+        f"CASE WHEN {suspect} THEN regexp_matches({bare}, '(?i)nan|inf') "
+        f"OR coalesce({overflow}, false) ELSE false END"
+    )
+
+
+def _properties_check(name: str) -> str:
+    c = quote(name)
+    return " ".join(
+        [
+            _when(
+                f"{_k(name)} NOT IN ('null', 'object')",
+                name,
+                "invalid",
+                f"{name} must be a JSON object",
+            ),
+            _when(
+                f"strlen({c}) > {MAX_PROPERTIES_BYTES}",
+                name,
+                "invalid",
+                f"{name} is over {MAX_PROPERTIES_BYTES:,} bytes of JSON: send fewer or shorter values",
+            ),
+            _when(
+                _too_deep(c),
+                name,
+                "invalid",
+                f"{name} nests deeper than {MAX_DEPTH} levels: flatten it",
+            ),
+            _when(
+                _odd_number(c),
+                name,
+                "invalid",
+                f"{name} holds NaN, Infinity or a number too large for a double: "
+                "send finite numbers (or text)",
+            ),
+        ]
+    )
+
+
+def _text_check(name: str) -> str:
+    """Text fields: at most :data:`MAX_TEXT` characters, no control characters."""
+    return (
+        _when(
+            f"length({_v(name)}) > {MAX_TEXT}",
+            name,
+            "invalid",
+            f"{name} is longer than {MAX_TEXT:,} characters",
+        )
+        + " "
+        + _when(
+            f"CASE WHEN screen THEN regexp_matches({_v(name)}, '[\\x00-\\x1f\\x7f]') ELSE false END",
+            name,
+            "invalid",
+            f"{name} contains control characters (such as a newline or an escape)",
+        )
+    )
+
+
+def _id_check(name: str, min_id_length: int) -> str:
+    return " ".join(
+        [
+            _when(
+                f"{_present(name)} AND {_v(name)} IS NULL",
+                name,
+                "invalid",
+                f"{name} must be a string",
+            ),
+            _when(
+                f"length({_v(name)}) < {min_id_length}",
+                name,
+                "id_length",
+                f"{name} is shorter than {min_id_length} characters",
+            ),
+            _text_check(name),
+        ]
+    )
+
+
+def _typed_check(name: str, message: str) -> str:
+    """A present field whose typed value is NULL did not have the type it needs."""
+    return _when(f"{_present(name)} AND {_v(name)} IS NULL", name, "invalid", message)
+
+
 def _checks(min_id_length: int) -> list[str]:
     """One ``CASE`` per field yielding a reason struct, or NULL when the field is fine."""
     et = "event_type"
@@ -178,64 +325,30 @@ def _checks(min_id_length: int) -> list[str]:
             "event_type is missing",
         )
         + " "
-        + _when(f"{_k(et)} <> 'string'", et, "invalid", "event_type must be a string"),
+        + _when(f"{_k(et)} <> 'string'", et, "invalid", "event_type must be a string")
+        + " "
+        + _text_check(et),
         _when(
             f"NOT {_present('user_id')} AND NOT {_present('device_id')}",
             "user_id",
             "missing",
             "an event needs a user_id or a device_id",
         ),
-    ]
-    for name in ("user_id", "device_id"):
-        checks.append(
-            _when(
-                f"{_present(name)} AND {_v(name)} IS NULL",
-                name,
-                "invalid",
-                f"{name} must be a string",
-            )
-            + " "
-            + _when(
-                f"length({_v(name)}) < {min_id_length}",
-                name,
-                "id_length",
-                f"{name} is shorter than {min_id_length} characters",
-            )
-        )
-    checks.append(
-        _when(
-            f"{_present('time')} AND {_v('time')} IS NULL",
+        _id_check("user_id", min_id_length),
+        _id_check("device_id", min_id_length),
+        _typed_check(
             "time",
-            "invalid",
             "time must be milliseconds since the epoch (or an ISO 8601 timestamp)",
-        )
-    )
-    for name in ("event_properties", "user_properties"):
-        checks.append(
-            _when(
-                f"{_k(name)} NOT IN ('null', 'object')",
-                name,
-                "invalid",
-                f"{name} must be a JSON object",
-            )
-        )
-    checks.append(
-        _when(
-            f"{_present('insert_id')} AND {_v('insert_id')} IS NULL",
-            "insert_id",
-            "invalid",
-            "insert_id must be a string",
-        )
-    )
+        ),
+        _properties_check("event_properties"),
+        _properties_check("user_properties"),
+        _typed_check("insert_id", "insert_id must be a string") + " " + _text_check("insert_id"),
+    ]
     for name, sql_type in STANDARD_FIELDS.items():
-        checks.append(
-            _when(
-                f"{_present(name)} AND {_v(name)} IS NULL",
-                name,
-                "invalid",
-                f"{name} must be {'a string' if sql_type == 'VARCHAR' else 'a number'}",
-            )
-        )
+        if sql_type == "VARCHAR":
+            checks.append(_typed_check(name, f"{name} must be a string") + " " + _text_check(name))
+        else:
+            checks.append(_typed_check(name, f"{name} must be a finite number"))
     return [f"CASE {check} END" for check in checks]
 
 
