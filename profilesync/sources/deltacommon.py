@@ -17,7 +17,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from profilesync.errors import ChangeTrackingError, RetentionExceededError
+from profilesync.errors import (
+    ChangeTrackingError,
+    RetentionExceededError,
+    TableReplacedError,
+    WarehouseUnavailableError,
+)
 from profilesync.model import Checkpoint, format_frequency
 from profilesync.sources.base import DELETE, UPSERT, Check, expired_error, replaced_error
 
@@ -37,6 +42,10 @@ REPLACE_OPS = {
     "CREATE OR REPLACE TABLE AS SELECT",
     "REPLACE TABLE AS SELECT",
 }
+#: ``Checkpoint.extra`` keys that pin the commit at the checkpoint's version: a table
+#: restored from a copy, or whose log was rewritten, has another commit at that version
+COMMIT_TIMESTAMP = "commit_timestamp"
+COMMIT_SHA256 = "commit_sha256"
 RETENTION_REMEDY = f"Raise {LOG_RETENTION} / {FILE_RETENTION} above the sync frequency"
 _INTERVAL = re.compile(r"^\s*(?:interval\s+)?(\d+)\s+(second|minute|hour|day|week)s?\s*$", re.I)
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": WEEK}
@@ -116,8 +125,47 @@ def check_identity(
         why = f"Delta table id changed from {checkpoint.identity} to {identity}"
         raise replaced_error(table, why, source_name)
     if version < int(checkpoint.position):
-        why = f"its version went back from {checkpoint.position} to {version}"
-        raise replaced_error(table, why, source_name)
+        # same id, older version: a copy of the table's files was put back, or the log
+        # was truncated; either way the store holds changes the table no longer has
+        raise history_changed(
+            table, f"its version went back from {checkpoint.position} to {version}", source_name
+        )
+
+
+def check_same_commit(
+    table: str, checkpoint: Checkpoint, now: Properties[str, Any], source_name: str
+) -> None:
+    """Refuse when the commit at the checkpoint's version is not the one the store synced.
+
+    Delta versions are only numbers: a table restored from a file copy (same id, an
+    older version) that then takes new commits reaches the checkpoint's version again
+    with other contents, and reading the feed after it would silently skip the rows
+    the copy lost. ``now`` holds the same marks (:data:`COMMIT_SHA256`,
+    :data:`COMMIT_TIMESTAMP`) read from the table today; marks a side lacks (old
+    checkpoints, a log entry already cleaned up) are not compared.
+    """
+    for key, what in ((COMMIT_SHA256, "contents"), (COMMIT_TIMESTAMP, "commit time")):
+        then, current = checkpoint.extra.get(key), now.get(key)
+        if then is not None and current is not None and str(then) != str(current):
+            why = f"its commit at version {checkpoint.position} has another {what} than the synced one"
+            raise history_changed(table, why, source_name)
+
+
+def history_changed(table: str, why: str, source_name: str) -> TableReplacedError:
+    """The checkpoint's version no longer names the same table state."""
+    return TableReplacedError(
+        f"the history of {table} changed since the last sync ({why}): it was restored from a "
+        "copy or older files, its log was rewritten, or it was dropped and re-created. Nothing "
+        f"was applied. Run `profilesync sync {source_name} --resync` to diff the table as it is "
+        "now against the store."
+    )
+
+
+def damaged(table: str, what: str, fix: str) -> WarehouseUnavailableError:
+    """The table's own files are broken: no sync, full or incremental, can read it."""
+    return WarehouseUnavailableError(
+        f"Delta table {table} cannot be read: {what}. Nothing was applied. {fix}, then sync again."
+    )
 
 
 def check_not_replaced(
