@@ -4,7 +4,9 @@ Rows have the HTTP V2 event shape (``event_type``, ``user_id``/``device_id``, ``
 ms since the epoch or ISO 8601, ``event_properties``/``user_properties`` as objects or
 JSON text, ``insert_id``, ...). Files are read in chunks by pyarrow (or split into lines
 for JSON Lines), each chunk is validated by one DuckDB statement over Arrow, and the
-valid rows are appended in one transaction: an import is stored whole or not at all.
+valid rows are appended in one transaction: an import is stored whole or not at all
+(``PROFILESYNC_FAULT=import_chunk`` or ``import_before_commit`` kills the process inside
+that transaction, for the crash tests).
 Bad rows are skipped with their line (JSON Lines) or row number (CSV, Parquet) and the
 reasons; events whose ``insert_id`` arrived in the last 7 days are ignored.
 """
@@ -27,7 +29,7 @@ import pyarrow.parquet as pq
 from profilesync.errors import ConfigurationError, NotFoundError
 from profilesync.events import ingest, validate
 from profilesync.events.store import ensure_schema, resolve_project
-from profilesync.store.duckdb import DuckDBStore
+from profilesync.store.duckdb import DuckDBStore, _fault
 
 FORMATS = {
     ".jsonl": "jsonl",
@@ -102,9 +104,29 @@ def import_file(
     fmt = detect_format(path, fmt)
     target = resolve_project(store, project)
     result = ImportResult(str(path), fmt, target.name)
+    try:
+        _import(store, path, target.id, result, progress, rejects)
+    except (pa.ArrowException, UnicodeDecodeError) as exc:  # nothing was committed
+        reason = " ".join(str(exc).split())[:300]
+        raise ConfigurationError(
+            f"{path.name} cannot be read as {fmt}: {reason} (check the file, or pass --format)"
+        ) from exc
+    return result
+
+
+def _import(
+    store: DuckDBStore,
+    path: Path,
+    project_id: int,
+    result: ImportResult,
+    progress: Progress | None,
+    rejects: BinaryIO | None,
+) -> None:
+    """Every chunk validated and appended in one transaction (rolled back on any error)."""
     con = ensure_schema(store)
+    fmt = result.format
     total = path.stat().st_size if fmt != "parquet" else pq.ParquetFile(path).metadata.num_rows
-    with ingest.Writer(store, target.id) as writer:
+    with ingest.Writer(store, project_id) as writer:
         for chunk in _chunks(path, fmt, result):
             con.register("_chunk", chunk.table)
             try:
@@ -119,7 +141,8 @@ def import_file(
             _record(result, chunk, rejected, rejects)
             if progress:
                 progress(chunk.done, total)
-    return result
+            _fault("import_chunk")  # crash tests: a chunk written, the import not committed
+        _fault("import_before_commit")
 
 
 def _record(result: ImportResult, chunk: _Chunk, rejected: pa.Table, out: BinaryIO | None) -> None:

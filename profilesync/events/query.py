@@ -18,8 +18,9 @@ the rest are summed up as ``other``.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Literal
 
 import duckdb
@@ -27,6 +28,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from profilesync.errors import ConfigurationError, NotFoundError
 from profilesync.events.store import STANDARD_FIELDS, ensure_schema, get_project
+from profilesync.events.timerange import buckets
+from profilesync.events.timerange import time_range as _time_range
 from profilesync.mapping import quote
 from profilesync.store.duckdb import DuckDBStore, json_value
 
@@ -38,14 +41,6 @@ Op = Literal[
 ]
 KINDS: tuple[str, ...] = ("profile", "user", "event", "field")
 OPS: tuple[str, ...] = Op.__args__  # type: ignore[attr-defined]
-#: how far back a query without ``start`` looks, by interval
-DEFAULT_SPAN = {
-    "hour": timedelta(days=2),
-    "day": timedelta(days=30),
-    "week": timedelta(weeks=12),
-    "month": timedelta(days=365),
-}
-MAX_BUCKETS = 5_000
 NONE_LABEL = "(none)"
 OTHER_LABEL = "other"
 
@@ -250,60 +245,12 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-# -- time -------------------------------------------------------------------------------
+# -- planning and running ---------------------------------------------------------------
 
 
 def time_range(query: SegmentationQuery, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """``[start, end)`` in naive UTC: dates are whole days, ``end`` inclusive."""
-    today = (now or datetime.now(UTC)).date()
-    end = _moment(query.end, inclusive_end=True) if query.end else _moment(today, True)
-    start = _moment(query.start) if query.start else end - DEFAULT_SPAN[query.interval]
-    if start >= end:
-        raise ConfigurationError(
-            f"start {start:%Y-%m-%d %H:%M} is not before end {end:%Y-%m-%d %H:%M}"
-        )
-    return start, end
-
-
-def _moment(value: datetime | date, inclusive_end: bool = False) -> datetime:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-    day = datetime(value.year, value.month, value.day)
-    return day + timedelta(days=1) if inclusive_end else day
-
-
-def truncate(moment: datetime, interval: str) -> datetime:
-    """Like DuckDB's ``date_trunc`` (weeks start on Monday)."""
-    if interval == "hour":
-        return moment.replace(minute=0, second=0, microsecond=0)
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    if interval == "week":
-        return day - timedelta(days=day.weekday())
-    if interval == "month":
-        return day.replace(day=1)
-    return day
-
-
-def buckets(start: datetime, end: datetime, interval: str) -> list[datetime]:
-    out, at = [], truncate(start, interval)
-    while at < end:
-        out.append(at)
-        if len(out) > MAX_BUCKETS:
-            raise ConfigurationError(
-                f"more than {MAX_BUCKETS:,} {interval} buckets: shorten the range or use a longer interval"
-            )
-        at = _next(at, interval)
-    return out
-
-
-def _next(at: datetime, interval: str) -> datetime:
-    if interval == "month":
-        return at.replace(year=at.year + at.month // 12, month=at.month % 12 + 1)
-    step = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
-    return at + step[interval]
-
-
-# -- planning and running ---------------------------------------------------------------
+    """The query's ``[start, end)`` in naive UTC (see :mod:`profilesync.events.timerange`)."""
+    return _time_range(query.start, query.end, query.interval, now)
 
 
 def plan(store: DuckDBStore, query: SegmentationQuery, now: datetime | None = None) -> Plan:
@@ -462,11 +409,11 @@ class _Series:
 
 
 def _metric(metric: str, n: int, nv: int, sv: float) -> int | float | None:
+    """The value of one point; a sum past a double's range is null (JSON has no Infinity)."""
     if metric in ("totals", "uniques"):
         return n
-    if metric == "sum":
-        return sv
-    return sv / nv if nv else None
+    value = sv if metric == "sum" else sv / nv if nv else None
+    return value if value is None or math.isfinite(value) else None
 
 
 def segmentation(
@@ -553,5 +500,20 @@ def user_lookup(
 
 def _event_json(row: dict[str, Any]) -> dict[str, Any]:
     for name in ("event_properties", "user_properties"):
-        row[name] = json.loads(row[name]) if row[name] else {}
+        row[name] = _properties(row[name]) if row[name] else {}
     return {k: json_value(v) for k, v in row.items()}
+
+
+def _properties(text: str) -> Any:
+    """Stored properties as JSON values; NaN, Infinity or nesting Python cannot read (kept
+    by versions that did not refuse them at ingestion) become null or the raw text, so
+    one odd event never breaks a user's page."""
+    try:
+        return json.loads(text, parse_constant=lambda _: None, parse_float=_finite)
+    except (ValueError, RecursionError):
+        return text
+
+
+def _finite(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None
