@@ -139,7 +139,7 @@ def _inspect(text: str) -> _Seen:
 
 def _conninfo(text: str) -> _Seen:
     """A libpq ``key=value`` string, read by libpq itself and written back with the secret
-    values replaced (libpq's keyword order and quoting)."""
+    values replaced (the user's keyword order, libpq's quoting)."""
     parsed = _libpq_parse(text)
     if parsed is None:
         return _opaque(text) if _ASSIGNED.search(text) else _Seen(text)
@@ -148,8 +148,15 @@ def _conninfo(text: str) -> _Seen:
         return _Seen(text)
     from psycopg.conninfo import make_conninfo
 
-    shown = make_conninfo("", **{k: HIDDEN if k in secret else v for k, v in parsed.items()})
+    keys = sorted(parsed, key=lambda k: _position(text, k))  # as the user wrote them
+    shown = make_conninfo("", **{k: HIDDEN if k in secret else parsed[k] for k in keys})
     return _Seen(shown, tuple(secret.values()))
+
+
+def _position(text: str, keyword: str) -> int:
+    """Where ``keyword=`` first appears in ``text`` (only to keep the user's order)."""
+    found = re.search(rf"(?<!\w){re.escape(keyword)}\s*=", text)
+    return found.start() if found else len(text)
 
 
 def _url(text: str, *, libpq: bool) -> _Seen:

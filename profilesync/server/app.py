@@ -3,10 +3,17 @@
 ``create_app(home)`` opens the home's store once, loads the login and token hashes and
 builds the scheduler; the scheduler's thread starts with the app (its lifespan) and stops
 before the store closes.
+
+Every response carries the browser-side protections of :class:`SecurityHeaders` (no
+framing, a nonce-based Content-Security-Policy, no MIME sniffing, no referrer to other
+sites). Cross-site requests riding on the session cookie are refused in ``deps``; failed
+logins are rate-limited by ``auth.LoginThrottle``.
 """
 
 from __future__ import annotations
 
+import math
+import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,7 +27,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from profilesync.errors import (
     ConcurrentSyncError,
@@ -35,7 +44,14 @@ from profilesync.errors import (
 from profilesync.events import api as events_api
 from profilesync.server import api, deps, pages, wizard
 from profilesync.server.auth import ADMIN_USER, SESSION_COOKIE, SESSION_SECONDS, Auth
-from profilesync.server.deps import LoginRequired, login_url, render, require_token, require_user
+from profilesync.server.deps import (
+    LoginRequired,
+    login_url,
+    refuse_cross_site,
+    render,
+    require_token,
+    require_user,
+)
 from profilesync.server.scheduler import RetryPolicy, Scheduler, utcnow
 from profilesync.store.duckdb import DuckDBStore
 
@@ -49,7 +65,71 @@ STATUS: tuple[tuple[type[ProfilesyncError], int], ...] = (
     (WarehouseUnavailableError, 503),
     (ConfigurationError, 422),
 )
-_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+_HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    429: "too_many_requests",
+}
+
+
+def content_security_policy(nonce: str) -> str:
+    """Scripts only from this site (``/static``, ``/docs-assets``) or inline with this
+    response's nonce; no plugins, no ``<base>``, forms post only here, and no other site
+    may frame a page. Inline ``style`` attributes stay allowed: templates use them and
+    they cannot run code."""
+    return "; ".join(
+        (
+            "default-src 'self'",
+            f"script-src 'self' 'nonce-{nonce}'",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
+            "font-src 'self' data:",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        )
+    )
+
+
+class SecurityHeaders:
+    """ASGI middleware: the security headers on every HTTP response, pages, API, static
+    files and errors alike (a route may set its own value of one; it is kept).
+
+    A fresh CSP nonce per request is put in ``request.state.csp_nonce`` for the templates
+    (``deps.ScriptNonce``) and the API docs page. Pure ASGI rather than
+    ``BaseHTTPMiddleware``: it only edits the response start, so streaming is untouched.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        nonce = secrets.token_urlsafe(16)
+        scope.setdefault("state", {})["csp_nonce"] = nonce
+        wanted = {
+            "X-Frame-Options": "DENY",
+            "Content-Security-Policy": content_security_policy(nonce),
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin",
+            "Cross-Origin-Opener-Policy": "same-origin",
+        }
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in wanted.items():
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def status_of(exc: ProfilesyncError) -> int:
@@ -101,6 +181,7 @@ def create_app(
     app.state.store, app.state.store_lock, app.state.scheduler = store, lock, scheduler
     with lock:
         app.state.auth = Auth.load(store)
+    app.add_middleware(SecurityHeaders)
     _errors(app)
     _routes(app)
     app.include_router(api.router)
@@ -161,14 +242,21 @@ def _routes(app: FastAPI) -> None:
         return app.openapi()
 
     @app.get("/docs", include_in_schema=False)
-    def docs(_: str = Depends(require_user)) -> HTMLResponse:
-        return get_swagger_ui_html(
+    def docs(request: Request, _: str = Depends(require_user)) -> HTMLResponse:
+        page = get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="profilesync API",
             swagger_js_url="/docs-assets/swagger-ui-bundle.js",
             swagger_css_url="/docs-assets/swagger-ui.css",
             swagger_favicon_url="/static/favicon.svg",
         )
+        # Swagger UI starts from one inline script: it runs under the CSP with our nonce
+        started = (
+            bytes(page.body)
+            .decode()
+            .replace("<script>", f'<script nonce="{request.state.csp_nonce}">')
+        )
+        return HTMLResponse(started)
 
     @app.get("/login", include_in_schema=False)
     def login_form(request: Request, next: str = "/") -> Response:
@@ -176,7 +264,7 @@ def _routes(app: FastAPI) -> None:
             return RedirectResponse(_local(next), status_code=303)
         return render(request, "login.html", {"next": _local(next), "username": ADMIN_USER})
 
-    @app.post("/login", include_in_schema=False)
+    @app.post("/login", include_in_schema=False, dependencies=[Depends(refuse_cross_site)])
     def login(
         request: Request,
         username: str = Form(""),
@@ -184,13 +272,15 @@ def _routes(app: FastAPI) -> None:
         next: str = Form("/"),
     ) -> Response:
         auth = deps.get_auth(request)
+        address = request.client.host if request.client else ""
+        ctx = {"next": _local(next), "username": username}
+        wait = auth.throttle.retry_after(address, username)
+        if wait is not None:
+            return _too_many_logins(request, ctx, wait)
         if not auth.check_login(username, password):
-            ctx = {
-                "next": _local(next),
-                "username": username,
-                "error": "Wrong user name or password.",
-            }
-            return render(request, "login.html", ctx, 401)
+            auth.throttle.failed(address, username)
+            return render(request, "login.html", {**ctx, "error": _WRONG_LOGIN}, 401)
+        auth.throttle.succeeded(address, username)
         response = RedirectResponse(_local(next), status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
@@ -202,12 +292,29 @@ def _routes(app: FastAPI) -> None:
         )
         return response
 
-    @app.post("/logout", include_in_schema=False)
+    @app.post("/logout", include_in_schema=False, dependencies=[Depends(refuse_cross_site)])
     def logout(request: Request) -> Response:
         deps.get_auth(request).close_session(request.cookies.get(SESSION_COOKIE))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
         return response
+
+
+_WRONG_LOGIN = "Wrong user name or password."
+
+
+def _too_many_logins(request: Request, ctx: dict[str, Any], wait: int) -> Response:
+    """429 on the login form, with ``Retry-After`` and the wait in words."""
+    throttle = deps.get_auth(request).throttle
+    minutes = max(1, math.ceil(wait / 60))
+    message = (
+        f"Too many failed logins ({throttle.limit} within {throttle.window / 60:g} minutes): "
+        f"logging in is paused for this address and user name. Try again in "
+        f"{minutes} minute{'s' if minutes > 1 else ''}."
+    )
+    response = render(request, "login.html", {**ctx, "error": message}, 429)
+    response.headers["Retry-After"] = str(wait)
+    return response
 
 
 def _local(target: str) -> str:

@@ -2,16 +2,21 @@
 
 The token is random (256 bits), so a SHA-256 of it is enough to check it; the UI password
 is chosen by a person and is stored with scrypt and a salt. UI sessions live in memory: a
-restart logs everyone out, which is the safe default for a single-process server.
+restart logs everyone out, which is the safe default for a single-process server. Failed
+logins are counted in memory too (:class:`LoginThrottle`): a restart forgets them, and
+several server processes would each count their own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from profilesync.errors import ConfigurationError
@@ -23,6 +28,9 @@ PASSWORD_KEY = "server.admin_password_scrypt"
 SESSION_COOKIE = "profilesync_session"
 SESSION_SECONDS = 12 * 3600
 MIN_PASSWORD = 8
+#: failed logins allowed per client address and per user name within LOGIN_WINDOW seconds
+LOGIN_ATTEMPTS = 5
+LOGIN_WINDOW = 300.0
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
@@ -58,12 +66,71 @@ class Credentials:
 
 
 @dataclass
+class LoginThrottle:
+    """Failed logins per client address and per user name, kept in memory.
+
+    After ``limit`` failures within ``window`` seconds for an address or a user name,
+    every login attempt for it is refused (the right password too) until the oldest of
+    those failures leaves the window: guessing can neither go on at full speed from one
+    address nor be spread over many addresses against the one account. Refused attempts
+    are not counted, so waiting always ends the block; a successful login clears both
+    counters. At most ``max_keys`` addresses and names are remembered (oldest dropped).
+    """
+
+    limit: int = LOGIN_ATTEMPTS
+    window: float = LOGIN_WINDOW
+    clock: Callable[[], float] = time.monotonic
+    max_keys: int = 10_000
+    _failures: dict[str, deque[float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @staticmethod
+    def keys(address: str, user: str) -> tuple[str, str]:
+        return (f"address:{address}", f"user:{user.strip().lower()}")
+
+    def retry_after(self, address: str, user: str) -> int | None:
+        """Seconds until a login from ``address`` as ``user`` may be tried, or None: now."""
+        now, waits = self.clock(), []
+        with self._lock:
+            for key in self.keys(address, user):
+                recent = self._recent(key, now)
+                if len(recent) >= self.limit:
+                    waits.append(recent[-self.limit] + self.window - now)
+        return max(1, math.ceil(max(waits))) if waits else None
+
+    def failed(self, address: str, user: str) -> None:
+        now = self.clock()
+        with self._lock:
+            for key in self.keys(address, user):
+                recent = self._recent(key, now)
+                recent.append(now)
+                self._failures[key] = self._failures.pop(key, recent)  # newest last
+            while len(self._failures) > self.max_keys:
+                del self._failures[next(iter(self._failures))]
+
+    def succeeded(self, address: str, user: str) -> None:
+        with self._lock:
+            for key in self.keys(address, user):
+                self._failures.pop(key, None)
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        """The failures of ``key`` still inside the window (older ones dropped)."""
+        recent = self._failures.get(key, deque())
+        while recent and recent[0] <= now - self.window:
+            recent.popleft()
+        if not recent:
+            self._failures.pop(key, None)
+        return recent
+
+
+@dataclass
 class Auth:
     """The admin token hash, the password hash and the open UI sessions of one app."""
 
     token_hash: str | None = None
     password_hash: str | None = None
     sessions: dict[str, tuple[str, float]] = field(default_factory=dict)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod

@@ -8,12 +8,21 @@ see each sync when it commits. Changes to a source (pause, frequency, mapping, d
 use :func:`write_session`, which also waits for a running sync.
 
 API routes depend on :func:`require_token`: ``Authorization: Bearer <admin token>``, or
-the UI's session cookie for the UI's own scripts (same origin only), else 401 JSON.
-HTML pages depend on :func:`require_user`: the login session, else a 303 to ``/login``.
+the UI's session cookie for the UI's own scripts, else 401 JSON. HTML pages depend on
+:func:`require_user`: the login session, else a 303 to ``/login``.
+
+A browser attaches the session cookie to requests other sites make it send, so whatever
+the cookie authenticates must come from our own pages: a cookie-authenticated API call
+from another site, and a state-changing page request (POST, PUT, PATCH, DELETE) from
+another site, are refused with 403 (:func:`refuse_cross_site`). The site is judged by
+``Origin``, else ``Referer``; a request with neither is not a browser's cross-site request.
+A bearer token is not sent by browsers on their own, so token calls are not checked, and
+``/2/httpapi`` (project API keys) is meant to be posted to from other sites.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,13 +35,37 @@ from urllib.parse import urlsplit
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.templating import Jinja2Templates
+from jinja2.ext import Extension
 
 from profilesync.model import format_frequency
 from profilesync.server.auth import SESSION_COOKIE, Auth
 from profilesync.store.duckdb import DuckDBStore
 
 WEB = Path(__file__).parent / "web"
-templates = Jinja2Templates(directory=str(WEB / "templates"))
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_SCRIPT_TAG = re.compile(r"<script(?=[\s>])", re.I)
+_DEFAULT_PORTS = frozenset({80, 443})
+
+
+class ScriptNonce(Extension):
+    """Gives every ``<script>`` written in a template the response's CSP nonce.
+
+    The Content-Security-Policy allows scripts from this site and inline scripts carrying
+    the nonce of the response (see ``app.SecurityHeaders``). This rewrites template
+    *source*, before compiling: text that reaches a page through a variable is escaped and
+    never gets a nonce, so an injected script still cannot run.
+    """
+
+    def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
+        return _SCRIPT_TAG.sub('<script nonce="{{ csp_nonce }}"', source)
+
+
+def _nonce_context(request: Request) -> dict[str, Any]:
+    return {"csp_nonce": getattr(request.state, "csp_nonce", "")}
+
+
+templates = Jinja2Templates(directory=str(WEB / "templates"), context_processors=[_nonce_context])
+templates.env.add_extension(ScriptNonce)
 #: more nav links (label, href) for every page; features append to it when they mount
 templates.env.globals["extra_nav"] = []
 
@@ -90,23 +123,58 @@ def session_user(request: Request) -> str | None:
     return get_auth(request).session_user(request.cookies.get(SESSION_COOKIE))
 
 
-def _same_origin(request: Request) -> bool:
-    """Cookie-authenticated API calls must come from our own pages (no cross-site requests)."""
-    origin = request.headers.get("origin")
-    if not origin:
-        return True
-    return urlsplit(origin).netloc == request.headers.get("host")
+def is_cross_site(request: Request) -> bool:
+    """Whether the page that sent ``request`` (its ``Origin``, else its ``Referer``) is on
+    another host or port than this server. ``Origin: null`` (sandboxed frames, privacy
+    redirects) counts as another site; no header at all is a non-browser client."""
+    sender = request.headers.get("origin") or request.headers.get("referer")
+    if not sender:
+        return False
+    parts = urlsplit(sender)
+    return parts.scheme == "" or _host_port(parts.netloc) != _host_port(
+        request.headers.get("host", "")
+    )
+
+
+def _host_port(netloc: str) -> tuple[str, int | None]:
+    """``("example.com", None)`` for ``example.com``, ``example.com:443`` or ``:80``.
+
+    The scheme is left out on purpose: behind a TLS-terminating proxy the server sees
+    ``http`` while the browser's ``Origin`` says ``https``, for the same site."""
+    try:
+        parts = urlsplit(f"//{netloc}")
+        port = parts.port
+    except ValueError:  # a malformed port or IPv6 literal: matches nothing
+        return ("", -1)
+    return (parts.hostname or "", None if port in _DEFAULT_PORTS else port)
+
+
+def refuse_cross_site(request: Request) -> None:
+    """403 for a state-changing request that another site's page made a browser send."""
+    if request.method in UNSAFE_METHODS and is_cross_site(request):
+        raise HTTPException(
+            status_code=403,
+            detail="cross-site request refused: use this server's own pages (or the API "
+            "with a bearer token)",
+        )
 
 
 def require_token(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
 ) -> str:
-    """API auth: the admin bearer token (or the UI's session from its own pages)."""
+    """API auth: the admin bearer token, or the UI's session from its own pages (a session
+    cookie sent from another site is refused whatever the method)."""
     if credentials is not None and get_auth(request).check_token(credentials.credentials):
         return "admin-token"
     user = session_user(request)
-    if user and _same_origin(request):
+    if user:
+        if is_cross_site(request):
+            raise HTTPException(
+                status_code=403,
+                detail="cross-site request refused: the session cookie opens the API only "
+                "for this server's own pages; other clients use a bearer token",
+            )
         return user
     raise HTTPException(
         status_code=401,
@@ -121,9 +189,8 @@ def require_token(
 def require_user(request: Request) -> str:
     """Page auth: the login session, else a redirect to ``/login?next=<this page>``."""
     user = session_user(request)
-    if user and request.method not in ("GET", "HEAD") and not _same_origin(request):
-        raise HTTPException(status_code=403, detail="cross-site form posts are refused")
     if user:
+        refuse_cross_site(request)
         return user
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     raise LoginRequired(target)
