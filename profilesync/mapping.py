@@ -12,11 +12,17 @@ changes are mapped locally over Arrow batches.
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import sqlglot
 from sqlglot import exp
 
 from profilesync.errors import ConfigurationError
 from profilesync.model import Mapping, PropertyMapping
+from profilesync.sandbox import refuse_file_functions
 
 USER_ID = "user_id"
 #: ``Mapping.table`` of a query the warehouse runs as written (snapshot diff only)
@@ -63,12 +69,7 @@ def from_query(query: str, dialect: str = "duckdb", *, pushdown: bool = False) -
     ``user_id`` column is accepted, joins and CTEs included: the warehouse runs it as
     written and the mapping reads its output columns (``Mapping.table == QUERY_TABLE``).
     """
-    try:
-        statements = sqlglot.parse(query, read=dialect)
-    except sqlglot.errors.ParseError as exc:
-        raise ConfigurationError(
-            f"the query does not parse: {exc}. Supported: {SUPPORTED}"
-        ) from exc
+    statements = checked(query, dialect)
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
         raise ConfigurationError(f"the query must be one SELECT. Supported: {SUPPORTED}")
     if pushdown:
@@ -107,6 +108,88 @@ def from_query(query: str, dialect: str = "duckdb", *, pushdown: bool = False) -
         where_sql = where.this.sql("duckdb")
     columns = sorted({c.name for c in select.find_all(exp.Column)})
     return Mapping(table, user_id, tuple(properties), tuple(columns), where_sql, query)
+
+
+def checked(query: str, dialect: str) -> list[exp.Expr]:
+    """The statements of ``query``, refused if one reads files or is not a query."""
+    statements = parse(query, dialect)
+    for statement in statements:
+        refuse_file_functions(statement)
+    return statements
+
+
+def parse(query: str, dialect: str) -> list[exp.Expr]:
+    """The statements of ``query``; any parse error is one clean line that says where.
+
+    sqlglot's own messages span lines and underline the culprit with terminal escape
+    codes, and an unterminated comment or string is a ``TokenError`` that tells nothing
+    about where: neither belongs in a CLI line or an API's JSON.
+    """
+    try:
+        with _quiet_parser():
+            statements = sqlglot.parse(query, read=dialect)
+    except sqlglot.errors.ParseError as exc:
+        raise ConfigurationError(
+            f"the query does not parse: {_where(exc)}. Supported: {SUPPORTED}"
+        ) from None
+    except sqlglot.errors.SqlglotError:
+        what = _unterminated(query) or "a character sequence that is not SQL"
+        raise ConfigurationError(
+            f"the query does not parse: it has {what}. Supported: {SUPPORTED}"
+        ) from None
+    return [s for s in statements if s is not None]
+
+
+@contextmanager
+def _quiet_parser() -> Iterator[None]:
+    """sqlglot logs a warning for SQL it keeps as an opaque command (``LOAD x``): the
+    refusal that follows says it better, and a log line would break the CLI's one line."""
+    log = logging.getLogger("sqlglot")
+    previous = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(previous)
+
+
+def _where(exc: sqlglot.errors.ParseError) -> str:
+    """``Invalid expression / Unexpected token at line 1, column 12, near 'FROM'``."""
+    if not exc.errors:
+        return _one_line(str(exc))
+    error = exc.errors[0]
+    # "Required keyword: 'this' missing for <class 'sqlglot.expressions.core.Paren'>"
+    description = re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", str(error.get("description")))
+    near = _one_line(str(error.get("highlight") or ""))[:40]
+    where = f"{description} at line {error.get('line')}, column {error.get('col')}"
+    return _one_line(f"{where}, near {near!r}" if near else where)
+
+
+def _one_line(text: str) -> str:
+    """No terminal escape codes, no line breaks."""
+    return " ".join(re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text).split())
+
+
+def _unterminated(query: str) -> str | None:
+    """What is left open at the end of ``query``: a comment, a string or a quoted name."""
+    closers = {"/*": "*/", "'": "'", '"': '"', "$$": "$$", "--": "\n"}
+    names = {
+        "/*": "an unterminated /* comment (close it with */)",
+        "'": "an unterminated 'string' (close it with ')",
+        '"': 'an unterminated "quoted name" (close it with ")',
+        "$$": "an unterminated $$ string (close it with $$)",
+    }
+    i = 0
+    while i < len(query):
+        opener = next((o for o in closers if query.startswith(o, i)), None)
+        if opener is None:
+            i += 1
+            continue
+        end = query.find(closers[opener], i + len(opener))
+        if end < 0:
+            return names.get(opener)
+        i = end + len(closers[opener])
+    return None
 
 
 def _pushdown(query: exp.Query, text: str) -> Mapping:

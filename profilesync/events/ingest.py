@@ -24,6 +24,7 @@ from profilesync.events.dedup import RecentIds, index_for, key
 from profilesync.events.store import ensure_schema, store_id
 from profilesync.events.validate import FIELDS, MIN_ID_LENGTH, raw_from_batch, split, validate_sql
 from profilesync.mapping import quote
+from profilesync.sandbox import lock_down
 from profilesync.store.duckdb import DuckDBStore
 
 MAX_EVENTS = 2_000
@@ -72,6 +73,7 @@ def scratch() -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET threads = 1")  # requests already run in parallel threads
+        lock_down(con)  # it parses what clients send: no file is any business of it
         _local.con = con
     return con
 

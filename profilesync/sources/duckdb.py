@@ -20,8 +20,9 @@ import duckdb
 import pyarrow as pa
 
 from profilesync.errors import ConfigurationError, NotFoundError, WarehouseUnavailableError
-from profilesync.mapping import QUERY_TABLE, quote
+from profilesync.mapping import QUERY_TABLE, checked, quote
 from profilesync.model import Checkpoint, Connection, Mapping
+from profilesync.sandbox import lock_down, locked
 from profilesync.sources.base import Changes, Check
 
 #: rows per Arrow batch handed to the sync engine
@@ -38,8 +39,13 @@ def offline_connect(
 
 
 def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """No DuckDB progress bar: it would draw over the CLI's own output on long reads."""
-    con.execute("SET enable_progress_bar = false")
+    """No DuckDB progress bar: it would draw over the CLI's own output on long reads.
+
+    A second connection to a file this process already reads shares its locked-down
+    database, where no setting can change: it keeps the default (a bar after 2 s).
+    """
+    if not locked(con):
+        con.execute("SET enable_progress_bar = false")
     return con
 
 
@@ -61,6 +67,15 @@ def arrow_reader(
 def query_sql(query: str) -> str:
     """A user's query as a subquery: trailing semicolons would end the statement early."""
     return query.strip().rstrip(";").strip()
+
+
+def user_query(mapping: Mapping) -> str:
+    """A query mapping's SQL, checked again before it runs: a source saved by an older
+    release was never refused for reading files (the locked-down connection would still
+    stop it, with a less helpful message)."""
+    query = mapping.query or ""
+    checked(query, "duckdb")
+    return query_sql(query)
 
 
 def diff_cost_check(what: str, rows: int | None) -> Check:
@@ -115,8 +130,13 @@ class DuckDBSource:
         return self._con
 
     def _open(self) -> duckdb.DuckDBPyConnection:
+        """The file, read-only, with no other file in reach of a user's query.
+
+        DuckDB keeps its own database file (and WAL) usable after external access is
+        turned off, so nothing else needs allowing.
+        """
         try:
-            return offline_connect(str(self.path), read_only=True)
+            con = offline_connect(str(self.path), read_only=True)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise WarehouseUnavailableError(
@@ -130,6 +150,8 @@ class DuckDBSource:
                 f"the DuckDB file {self.path} is already open for writing in this process: "
                 "close that connection before syncing"
             ) from exc
+        lock_down(con)
+        return con
 
     def qualified(self, table: str) -> str:
         schema, name = split_table(table)
@@ -170,7 +192,7 @@ class DuckDBSource:
 
     def _query_check(self, mapping: Mapping) -> Check:
         try:
-            self.con.execute(f"DESCRIBE {query_sql(mapping.query or '')}").fetchall()
+            self.con.execute(f"DESCRIBE {user_query(mapping)}").fetchall()
         except duckdb.Error as exc:
             return Check("query", "fail", f"the query does not run: {str(exc).splitlines()[0]}")
         return Check("query", "pass", "the query runs in the warehouse as written")
@@ -183,7 +205,7 @@ class DuckDBSource:
     def select_sql(self, mapping: Mapping, limit: int | None) -> str:
         """The SELECT a snapshot runs: the mapped columns, or the user's query as written."""
         if mapping.table == QUERY_TABLE:
-            sql = f"SELECT * FROM ({query_sql(mapping.query or '')}) AS q"
+            sql = f"SELECT * FROM ({user_query(mapping)}) AS q"
         else:
             columns = ", ".join(quote(c) for c in mapping.columns)
             sql = f"SELECT {columns} FROM {self.qualified(mapping.table)}"

@@ -32,6 +32,7 @@ from profilesync.errors import (
 )
 from profilesync.mapping import QUERY_TABLE, quote
 from profilesync.model import Checkpoint, Connection, Mapping, format_frequency
+from profilesync.sandbox import lock_down
 from profilesync.sources.base import (
     DELETE,
     OP,
@@ -49,7 +50,6 @@ from profilesync.sources.duckdb import (
     arrow_reader,
     diff_cost_check,
     offline_connect,
-    quiet,
     split_table,
 )
 
@@ -80,32 +80,22 @@ def _sql_text(value: str) -> str:
 
 
 class _Attachments:
-    """One DuckDB instance per process for every DuckLake read, each catalog attached once.
+    """One locked-down DuckDB instance per lake, shared by the sources reading it.
 
-    Loading the extension verifies its signature, which takes about 0.3 s per DuckDB
-    instance, so the instance and its loaded extensions are kept. A catalog is attached
-    read-only while at least one source reads it and detached after the last one closes:
-    a DuckDB catalog file stays locked against writers while it is attached, and DuckDB
-    refuses a second attachment of one file in one process.
+    A lake is attached read-only while at least one source reads it, and its instance is
+    closed after the last one is done: a DuckDB catalog file stays locked against writers
+    while it is attached, and DuckDB refuses a second attachment of one file in one
+    process. Each instance is locked down once its lake is attached, so a query reaches
+    the catalog and the data files and nothing else. DuckDB refuses to attach a Postgres
+    catalog once external access is off, so a locked instance never attaches again: the
+    next read opens a new one (verifying the extension's signature costs about 0.3 s, once
+    per sync rather than per query).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._db: duckdb.DuckDBPyConnection | None = None
-        self._loaded: set[str] = set()
-        self._attached: dict[tuple[str, str | None], tuple[str, int]] = {}
+        self._lakes: dict[tuple[str, str | None], tuple[duckdb.DuckDBPyConnection, str, int]] = {}
         self._ids = itertools.count(1)
-
-    def _instance(self) -> duckdb.DuckDBPyConnection:
-        if self._db is None:
-            self._db = offline_connect()
-        return self._db
-
-    def load(self, name: str, package: str) -> None:
-        """Load an extension from its wheel into the shared instance (once)."""
-        if name not in self._loaded:
-            self._instance().execute(f"LOAD {_sql_text(extension_file(name, package))}")
-            self._loaded.add(name)
 
     def attach(
         self,
@@ -114,21 +104,35 @@ class _Attachments:
     ) -> tuple[str, duckdb.DuckDBPyConnection]:
         """The alias ``key`` is attached under (attaching it if needed) and a new cursor."""
         with self._lock:
-            self.load("ducklake", "duckdb-extension-ducklake")
-            alias, users = self._attached.get(key, ("", 0))
-            if not users:
-                alias = f"lake_{next(self._ids)}"
-                attach(self._instance(), alias)
-            self._attached[key] = (alias, users + 1)
-            return alias, quiet(self._instance().cursor())
+            db, alias, users = self._lakes.get(key) or self._open(attach)
+            self._lakes[key] = (db, alias, users + 1)
+            return alias, db.cursor()
+
+    def _open(
+        self, attach: Callable[[duckdb.DuckDBPyConnection, str], None]
+    ) -> tuple[duckdb.DuckDBPyConnection, str, int]:
+        db = offline_connect()
+        alias = f"lake_{next(self._ids)}"
+        try:
+            load(db, "ducklake", "duckdb-extension-ducklake")
+            attach(db, alias)
+        except BaseException:
+            db.close()
+            raise
+        return db, alias, 0
 
     def release(self, key: tuple[str, str | None]) -> None:
         with self._lock:
-            alias, users = self._attached.pop(key, ("", 0))
-            if users > 1:
-                self._attached[key] = (alias, users - 1)
-            elif alias:
-                self._instance().execute(f"DETACH {alias}")
+            db, alias, users = self._lakes.pop(key, (None, "", 0))
+            if db is not None and users > 1:
+                self._lakes[key] = (db, alias, users - 1)
+            elif db is not None:
+                db.close()
+
+
+def load(db: duckdb.DuckDBPyConnection, name: str, package: str) -> None:
+    """Load an extension from the file in its wheel: ``INSTALL`` would reach the network."""
+    db.execute(f"LOAD {_sql_text(extension_file(name, package))}")
 
 
 _LAKES = _Attachments()
@@ -201,15 +205,22 @@ class DuckLakeSource(DuckDBSource):
         return con
 
     def _attach(self, con: duckdb.DuckDBPyConnection, alias: str) -> None:
+        """Load, attach, then lock down: only the catalog and the data files stay in reach."""
         for prefix, (name, package) in _CATALOG_EXTENSIONS.items():
             if self.catalog.startswith(prefix):
-                _LAKES.load(name, package)
+                load(con, name, package)
         try:
             con.execute(
                 f"ATTACH {_sql_text('ducklake:' + self.catalog)} AS {alias} ({self._attach_options()})"
             )
         except duckdb.Error as exc:
             raise self._attach_error(exc) from exc
+        # DuckDB lists its extension directory for duckdb_extensions(): make that the wheel's
+        wheels = str(Path(extension_file("ducklake", "duckdb-extension-ducklake")).parents[1])
+        con.execute(f"SET extension_directory = {_sql_text(wheels)}")
+        files = () if self.catalog.startswith(tuple(_CATALOG_EXTENSIONS)) else (self.catalog,)
+        dirs = [wheels, *([self.data_path] if self.data_path else [])]
+        lock_down(con, allowed_dirs=dirs, allowed_paths=[*files, *(f"{f}.wal" for f in files)])
 
     def close(self) -> None:
         if self._con is not None:

@@ -1042,7 +1042,12 @@ def _commit_after(
 
 @functools.cache
 def _duck_database() -> duckdb.DuckDBPyConnection:
-    return duckdb.connect()
+    """Types the rows Postgres sent; no file is any business of it, so none is in reach."""
+    from profilesync.sandbox import lock_down
+
+    con = duckdb.connect()
+    lock_down(con)
+    return con
 
 
 def _duck() -> duckdb.DuckDBPyConnection:

@@ -29,6 +29,7 @@ from profilesync.errors import (
 )
 from profilesync.mapping import quote
 from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResult
+from profilesync.sandbox import lock_down, locked
 from profilesync.secrets import seal, unseal
 from profilesync.store.base import Quota
 from profilesync.store.home import STORE_FILE, connect, prepare_home, store_error
@@ -93,7 +94,9 @@ class DuckDBStore:
         prepare_home(self.home)
         self.path = self.home / STORE_FILE
         self.con = connect(self.path, wait_seconds)
-        self.con.execute("SET TimeZone = 'UTC'")
+        if not locked(self.con):  # a second store on this file shares the first's database
+            self.con.execute("SET GLOBAL TimeZone = 'UTC'")  # for cursors and connections too
+            lock_down(self.con)  # event queries run here: only the store's file is in reach
         self.con.execute(_SCHEMA)
         self.con.execute(
             "INSERT OR IGNORE INTO settings VALUES ('schema_version', ?)", [SCHEMA_VERSION]

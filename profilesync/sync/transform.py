@@ -19,6 +19,7 @@ import pyarrow as pa
 from profilesync.errors import ConfigurationError, ProfilesyncError
 from profilesync.mapping import quote
 from profilesync.model import Mapping
+from profilesync.sandbox import lock_down
 from profilesync.sources.base import OP, ORD, UPSERT
 
 MIN_USER_ID_LENGTH = 5
@@ -50,7 +51,13 @@ class Transformed:
 
 
 def transform(reader: pa.RecordBatchReader, mapping: Mapping) -> Transformed:
+    """Run the mapping on an in-memory DuckDB that reaches no file.
+
+    The mapping's expressions and filter are a user's SQL. Spilling to the temp directory
+    keeps working with external access off (DuckDB writes its own temp files).
+    """
     con = duckdb.connect()
+    lock_down(con)
     try:
         return _transform(con, reader, mapping)
     finally:
