@@ -10,7 +10,8 @@ The checkpoint is a table version: the first sync reads ``VERSION AS OF`` the la
 version and records it. Identity and history come from ``DESCRIBE DETAIL`` (the Delta
 table ``id``, its properties) and ``DESCRIBE HISTORY`` (versions and operations), so a
 drop-and-replace shows as a new id, a version that went back, or a ``CREATE OR
-REPLACE`` after the checkpoint. The rules are those of the ``delta`` source, which reads
+REPLACE`` after the checkpoint; a table restored from a copy that took new commits shows
+as another commit time at the checkpoint's version. The rules are those of the ``delta`` source, which reads
 the same tables from storage (``deltacommon``).
 """
 
@@ -38,6 +39,7 @@ from profilesync.sources.base import Changes, Check, change_schema, empty_reader
 from profilesync.sources.deltacommon import (
     CDF,
     CHANGE_TYPE,
+    COMMIT_TIMESTAMP,
     COMMIT_VERSION,
     cdf_missing,
     cdf_off_error,
@@ -45,6 +47,7 @@ from profilesync.sources.deltacommon import (
     check_feed_since,
     check_identity,
     check_not_replaced,
+    check_same_commit,
     expired,
     retention_checks,
 )
@@ -311,11 +314,12 @@ class DatabricksSource(SQLWarehouseSource[TableRef]):
             return self._query_snapshot(mapping, limit, datetime.now(UTC).isoformat())
         table = self.table_ref(mapping.table)
         identity = str(self._detail(table)["id"])
-        version = self._history(table)[0].version
+        latest = self._history(table)[0]
+        version = latest.version
         schema, select = self._projection(table, mapping)
         sql = f"SELECT {select} FROM {table.sql} VERSION AS OF {version}{limit_sql(limit)}"
         reader = self._stream(sql, table, schema, lambda t: conform(t, schema))
-        return Changes(reader, Checkpoint(str(version), identity), full=True)
+        return Changes(reader, Checkpoint(str(version), identity, commit_marks(latest)), full=True)
 
     def changes(self, mapping: Mapping, checkpoint: Checkpoint) -> Changes:
         if mapping.table == QUERY_TABLE:
@@ -325,13 +329,16 @@ class DatabricksSource(SQLWarehouseSource[TableRef]):
         history = self._history(table)
         since, latest = int(checkpoint.position), history[0].version
         check_identity(table.sql, checkpoint, str(detail["id"]), latest, self.source_name)
+        at_since = next((c for c in history if c.version == since), None)
+        marks = commit_marks(at_since) if at_since else {}
+        check_same_commit(table.sql, checkpoint, marks, self.source_name)
         commits = ((c.version, c.operation) for c in history)
         check_not_replaced(table.sql, commits, since, self.source_name)
         if not cdf_on(as_map(detail.get("properties"))):
             raise cdf_off_error(table.sql, self.source_name)
         schema, select = self._projection(table, mapping)
         out = change_schema(schema)
-        new = Checkpoint(str(latest), str(detail["id"]))
+        new = Checkpoint(str(latest), str(detail["id"]), commit_marks(history[0]))
         if latest == since:
             return Changes(empty_reader(out), new, full=False)
         self._check_history(table, history, since)
@@ -355,6 +362,14 @@ class DatabricksSource(SQLWarehouseSource[TableRef]):
 
     def _expired(self, table: str, why: str) -> RetentionExceededError:
         return expired(table, "since the last sync", why, self.source_name)
+
+
+def commit_marks(commit: Commit) -> dict[str, Any]:
+    """The commit time a checkpoint keeps, to notice another commit at its version later."""
+    stamp: Any = commit.timestamp
+    if stamp is None:
+        return {}
+    return {COMMIT_TIMESTAMP: stamp.isoformat() if isinstance(stamp, datetime) else str(stamp)}
 
 
 def cdf_enabled_since(history: list[Commit]) -> int:
