@@ -80,7 +80,7 @@ def add_refused(cli: Cli, table: str, *words: str) -> str:
             "--user-id",
             "uid",
             "--no-check",
-        ),  # fmt: skip
+        ),
         *words,
     )
     assert store_state(cli.home) == before
@@ -324,7 +324,7 @@ def test_an_unreadable_table(shared_dir: Path) -> None:
             "tables": [],
             "unreadable": {
                 "prod.users": "permission denied: give the user running profilesync read access"
-            },  # fmt: skip
+            },
         }
     finally:
         Path(lake.path("prod.users")).chmod(0o755)
