@@ -42,6 +42,7 @@ Op = Literal[
 KINDS: tuple[str, ...] = ("profile", "user", "event", "field")
 OPS: tuple[str, ...] = Op.__args__  # type: ignore[attr-defined]
 NONE_LABEL = "(none)"
+UNREADABLE = "(unreadable)"
 OTHER_LABEL = "other"
 
 
@@ -506,12 +507,12 @@ def _event_json(row: dict[str, Any]) -> dict[str, Any]:
 
 def _properties(text: str) -> Any:
     """Stored properties as JSON values; NaN, Infinity or nesting Python cannot read (kept
-    by versions that did not refuse them at ingestion) become null or the raw text, so
-    one odd event never breaks a user's page."""
+    by versions that did not refuse them at ingestion) become null or the start of the raw
+    text under ``(unreadable)``, so one odd event never breaks a user's page."""
     try:
         return json.loads(text, parse_constant=lambda _: None, parse_float=_finite)
     except (ValueError, RecursionError):
-        return text
+        return {UNREADABLE: text[:200]}
 
 
 def _finite(text: str) -> float | None:
