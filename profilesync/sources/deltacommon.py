@@ -147,7 +147,8 @@ def check_same_commit(
     for key, what in ((COMMIT_SHA256, "contents"), (COMMIT_TIMESTAMP, "commit time")):
         then, current = checkpoint.extra.get(key), now.get(key)
         if then is not None and current is not None and str(then) != str(current):
-            why = f"its commit at version {checkpoint.position} has another {what} than the synced one"
+            version = checkpoint.position
+            why = f"its commit at version {version} has another {what} than the synced one"
             raise history_changed(table, why, source_name)
 
 
