@@ -158,8 +158,11 @@ def _where(exc: sqlglot.errors.ParseError) -> str:
     if not exc.errors:
         return _one_line(str(exc))
     error = exc.errors[0]
+    description = str(error.get("description"))
+    if "Unexpected token" in description:  # sqlglot's "Invalid expression / Unexpected token"
+        description = "a word or symbol out of place"
     # "Required keyword: 'this' missing for <class 'sqlglot.expressions.core.Paren'>"
-    description = re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", str(error.get("description")))
+    description = re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", description)
     near = _one_line(str(error.get("highlight") or ""))[:40]
     where = f"{description} at line {error.get('line')}, column {error.get('col')}"
     return _one_line(f"{where}, near {near!r}" if near else where)
