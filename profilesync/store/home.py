@@ -81,8 +81,8 @@ def prepare_home(home: Path) -> None:
             home.mkdir(mode=PRIVATE_DIR)
         except FileExistsError:
             pass  # another process made it first
-        except OSError as exc:
-            raise _as_error(exc, home) from None
+        except OSError as exc:  # the directory that refused is the parent
+            raise _as_error(exc, home, parent) from None
     elif not home.is_dir():
         raise ConfigurationError(
             f"the home {home} is a file, not a directory: choose another --home (or PROFILESYNC_HOME)"
@@ -192,15 +192,17 @@ def store_error(exc: BaseException, home: Path | str | None) -> ProfilesyncError
     return None
 
 
-def _as_error(exc: OSError | duckdb.Error, home: Path) -> ProfilesyncError:
+def _as_error(
+    exc: OSError | duckdb.Error, home: Path, path: Path | str | None = None
+) -> ProfilesyncError:
     """A failure to create or write under ``home``: which path, and what to do."""
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return store_error(exc, home) or StoreFullError(str(exc))
-    path = exc.filename if isinstance(exc, OSError) and exc.filename else _quoted_path(exc)
+    if path is None:
+        path = exc.filename if isinstance(exc, OSError) and exc.filename else _quoted_path(exc)
     return HomeNotWritableError(
-        f"cannot write {path or home}: permission denied for this user (uid {os.geteuid()}). "
-        "Make the home writable for this user (chmod/chown), or choose another --home "
-        "(or PROFILESYNC_HOME)"
+        f"{path or home} is not writable by this user (uid {os.geteuid()}): make the home "
+        "writable for it (chmod/chown), or choose another --home (or PROFILESYNC_HOME)"
     )
 
 
