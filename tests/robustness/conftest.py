@@ -21,9 +21,7 @@ import httpx
 ESCAPES = re.compile(r"\x1b\[|[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def assert_cli_refused(
-    proc: subprocess.CompletedProcess[str], *words: str, code: int = 1
-) -> str:
+def assert_cli_refused(proc: subprocess.CompletedProcess[str], *words: str, code: int = 1) -> str:
     """A CLI failure: exit ``code``, ``error: ...`` in one clean line naming ``words``."""
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr
