@@ -6,12 +6,14 @@ really differ. Tables are named ``schema.table`` (``main.users``). The file is o
 read-only for the length of one read; DuckDB refuses that while another process holds
 it open for writing, which is reported as a retriable error.
 
-The helpers here (an offline connection, reading SQL as Arrow batches) are shared with
-the DuckLake source, which is DuckDB with the ``ducklake`` extension.
+The helpers here (an offline connection, an extension loaded from its wheel, reading SQL
+as Arrow batches) are shared with the DuckLake source, which is DuckDB with the
+``ducklake`` extension.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,7 +21,12 @@ from typing import Any, ClassVar
 import duckdb
 import pyarrow as pa
 
-from profilesync.errors import ConfigurationError, NotFoundError, WarehouseUnavailableError
+from profilesync.errors import (
+    ConfigurationError,
+    MissingDependencyError,
+    NotFoundError,
+    WarehouseUnavailableError,
+)
 from profilesync.mapping import QUERY_TABLE, checked, quote
 from profilesync.model import Checkpoint, Connection, Mapping
 from profilesync.sandbox import lock_down, locked
@@ -36,6 +43,28 @@ def offline_connect(
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection that never installs or autoloads extensions."""
     return quiet(duckdb.connect(database, read_only=read_only, config=dict(OFFLINE)))
+
+
+def extension_file(name: str, package: str) -> str:
+    """The ``.duckdb_extension`` file inside ``package``'s wheel for this DuckDB version."""
+    module = package.replace("-", "_")
+    try:
+        root = importlib.resources.files(module)
+    except ModuleNotFoundError:
+        raise MissingDependencyError(package, "ducklake") from None
+    path = root / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not path.is_file():
+        raise ConfigurationError(
+            f"{package} has no extension built for duckdb {duckdb.__version__}: the two must be the "
+            f'same release; run `pip install "{package}=={duckdb.__version__}"`'
+        )
+    return str(path)
+
+
+def load(db: duckdb.DuckDBPyConnection, name: str, package: str) -> None:
+    """Load an extension from the file in its wheel: ``INSTALL`` would reach the network."""
+    path = extension_file(name, package).replace("'", "''")
+    db.execute(f"LOAD '{path}'")
 
 
 def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:

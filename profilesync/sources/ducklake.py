@@ -12,7 +12,6 @@ table's rows.
 
 from __future__ import annotations
 
-import importlib.resources
 import itertools
 import threading
 from collections.abc import Callable, Iterator
@@ -24,7 +23,6 @@ import pyarrow as pa
 
 from profilesync.errors import (
     ConfigurationError,
-    MissingDependencyError,
     NotFoundError,
     RetentionExceededError,
     TableReplacedError,
@@ -49,6 +47,8 @@ from profilesync.sources.duckdb import (
     DuckDBSource,
     arrow_reader,
     diff_cost_check,
+    extension_file,
+    load,
     offline_connect,
     split_table,
 )
@@ -57,22 +57,6 @@ WEEK = 7 * 86400
 EXPIRE_OPTION = "expire_older_than"
 #: catalog string prefix -> (DuckDB extension, wheel package shipping it)
 _CATALOG_EXTENSIONS = {"postgres:": ("postgres_scanner", "duckdb-extension-postgres-scanner")}
-
-
-def extension_file(name: str, package: str) -> str:
-    """The ``.duckdb_extension`` file inside ``package``'s wheel for this DuckDB version."""
-    module = package.replace("-", "_")
-    try:
-        root = importlib.resources.files(module)
-    except ModuleNotFoundError:
-        raise MissingDependencyError(package, "ducklake") from None
-    path = root / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
-    if not path.is_file():
-        raise ConfigurationError(
-            f"{package} has no extension built for duckdb {duckdb.__version__}: the two must be the "
-            f'same release; run `pip install "{package}=={duckdb.__version__}"`'
-        )
-    return str(path)
 
 
 def _sql_text(value: str) -> str:
@@ -128,11 +112,6 @@ class _Attachments:
                 self._lakes[key] = (db, alias, users - 1)
             elif db is not None:
                 db.close()
-
-
-def load(db: duckdb.DuckDBPyConnection, name: str, package: str) -> None:
-    """Load an extension from the file in its wheel: ``INSTALL`` would reach the network."""
-    db.execute(f"LOAD {_sql_text(extension_file(name, package))}")
 
 
 _LAKES = _Attachments()
