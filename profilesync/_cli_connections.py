@@ -131,11 +131,15 @@ def connection_tables(name: str, json_out: JsonOpt = False) -> None:
 
     with cli._store() as store, opened(store.get_connection(name)) as warehouse:
         tables = warehouse.list_tables()
+        # places the listing could not look into are said, not silently left out
+        unreadable: dict[str, str] = getattr(warehouse, "unreadable_tables", dict)()
     if json_out:
         cli._print_json(tables)
     else:
         for table in tables:
-            cli.out.print(table)
+            cli.out.print(table, highlight=False)
+    for place, reason in sorted(unreadable.items()):
+        cli.err.print(f"warning: cannot read {place}: {reason}", highlight=False, soft_wrap=True)
 
 
 @connection_app.command("delete")

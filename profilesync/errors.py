@@ -89,6 +89,16 @@ class WarehouseUnavailableError(ProfilesyncError):
     retriable = True
 
 
+class WarehouseDataError(ProfilesyncError):
+    """The table's own files are broken (a damaged log, deleted data files, no permission).
+
+    Not retriable: trying again reads the same broken files. The message says what to
+    repair; ``--resync`` helps only when the damage is limited to old change history.
+    """
+
+    code = "warehouse_damaged"
+
+
 class InternalError(ProfilesyncError):
     """Something failed that profilesync did not expect: a bug. Nothing was applied."""
 

@@ -86,6 +86,9 @@ def public_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     return {k: redact(v) for k, v in config.items() if k not in hidden}
 
 
+_PIECES = re.compile(r"[@:/?#&=%\s]+")
+
+
 def scrub(text: str, kind: str, config: dict[str, Any]) -> str:
     """``text`` (an error message) with every secret of ``config`` replaced by ``***``:
     drivers quote connection strings in their errors, and errors are stored and shown."""
@@ -94,6 +97,9 @@ def scrub(text: str, kind: str, config: dict[str, Any]) -> str:
     for value in config.values():
         if isinstance(value, str):
             values.update(_inspect(value).values)
+    # a password with a raw ``@`` or ``:`` is mis-read by libpq, which then names its
+    # pieces as a host or a port: hide every piece too
+    values.update(p for v in list(values) for p in _PIECES.split(v) if len(p) >= 4)
     for value in sorted(values, key=len, reverse=True):  # a whole DSN before its password
         for form in (value, quote(value, safe="")):
             if len(form) >= 3:

@@ -37,7 +37,10 @@ def write_server_file(home: Path, url: str) -> Path:
     """Announce this process as the owner of ``home`` (removed by :func:`remove_server_file`)."""
     path = Path(home) / SERVER_FILE
     doc = {"pid": os.getpid(), "url": url, "started_at": datetime.now(UTC).isoformat()}
-    path.write_text(json.dumps(doc) + "\n")
+    # private like every file in the home, whatever the process umask
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(doc) + "\n")
     return path
 
 

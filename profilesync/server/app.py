@@ -34,11 +34,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from profilesync.errors import (
     ConcurrentSyncError,
     ConfigurationError,
+    HomeNotWritableError,
     NeedsResyncError,
     NotFoundError,
     ProfilesyncError,
     QuotaExceededError,
     StoreBusyError,
+    StoreCorruptedError,
+    StoreFullError,
+    WarehouseDataError,
     WarehouseUnavailableError,
 )
 from profilesync.events import api as events_api
@@ -62,7 +66,11 @@ STATUS: tuple[tuple[type[ProfilesyncError], int], ...] = (
     (NeedsResyncError, 409),
     (QuotaExceededError, 409),
     (StoreBusyError, 503),
+    (StoreFullError, 507),
+    (StoreCorruptedError, 503),
+    (HomeNotWritableError, 503),
     (WarehouseUnavailableError, 503),
+    (WarehouseDataError, 422),
     (ConfigurationError, 422),
 )
 _HTTP_CODES = {

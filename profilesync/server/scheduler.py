@@ -39,7 +39,15 @@ log = logging.getLogger("profilesync.scheduler")
 
 #: error codes after which only a person can make the next run succeed
 NEEDS_PERSON = frozenset(
-    {"needs_resync", "table_replaced", "retention_exceeded", "quota_exceeded", "change_tracking"}
+    {
+        "needs_resync",
+        "table_replaced",
+        "retention_exceeded",
+        "quota_exceeded",
+        "change_tracking",
+        "warehouse_damaged",
+        "store_corrupted",
+    }
 )
 BLOCK_KEY = "scheduler.blocked."
 

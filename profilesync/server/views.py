@@ -347,7 +347,7 @@ def _read_columns(mapping: Mapping, props: tuple[Any, ...]) -> tuple[str, ...]:
                 wanted |= {
                     c.name for c in sqlglot.parse_one(sql, read="duckdb").find_all(exp.Column)
                 }
-    except sqlglot.errors.ParseError:
+    except sqlglot.errors.SqlglotError:
         return mapping.columns
     return tuple(c for c in mapping.columns if c in wanted)
 
@@ -355,7 +355,7 @@ def _read_columns(mapping: Mapping, props: tuple[Any, ...]) -> tuple[str, ...]:
 def _drop_projection(query: str, name: str, dialect: str) -> str:
     try:
         tree = sqlglot.parse_one(query, read=dialect)
-    except sqlglot.errors.ParseError:
+    except sqlglot.errors.SqlglotError:
         return query
     if not isinstance(tree, exp.Select):
         return query

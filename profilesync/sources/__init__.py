@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
-from profilesync.errors import ConfigurationError
+from profilesync.errors import ConfigurationError, ProfilesyncError
 from profilesync.model import Connection
 from profilesync.sources.base import WarehouseSource
 
@@ -41,9 +42,50 @@ def source_class(kind: str) -> Any:
 
 
 def open_source(connection: Connection, source_name: str = "") -> WarehouseSource:
-    """Instantiate the source for a connection; ``source_name`` scopes per-source state."""
-    source: WarehouseSource = source_class(connection.kind)(connection, source_name)
-    return source
+    """Instantiate the source for a connection; ``source_name`` scopes per-source state.
+
+    Every error that leaves the source has the connection's secrets blanked out: drivers
+    quote connection strings (and pieces of mis-encoded passwords) in their messages, and
+    those messages are shown in the CLI, the API, the UI and stored with failed runs.
+    """
+    with scrubbed(connection):
+        source = source_class(connection.kind)(connection, source_name)
+    return cast(WarehouseSource, _Scrubbing(source, connection))
+
+
+@contextmanager
+def scrubbed(connection: Connection) -> Iterator[None]:
+    """Re-raise a :class:`ProfilesyncError` with ``connection``'s secrets replaced by ``***``."""
+    try:
+        yield
+    except ProfilesyncError as exc:
+        from profilesync.secrets import scrub
+
+        message = str(exc)
+        clean = scrub(message, connection.kind, connection.config)
+        if clean != message:
+            exc.args = (clean,)
+        raise
+
+
+class _Scrubbing:
+    """A warehouse source whose method calls go through :func:`scrubbed`."""
+
+    def __init__(self, inner: Any, connection: Connection) -> None:
+        self._inner = inner
+        self._connection = connection
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        if not callable(value) or isinstance(value, type):
+            return value
+
+        @functools.wraps(value)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with scrubbed(self._connection):
+                return value(*args, **kwargs)
+
+        return call
 
 
 @contextmanager

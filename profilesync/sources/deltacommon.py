@@ -21,7 +21,7 @@ from profilesync.errors import (
     ChangeTrackingError,
     RetentionExceededError,
     TableReplacedError,
-    WarehouseUnavailableError,
+    WarehouseDataError,
 )
 from profilesync.model import Checkpoint, format_frequency
 from profilesync.sources.base import DELETE, UPSERT, Check, expired_error, replaced_error
@@ -162,9 +162,9 @@ def history_changed(table: str, why: str, source_name: str) -> TableReplacedErro
     )
 
 
-def damaged(table: str, what: str, fix: str) -> WarehouseUnavailableError:
+def damaged(table: str, what: str, fix: str) -> WarehouseDataError:
     """The table's own files are broken: no sync, full or incremental, can read it."""
-    return WarehouseUnavailableError(
+    return WarehouseDataError(
         f"Delta table {table} cannot be read: {what}. Nothing was applied. {fix}, then sync again."
     )
 

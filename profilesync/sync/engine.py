@@ -20,12 +20,15 @@ from profilesync.errors import (
     InternalError,
     NotFoundError,
     ProfilesyncError,
+    StoreCorruptedError,
+    StoreFullError,
 )
 from profilesync.mapping import from_columns, from_query
 from profilesync.model import Mapping, Source, SyncResult
 from profilesync.sources import open_source
 from profilesync.sources.base import Changes, Check, WarehouseSource
 from profilesync.store.duckdb import DuckDBStore, _fault, json_value, now
+from profilesync.store.home import store_error
 from profilesync.sync.transform import DELETED, transform
 
 #: called with (stage, rows so far) while a sync reads; the CLI draws a progress bar with it
@@ -61,7 +64,7 @@ def sync(
             store.record_failed_run(source, result)
             raise
         except Exception as exc:  # a bug: still a failed run a person can see, and one error class
-            error = InternalError(
+            error = _environment_error(exc, store.home) or InternalError(
                 f"the sync of {name!r} failed unexpectedly ({type(exc).__name__}: {exc}); nothing "
                 "was applied. Rerun with --debug for the traceback and report it."
             )
@@ -156,13 +159,20 @@ def _counting(reader: pa.RecordBatchReader, progress: Progress) -> pa.RecordBatc
     return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
 
+def _environment_error(exc: Exception, home: Path) -> ProfilesyncError | None:
+    """A full disk or a corrupted store met anywhere in a sync (the transform's spill files
+    included) is the machine's doing, not a bug: name it and its fix."""
+    error = store_error(exc, home)
+    return error if isinstance(error, StoreFullError | StoreCorruptedError) else None
+
+
 @contextmanager
 def source_lock(home: Path | DuckDBStore, name: str) -> Iterator[None]:
     """Two syncs of one source never overlap, across threads and processes (``flock``)."""
     locks = (home.home if isinstance(home, DuckDBStore) else Path(home)) / "locks"
     locks.mkdir(parents=True, exist_ok=True)
     path = locks / f"{name.replace('/', '_')}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -332,6 +332,9 @@ def test_an_unreadable_table(shared_dir: Path) -> None:
                 "prod.users": "permission denied: give the user running profilesync read access"
             },
         }
+        shown = run("connection", "tables", "lake")  # said on the listing, not left out
+        assert shown.returncode == 0, shown.stderr
+        assert "warning: cannot read prod.users: permission denied" in shown.stderr
     finally:
         Path(lake.path("prod.users")).chmod(0o755)
 

@@ -266,12 +266,6 @@ def test_scrub_removes_secrets_from_driver_messages() -> None:
     assert_no_secret(text, "scrubbed message")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="warehouse errors quote the connection string: the DuckLake attach error names "
-    "the catalog with its password, libpq's errors name pieces of a mis-encoded URL "
-    "password; sources must pass their messages through secrets.scrub",
-)
 def test_warehouse_errors_do_not_echo_secrets(home: Path) -> None:
     """Opening each connection fails here (no server): the errors shown must not carry
     the secrets (the wizard's table step and the tables route open the warehouse)."""
