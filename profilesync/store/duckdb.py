@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from sqlglot import exp
 
 from profilesync.errors import (
     ConfigurationError,
@@ -101,6 +102,14 @@ class DuckDBStore:
         self.con.execute(
             "INSERT OR IGNORE INTO settings VALUES ('schema_version', ?)", [SCHEMA_VERSION]
         )
+
+    #: the sqlglot dialect compiled queries are rendered in
+    dialect = "duckdb"
+
+    def read(self, query: exp.Expression, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one compiled read-only query (a sqlglot expression over this store's
+        relations), rendered in :attr:`dialect`; the rows as tuples."""
+        return self.con.execute(query.sql(dialect=self.dialect), list(params)).fetchall()
 
     def close(self) -> None:
         self.con.close()
