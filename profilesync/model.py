@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from profilesync.errors import ConfigurationError
@@ -240,3 +242,33 @@ class SyncResult:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def now() -> datetime:
+    """The current moment in UTC: every time profilesync stores is timezone-aware."""
+    return datetime.now(UTC)
+
+
+def json_value(value: Any) -> Any:
+    """Typed values for JSON: timestamps as ISO 8601 UTC, whole decimals as integers, other
+    decimals as doubles; NaN and infinities are no value (None), as NULL is; lists and structs
+    convert element by element."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return None
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_value(v) for k, v in value.items()}
+    return value

@@ -6,10 +6,11 @@ sorted index of 64-bit hashes of ``(project_id, insert_id)`` with their arrival 
 numpy arrays: a lookup is a binary search, an insert a merge into a small run that is
 folded into the big one now and then (dropping expired entries as it goes).
 
-The index is only a cache of the ``events`` table: it is rebuilt from the table when a
+The index is only a cache of the stored events: it is rebuilt from the store when a
 process first ingests, and before each batch it loads the batches committed since it was
 last in step (``batch_id`` only grows, and writers are serialized by the caller), so two
-store objects on one file never miss each other's ids. A 64-bit hash collision would
+store objects on one file never miss each other's ids. The store hands back the ids
+themselves and they are hashed here, so any store backend serves the index. A 64-bit hash collision would
 drop an event; with 10M ids in the window the chance per event is about 5e-13.
 """
 
@@ -19,15 +20,31 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import duckdb
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+
+from profilesync.events.validate import scratch
+from profilesync.store.protocol import Events
 
 WINDOW = timedelta(days=7)
 _SMALL_RUN = 262_144
 
 Keys = npt.NDArray[np.uint64]
 Times = npt.NDArray[np.int64]
+
+
+def hash_ids(events: pa.Table) -> pa.Table:
+    """``h``: DuckDB's 64-bit ``hash(insert_id)``, and ``has_id``, for each row of ``events``
+    (computed on this thread's in-memory DuckDB, outside the store)."""
+    con = scratch()
+    con.register("_ids", events.select(["insert_id"]))
+    try:
+        return con.execute(
+            "SELECT hash(insert_id) AS h, insert_id IS NOT NULL AS has_id FROM _ids"
+        ).to_arrow_table()
+    finally:
+        con.unregister("_ids")
 
 
 def key(id_hashes: Keys, project_id: int | npt.NDArray[np.int64]) -> Keys:
@@ -90,23 +107,15 @@ class RecentIds:
             self.big.add(self.small.keys, self.small.times, _ms(now - WINDOW))
             self.small = _Run()
 
-    def catch_up(self, con: duckdb.DuckDBPyConnection, now: datetime) -> None:
-        """Fold in every batch committed since this index was last in step with the table."""
-        cutoff = now - WINDOW
-        since = self.batch_id
-        table = con.execute(
-            "SELECT hash(insert_id) AS h, project_id AS p, epoch_ms(received_at) AS t "
-            "FROM events WHERE batch_id > ? AND insert_id IS NOT NULL AND received_at >= ?",
-            [since, cutoff.replace(tzinfo=None)],
-        ).to_arrow_table()
-        row = con.execute(
-            "SELECT coalesce(max(batch_id), 0) FROM events WHERE batch_id > ?", [since]
-        ).fetchone()
+    def catch_up(self, events: Events, now: datetime) -> None:
+        """Fold in every batch committed since this index was last in step with the store."""
+        table, last = events.recent_ids(self.batch_id, now - WINDOW)
         if table.num_rows:
-            keys = key(table.column("h").to_numpy(), table.column("p").to_numpy())
-            times = table.column("t").to_numpy().astype(np.int64)
+            hashes = hash_ids(table).column("h").to_numpy()
+            keys = key(hashes, table.column("project_id").to_numpy())
+            times = table.column("received_ms").to_numpy().astype(np.int64)
             self.add(keys, times, now)
-        self.batch_id = max(since, int(row[0]) if row else 0)
+        self.batch_id = max(self.batch_id, last)
 
 
 _indexes: dict[str, RecentIds] = {}

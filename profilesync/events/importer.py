@@ -17,6 +17,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,8 +29,9 @@ import pyarrow.parquet as pq
 
 from profilesync.errors import ConfigurationError, NotFoundError
 from profilesync.events import ingest, validate
-from profilesync.events.store import ensure_schema, resolve_project
-from profilesync.store.duckdb import DuckDBStore, _fault
+from profilesync.events.projects import resolve_project
+from profilesync.faults import fault
+from profilesync.store.protocol import Store
 
 FORMATS = {
     ".jsonl": "jsonl",
@@ -89,7 +91,7 @@ def detect_format(path: Path, given: str | None = None) -> str:
 
 
 def import_file(
-    store: DuckDBStore,
+    store: Store,
     path: Path | str,
     *,
     project: str | None = None,
@@ -115,18 +117,20 @@ def import_file(
 
 
 def _import(
-    store: DuckDBStore,
+    store: Store,
     path: Path,
     project_id: int,
     result: ImportResult,
     progress: Progress | None,
     rejects: BinaryIO | None,
 ) -> None:
-    """Every chunk validated and appended in one transaction (rolled back on any error)."""
-    con = ensure_schema(store)
+    """Every chunk validated and appended in one transaction (rolled back on any error).
+
+    Chunks are checked on an in-memory DuckDB of their own; only valid rows reach the store.
+    """
     fmt = result.format
     total = path.stat().st_size if fmt != "parquet" else pq.ParquetFile(path).metadata.num_rows
-    with ingest.Writer(store, project_id) as writer:
+    with closing(validate.checker()) as con, ingest.Writer(store, project_id) as writer:
         for chunk in _chunks(path, fmt, result):
             con.register("_chunk", chunk.table)
             try:
@@ -141,8 +145,8 @@ def _import(
             _record(result, chunk, rejected, rejects)
             if progress:
                 progress(chunk.done, total)
-            _fault("import_chunk")  # crash tests: a chunk written, the import not committed
-        _fault("import_before_commit")
+            fault("import_chunk")  # crash tests: a chunk written, the import not committed
+        fault("import_before_commit")
 
 
 def _record(result: ImportResult, chunk: _Chunk, rejected: pa.Table, out: BinaryIO | None) -> None:

@@ -3,13 +3,13 @@
 A request body is parsed and validated by one DuckDB statement (see
 :mod:`profilesync.events.validate`) on a per-thread in-memory database, outside the
 store's lock; nothing loops over events in Python. Valid events are appended through
-:class:`Writer`, which ignores events whose ``insert_id`` arrived within the last 7 days
-(see :mod:`profilesync.events.dedup`) and commits before anyone is told they are stored.
+:class:`Writer` to the store's events part, ignoring events whose ``insert_id`` arrived
+within the last 7 days (see :mod:`profilesync.events.dedup`); it commits before anyone
+is told they are stored.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -21,11 +21,15 @@ import pyarrow as pa
 
 from profilesync.errors import ConfigurationError
 from profilesync.events.dedup import RecentIds, index_for, key
-from profilesync.events.store import ensure_schema, store_id
-from profilesync.events.validate import FIELDS, MIN_ID_LENGTH, raw_from_batch, split, validate_sql
-from profilesync.mapping import quote
-from profilesync.sandbox import lock_down
-from profilesync.store.duckdb import DuckDBStore
+from profilesync.events.projects import project_for_key
+from profilesync.events.validate import (
+    MIN_ID_LENGTH,
+    raw_from_batch,
+    scratch,
+    split,
+    validate_sql,
+)
+from profilesync.store.protocol import Store
 
 MAX_EVENTS = 2_000
 MAX_BYTES = 1_048_576  # 1 MB
@@ -62,20 +66,6 @@ class InvalidApiKeyError(ConfigurationError):
 
 
 # -- HTTP V2 batches --------------------------------------------------------------------
-
-_local = threading.local()
-
-
-def scratch() -> duckdb.DuckDBPyConnection:
-    """This thread's in-memory DuckDB, for parsing outside the store's lock."""
-    con: duckdb.DuckDBPyConnection | None = getattr(_local, "con", None)
-    if con is None:
-        con = duckdb.connect()
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET threads = 1")  # requests already run in parallel threads
-        lock_down(con)  # it parses what clients send: no file is any business of it
-        _local.con = con
-    return con
 
 
 @dataclass
@@ -226,17 +216,16 @@ class Writer:
     """One transaction appending events of one project, ignoring recent ``insert_id`` s.
 
     Use as a context manager; the events are durable when the ``with`` block ends
-    without an error (DuckDB commits to its write-ahead log). Callers serialize writers
-    of one store (the server holds the store lock; the CLI owns the file).
+    without an error (the store commits). Callers serialize writers of one store (the
+    server holds the store lock; the CLI owns the file).
     """
 
-    def __init__(self, store: DuckDBStore, project_id: int, now: datetime | None = None) -> None:
-        self.store = store
-        self.con = ensure_schema(store)
+    def __init__(self, store: Store, project_id: int, now: datetime | None = None) -> None:
+        self.events = store.events
         self.project_id = project_id
         self.now = (now or datetime.now(UTC)).astimezone(UTC)
         self.now_ms = int(self.now.timestamp() * 1000)
-        self.index = index_for(store_id(store))
+        self.index = index_for(self.events.store_id())
         self.pending = RecentIds()  # ids of this transaction, known to the index at commit
         self.batch_id = 0
         self.total = Appended()
@@ -244,11 +233,9 @@ class Writer:
     def __enter__(self) -> Writer:
         self.index.lock.acquire()
         try:
-            self.con.execute("BEGIN TRANSACTION")
-            self.index.catch_up(self.con, self.now)
-            row = self.con.execute("SELECT nextval('event_batches')").fetchone()
-            assert row is not None
-            self.batch_id = int(row[0])
+            self.events.begin()
+            self.index.catch_up(self.events, self.now)
+            self.batch_id = self.events.next_batch_id()
         except BaseException:
             self._abort()
             raise
@@ -264,7 +251,7 @@ class Writer:
             self._abort()
             return
         try:
-            self.con.execute("COMMIT")
+            self.events.commit()
         except BaseException:
             self._abort()
             raise
@@ -275,24 +262,20 @@ class Writer:
 
     def _abort(self) -> None:
         try:
-            self.con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass  # no transaction was open
+            self.events.rollback()
         finally:
             self.index.lock.release()
 
     def append(self, batch: Prepared) -> Appended:
         """Append prepared valid events (the columns :func:`validate_sql` yields)."""
         keep, keys = self._fresh(batch)
-        incoming = batch.events.append_column("_keep", pa.array(keep, pa.bool_()))
-        self.con.register("_incoming", incoming)
-        self.con.register("_seen_names", batch.catalog)
-        try:
-            self._insert()
-            self._catalog()
-        finally:
-            self.con.unregister("_incoming")
-            self.con.unregister("_seen_names")
+        self.events.append(
+            self.project_id,
+            batch.events.filter(pa.array(keep, pa.bool_())),
+            batch.catalog,
+            batch_id=self.batch_id,
+            received_at=self.now,
+        )
         self.pending.add(keys, np.full(len(keys), self.now_ms, np.int64), self.now)
         done = Appended(int(keep.sum()), int(len(keep) - keep.sum()))
         self.total.stored += done.stored
@@ -310,42 +293,20 @@ class Writer:
         keep = ~batch.has_id | (first & ~seen)
         return keep, keys[batch.has_id & keep]
 
-    def _insert(self) -> None:
-        received = self.now.replace(tzinfo=None)
-        cols = ", ".join(quote(c) for c in FIELDS)
-        values = ", ".join("coalesce(time, ?)" if c == "time" else quote(c) for c in FIELDS)
-        self.con.execute(
-            f"INSERT INTO events (project_id, {cols}, received_at, batch_id) "
-            f"SELECT ?, {values}, ?, ? FROM _incoming WHERE _keep",
-            [self.project_id, received, received, self.batch_id],
-        )
 
-    def _catalog(self) -> None:
-        """Remember the event types and property names seen, for the query pickers."""
-        self.con.execute(
-            """INSERT INTO event_catalog SELECT ?, n.event_type, n.kind, n.name, ?
-            FROM _seen_names n WHERE NOT EXISTS (SELECT 1 FROM event_catalog c
-                WHERE c.project_id = ? AND c.event_type = n.event_type AND c.kind = n.kind
-                AND c.name = n.name)""",
-            [self.project_id, self.now.replace(tzinfo=None), self.project_id],
-        )
-
-
-def store_batch(store: DuckDBStore, project_id: int, batch: Batch) -> Appended:
+def store_batch(store: Store, project_id: int, batch: Batch) -> Appended:
     """Append one parsed HTTP V2 batch and commit it."""
     with Writer(store, project_id, batch.received_at) as writer:
         writer.append(batch.prepared)
     return writer.total
 
 
-def ingest(store: DuckDBStore, body: bytes) -> dict[str, Any]:
+def ingest(store: Store, body: bytes) -> dict[str, Any]:
     """Parse, authenticate and store one HTTP V2 request body; the 200 answer's body.
 
     Raises :class:`InvalidBatchError` (400), :class:`PayloadTooLargeError` (413) or
     :class:`InvalidApiKeyError` (401); nothing is stored then.
     """
-    from profilesync.events.store import project_for_key
-
     batch = parse_batch(body)
     project = project_for_key(store, batch.api_key)
     if project is None:

@@ -8,12 +8,29 @@ text and its text value. :func:`validate_sql` then yields, for every row, the li
 
 from __future__ import annotations
 
+import threading
+
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from profilesync.events.store import STANDARD_FIELDS
 from profilesync.mapping import quote
+from profilesync.sandbox import lock_down
 
+#: top-level fields of an HTTP V2 event kept in their own column, with their SQL type
+STANDARD_FIELDS: dict[str, str] = {
+    "session_id": "BIGINT",
+    "app_version": "VARCHAR",
+    "platform": "VARCHAR",
+    "os_name": "VARCHAR",
+    "device_model": "VARCHAR",
+    "country": "VARCHAR",
+    "region": "VARCHAR",
+    "city": "VARCHAR",
+    "language": "VARCHAR",
+    "ip": "VARCHAR",
+    "revenue": "DOUBLE",
+}
 MIN_ID_LENGTH = 5
 #: every field of an event, in the order of the typed relation
 FIELDS: tuple[str, ...] = (
@@ -388,3 +405,26 @@ def split(typed: pa.Table) -> tuple[pa.Table, pa.Table]:
     valid = typed.filter(ok).drop_columns(["reasons"])
     rejected = typed.filter(pc.invert(ok)).select(["idx", "reasons"])
     return valid, rejected
+
+
+_local = threading.local()
+
+
+def scratch() -> duckdb.DuckDBPyConnection:
+    """This thread's in-memory DuckDB, for parsing and checking events outside the store
+    (and outside its lock): the statements here read only what they are given."""
+    con: duckdb.DuckDBPyConnection | None = getattr(_local, "con", None)
+    if con is None:
+        con = checker(threads=1)  # requests already run in parallel threads
+        _local.con = con
+    return con
+
+
+def checker(threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB for checking events, on every core unless ``threads`` says."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    lock_down(con)  # it reads what clients send: no file is any business of it
+    return con

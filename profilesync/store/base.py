@@ -1,51 +1,6 @@
-"""What the sync engine, CLI and API need from a profile store.
+"""Replaced by :mod:`profilesync.store.protocol`; these aliases stay for one release."""
 
-The embedded default is :class:`profilesync.store.duckdb.DuckDBStore`: one file holding
-profile tables, connections, sources, checkpoints, runs, rejected rows and usage, so one
-transaction covers a whole sync.
-"""
+from profilesync.store.protocol import QuotaPolicy as Quota
+from profilesync.store.protocol import Store as ProfileStore
 
-from __future__ import annotations
-
-from collections.abc import Iterator
-from typing import Any, Protocol
-
-from profilesync.model import Checkpoint, Connection, Source, SyncResult
-from profilesync.sync.transform import Transformed
-
-
-class Quota(Protocol):
-    def check(self, used: int, operations: int) -> None: ...
-
-
-class ProfileStore(Protocol):
-    def add_connection(self, connection: Connection) -> None: ...
-    def get_connection(self, name: str) -> Connection: ...
-    def list_connections(self) -> list[Connection]: ...
-    def delete_connection(self, name: str) -> None: ...
-
-    def add_source(self, source: Source) -> Source: ...
-    def get_source(self, name: str) -> Source: ...
-    def list_sources(self) -> list[Source]: ...
-    def delete_source(self, name: str) -> None: ...
-
-    def apply(
-        self,
-        source: Source,
-        changes: Transformed,
-        checkpoint: Checkpoint,
-        result: SyncResult,
-        *,
-        full: bool,
-        quota: Quota,
-    ) -> SyncResult:
-        """Apply net changes, checkpoint, run record and usage in one transaction."""
-        ...
-
-    def record_failed_run(self, result: SyncResult) -> SyncResult: ...
-    def runs(self, source: str, limit: int = 20) -> list[dict[str, Any]]: ...
-    def rejected_rows(self, run_id: int, limit: int = 100) -> list[dict[str, Any]]: ...
-
-    def get_profile(self, user_id: str) -> dict[str, Any]: ...
-    def export_profiles(self) -> Iterator[dict[str, Any]]: ...
-    def usage(self, month: str | None = None) -> dict[str, Any]: ...
+__all__ = ["ProfileStore", "Quota"]

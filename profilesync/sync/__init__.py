@@ -1,0 +1,1 @@
+"""Moved to :mod:`profilesync.engine`; this package re-exports it for one release."""

@@ -1,0 +1,2 @@
+"""The sync engine: :mod:`.sync` (the sync path), :mod:`.transform` (map, validate, compact),
+:mod:`.quota`, :mod:`.checks` (Test mapping), :mod:`.locks` (one sync per source)."""

@@ -1,0 +1,102 @@
+"""The embedded store: one DuckDB file for profiles, events and everything about syncing.
+
+- :mod:`.schema`: the tables and the migrations run when a file is opened;
+- :mod:`.catalog`: settings, connections, sources, runs, rejected rows, usage;
+- :mod:`.profiles`: a table of current rows per source, changed by a sync in one
+  transaction;
+- :mod:`.events`: events, projects and the event catalog.
+
+:class:`DuckDBStore` implements :class:`profilesync.store.protocol.Store`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlglot import exp
+
+from profilesync.faults import fault as _fault
+from profilesync.model import Source, json_value, now
+from profilesync.sandbox import lock_down, locked
+from profilesync.store.duckdb.events import DuckDBEvents
+from profilesync.store.duckdb.profiles import ProfileTables
+from profilesync.store.duckdb.schema import SCHEMA_VERSION, StoreTooNewError, migrate
+from profilesync.store.home import STORE_FILE, connect, prepare_home
+from profilesync.store.protocol import Capabilities, Store
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "STORE_FILE",
+    "DuckDBStore",
+    "StoreTooNewError",
+    "_fault",
+    "json_value",
+    "now",
+]
+
+
+class DuckDBStore(ProfileTables):
+    """The embedded profile store in ``<home>/profilesync.duckdb``."""
+
+    capabilities = Capabilities(atomic_apply=True, dialect="duckdb")
+    #: the sqlglot dialect compiled queries are rendered in
+    dialect = "duckdb"
+    events_relation = DuckDBEvents.relation
+
+    def __init__(self, home: Path | str, *, wait_seconds: float = 10.0) -> None:
+        self.home = Path(home)
+        prepare_home(self.home)
+        self.path = self.home / STORE_FILE
+        self.con = connect(self.path, wait_seconds)
+        if not locked(self.con):  # a second store on this file shares the first's database
+            self.con.execute("SET GLOBAL TimeZone = 'UTC'")  # for cursors and connections too
+            lock_down(self.con)  # event queries run here: only the store's file is in reach
+        try:
+            migrate(self.con)
+        except BaseException:
+            self.con.close()
+            raise
+        self.events = DuckDBEvents(self.con)
+
+    def read(self, query: exp.Expression, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one compiled read-only query (a sqlglot expression over this store's
+        relations), rendered in :attr:`dialect`; the rows as tuples."""
+        return self.con.execute(query.sql(dialect=self.dialect), list(params)).fetchall()
+
+    @contextmanager
+    def reader(self) -> Iterator[_CursorReader]:
+        """A cursor of the store's database: long reads without holding the store's lock."""
+        cursor = _CursorReader(self.con.cursor())
+        try:
+            yield cursor
+        finally:
+            cursor.con.close()
+
+    def profile_relation(self, source: Source) -> str:
+        return source.profile_table
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> DuckDBStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _CursorReader:
+    dialect = DuckDBStore.dialect
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+
+    def read(self, query: exp.Expression, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.con.execute(query.sql(dialect=self.dialect), list(params)).fetchall()
+
+
+#: mypy checks here that the DuckDB store is a whole :class:`Store`
+_check: type[Store] = DuckDBStore
