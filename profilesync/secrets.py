@@ -1,6 +1,6 @@
 """Secret connection settings: write-only for users, encrypted at rest, redacted by parsing.
 
-A connection's secret fields (each source class lists them in ``secret_fields``; any key
+A connection's secret fields (each kind's config spec marks them ``secret``; any key
 naming a password, token, secret or private key counts too) are stored as Fernet tokens
 ``{"$fernet": "..."}`` inside the connection's JSON and never shown. Any other string
 setting is *parsed* to find secrets embedded in it, never pattern-matched:
@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,16 +59,29 @@ _URL = re.compile(r"[a-z][a-z0-9+.-]*://", re.I)
 _CONNINFO = re.compile(r"\s*[A-Za-z_]\w*\s*=")
 
 
-def secret_fields(kind: str, config: dict[str, Any] | None = None) -> tuple[str, ...]:
-    """The keys of ``config`` (or the kind's declared ones) that are secrets."""
-    from profilesync.sources import source_class
+def _declared_none(kind: str) -> tuple[str, ...]:
+    return ()
 
-    try:
-        declared = tuple(getattr(source_class(kind), "secret_fields", ()))
-    except (ConfigurationError, ImportError):
-        declared = ()
+
+#: kind -> the settings its config spec declares secret. The warehouse registry installs
+#: it when imported (this module sits below the warehouses and cannot import them).
+_declared: Callable[[str], tuple[str, ...]] = _declared_none
+
+
+def declare_secret_fields(lookup: Callable[[str], tuple[str, ...]]) -> None:
+    """Install where a kind's declared secret settings come from (its config spec)."""
+    global _declared
+    _declared = lookup
+
+
+def secret_fields(kind: str, config: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """The keys of ``config`` (or the kind's declared ones) that are secrets.
+
+    A key is secret when the kind's spec declares it so, or when its name says so
+    (password, token, secret, private key, ...), whatever the kind.
+    """
     named = [k for k in config or {} if _SECRET_NAME.search(k)]
-    return tuple(dict.fromkeys([*declared, *named]))
+    return tuple(dict.fromkeys([*_declared(kind), *named]))
 
 
 def redact(value: Any) -> Any:

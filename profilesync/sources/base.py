@@ -1,135 +1,33 @@
-"""The one protocol every warehouse source implements.
+"""Old path of :mod:`profilesync.warehouses.protocol`, kept importable for one release."""
 
-A source reads a table as Arrow batches in one of two ways: a consistent ``snapshot`` at a
-position, or the ``changes`` after a checkpoint. Each batch carries the table columns the
-mapping reads plus two columns the sync engine needs:
+from profilesync.warehouses.protocol import (
+    DELETE,
+    OP,
+    ORD,
+    UPSERT,
+    Changes,
+    Check,
+    Level,
+    Warehouse,
+    WarehouseSource,
+    change_schema,
+    empty_reader,
+    expired_error,
+    replaced_error,
+)
 
-* ``_op``: ``'upsert'`` (insert or update post-image) or ``'delete'`` (delete, or the
-  pre-image of an update, which deletes the old key when the key itself changed);
-* ``_ord``: an integer that orders changes by commit; within one commit, deletes sort
-  before upserts so that a delete+insert of one key in one commit nets to the insert.
-
-Capability flags are class attributes, so callers ask ``source.supports_cdc`` rather
-than comparing kinds.
-"""
-
-from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
-
-import pyarrow as pa
-
-from profilesync.errors import RetentionExceededError, TableReplacedError
-from profilesync.model import Checkpoint, Mapping
-
-OP = "_op"
-ORD = "_ord"
-UPSERT = "upsert"
-DELETE = "delete"
-
-Level = Literal["pass", "warn", "fail", "info"]
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of "Test mapping": what was checked, how it went, and what to run if not."""
-
-    name: str
-    level: Level
-    message: str
-    fix_sql: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "level": self.level,
-            "message": self.message,
-            "fix_sql": self.fix_sql,
-        }
-
-
-@dataclass
-class Changes:
-    """Rows read from the warehouse and the checkpoint reached by reading them.
-
-    ``full`` marks a complete snapshot: users in the store that are not in it are deletes.
-    """
-
-    reader: pa.RecordBatchReader
-    checkpoint: Checkpoint
-    full: bool
-    notes: list[str] = field(default_factory=list)
-
-
-class WarehouseSource(Protocol):
-    """A warehouse table behind the verbs the engine and "Test mapping" need."""
-
-    kind: ClassVar[str]
-    #: sqlglot dialect users write queries in for this warehouse
-    dialect: ClassVar[str]
-    #: can read changes since a checkpoint (otherwise only ``diff`` works)
-    supports_cdc: ClassVar[bool]
-    #: can run a whole SQL query as written (``Mapping.table == QUERY_TABLE``, diff only);
-    #: sources without SQL declare it False
-    supports_query: ClassVar[bool]
-    #: connection config keys that are secrets (write-only, encrypted at rest)
-    secret_fields: ClassVar[tuple[str, ...]]
-
-    def list_tables(self) -> list[str]:
-        """Tables a source can read, named ``schema.table``."""
-        ...
-
-    def table_schema(self, table: str) -> pa.Schema:
-        """Column names and Arrow types; raises NotFoundError for an unknown table."""
-        ...
-
-    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
-        """Change tracking, retention and privilege checks for "Test mapping"."""
-        ...
-
-    def snapshot(self, mapping: Mapping, limit: int | None = None) -> Changes:
-        """A consistent snapshot of the mapped columns and the position it was read at."""
-        ...
-
-    def changes(self, mapping: Mapping, checkpoint: Checkpoint) -> Changes:
-        """Every change after ``checkpoint``; raises NeedsResyncError when that is impossible."""
-        ...
-
-    def release(self, mapping: Mapping) -> None:
-        """Free warehouse-side resources the source holds (a replication slot) on delete."""
-        ...
-
-    def close(self) -> None: ...
-
-
-def empty_reader(schema: pa.Schema) -> pa.RecordBatchReader:
-    return pa.RecordBatchReader.from_batches(schema, [])
-
-
-def change_schema(columns: pa.Schema) -> pa.Schema:
-    """The schema of ``changes`` batches: the mapped columns, then ``_op`` and ``_ord``."""
-    return pa.schema([*columns, pa.field(OP, pa.string()), pa.field(ORD, pa.int64())])
-
-
-def replaced_error(table: str, why: str, source_name: str) -> TableReplacedError:
-    """The checkpoint's table was dropped and re-created; ``why`` says how that showed."""
-    return TableReplacedError(
-        f"table {table} was dropped and re-created ({why}), as a dbt full refresh or "
-        "CREATE OR REPLACE TABLE does. Nothing was applied. CDC needs incremental models; "
-        f"run `profilesync sync {source_name} --resync` to diff the new table against the store."
-    )
-
-
-def expired_error(
-    table: str, since: str, why: str, remedy: str, source_name: str
-) -> RetentionExceededError:
-    """The changes ``since`` the checkpoint (``"after version 3"``) are gone.
-
-    ``remedy`` is the warehouse's setting that keeps them longer.
-    """
-    return RetentionExceededError(
-        f"the changes of {table} {since} are no longer retained: {why}. Nothing was applied. "
-        f"{remedy}, and run `profilesync sync {source_name} --resync` to diff the table "
-        "against the store."
-    )
+__all__ = [
+    "DELETE",
+    "OP",
+    "ORD",
+    "UPSERT",
+    "Changes",
+    "Check",
+    "Level",
+    "Warehouse",
+    "WarehouseSource",
+    "change_schema",
+    "empty_reader",
+    "expired_error",
+    "replaced_error",
+]
