@@ -17,6 +17,7 @@ keep their name; the rest are summed up as ``other`` (for unique users by
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,7 +177,9 @@ class _Properties:
     def join(self, select: exp.Select) -> exp.Select:
         for source, alias in self.joins.items():
             on = exp.column("user_id", alias).eq(exp.column("user_id", "e"))
-            select = select.join(profile_relation(source, alias), on=on, join_type="left")
+            select = select.join(
+                profile_relation(source, alias), on=on, join_type="left", copy=False
+            )
         return select
 
 
@@ -248,40 +251,63 @@ def _base(
         uid.as_("uid"),
         value.as_("v"),
     ).from_(relation(EVENTS, "e"))
-    return props.join(select).where(exp.and_(*where))
+    return props.join(select).where(exp.and_(*where), copy=False)
 
 
 _RANK = {"totals": "sum(n)", "sum": "sum(sv)", "avg": "sum(sv) / nullif(sum(nv), 0)"}
+
+
+@functools.cache
+def _parsed(sql: str, into: type[exp.Expr] | None = None) -> exp.Expr:
+    return exp.maybe_parse(sql, into=into, prefix="GROUP BY" if into is exp.Group else None)
+
+
+def _sql(*fragments: str) -> list[exp.Expr]:
+    """Fixed fragments of the query (never a user's text), parsed once and copied: the
+    expression is built anew for every question, parsing them each time would cost more
+    than rendering."""
+    return [_parsed(fragment).copy() for fragment in fragments]
+
+
+def _grouping_sets(sql: str) -> exp.Expr:
+    return _parsed(sql, exp.Group).copy()
+
+
+def _columns(*names: str) -> list[exp.Expr]:
+    return [exp.column(name) for name in names]
 
 
 def _additive(base: exp.Select, query: SegmentationQuery) -> exp.Select:
     """Totals, sums and averages add up across groups: aggregate once, rank the groups."""
     limit = exp.Literal.number(query.limit)
     agg = (
-        exp.select("bucket", "ev", "grp", "count(*) AS n", "count(v) AS nv", "sum(v) AS sv")
-        .from_(base.subquery("b"))
-        .group_by("bucket", "ev", "grp")
+        exp.select(
+            *_columns("bucket", "ev", "grp"),
+            *_sql("count(*) AS n", "count(v) AS nv", "sum(v) AS sv"),
+        )
+        .from_(base.subquery("b", copy=False), copy=False)
+        .group_by(*_columns("bucket", "ev", "grp"), copy=False)
+    )
+    rank = (
+        f"row_number() OVER (ORDER BY {_RANK[query.metric]} DESC NULLS LAST, grp NULLS LAST) AS r"
     )
     ranked = (
-        exp.select(
-            "grp",
-            f"row_number() OVER (ORDER BY {_RANK[query.metric]} DESC NULLS LAST, grp NULLS LAST) AS r",
-        )
-        .from_("agg")
-        .group_by("grp")
+        exp.select(exp.column("grp"), *_sql(rank))
+        .from_(exp.table_("agg"), copy=False)
+        .group_by(exp.column("grp"), copy=False)
     )
     named = exp.column("r", "r") <= limit
     grp = exp.Case(ifs=[exp.If(this=named.copy(), true=exp.column("grp", "a"))])
     return (
         exp.select(
-            "a.bucket", "a.ev", grp.as_("grp"), named.as_("named"), "min(r.r) AS r",
-            "sum(a.n) AS n", "sum(a.nv) AS nv", "sum(a.sv) AS sv",
+            exp.column("bucket", "a"), exp.column("ev", "a"), grp.as_("grp"), named.as_("named"),
+            *_sql("min(r.r) AS r", "sum(a.n) AS n", "sum(a.nv) AS nv", "sum(a.sv) AS sv"),
         )
-        .with_("agg", as_=agg)
-        .with_("ranked", as_=ranked)
-        .from_("agg AS a")
-        .join("ranked AS r", on="a.grp IS NOT DISTINCT FROM r.grp")
-        .group_by("a.bucket", "a.ev", grp.copy(), named.copy())
+        .with_("agg", as_=agg, copy=False)
+        .with_("ranked", as_=ranked, copy=False)
+        .from_(exp.table_("agg", alias="a"), copy=False)
+        .join(exp.table_("ranked", alias="r"), on=_sql("a.grp IS NOT DISTINCT FROM r.grp")[0], copy=False)
+        .group_by(exp.column("bucket", "a"), exp.column("ev", "a"), grp.copy(), named.copy(), copy=False)
     )  # fmt: skip
 
 
@@ -289,30 +315,33 @@ def _uniques(base: exp.Select, limit: int) -> exp.Select:
     """Unique users do not add up across buckets or groups: one pass counts them per bucket
     and over the range (grouping sets); the top groups by the range count keep their name."""
     counted = (
-        exp.select("bucket", "ev", "grp", "count(DISTINCT uid) AS n")
-        .from_(base.subquery("b"))
-        .group_by("GROUPING SETS ((bucket, ev, grp), (ev, grp))")
+        exp.select(*_columns("bucket", "ev", "grp"), *_sql("count(DISTINCT uid) AS n"))
+        .from_(base.subquery("b", copy=False), copy=False)
+        .group_by(_grouping_sets("GROUPING SETS ((bucket, ev, grp), (ev, grp))"), copy=False)
     )
     ranked = (
         exp.select(
-            "grp",
-            "row_number() OVER (ORDER BY sum(n) DESC NULLS LAST, grp NULLS LAST) AS r",
-            "count(*) OVER () AS groups",
+            exp.column("grp"),
+            *_sql(
+                "row_number() OVER (ORDER BY sum(n) DESC NULLS LAST, grp NULLS LAST) AS r",
+                "count(*) OVER () AS groups",
+            ),
         )
-        .from_("counted")
-        .where("bucket IS NULL")
-        .group_by("grp")
+        .from_(exp.table_("counted"), copy=False)
+        .where(exp.column("bucket").is_(exp.null()), copy=False)
+        .group_by(exp.column("grp"), copy=False)
     )
     return (
         exp.select(
-            "c.bucket", "c.ev", "c.grp", "true AS named", "r.r", "c.n", "NULL AS nv",
-            "NULL AS sv", "r.groups",
+            *(exp.column(c, "c") for c in ("bucket", "ev", "grp")), *_sql("true AS named"),
+            exp.column("r", "r"), exp.column("n", "c"), *_sql("NULL AS nv", "NULL AS sv"),
+            exp.column("groups", "r"),
         )
-        .with_("counted", as_=counted, materialized=True)
-        .with_("ranked", as_=ranked)
-        .from_("counted AS c")
-        .join("ranked AS r", on="c.grp IS NOT DISTINCT FROM r.grp")
-        .where(exp.column("r", "r") <= exp.Literal.number(limit))
+        .with_("counted", as_=counted, materialized=True, copy=False)
+        .with_("ranked", as_=ranked, copy=False)
+        .from_(exp.table_("counted", alias="c"), copy=False)
+        .join(exp.table_("ranked", alias="r"), on=_sql("c.grp IS NOT DISTINCT FROM r.grp")[0], copy=False)
+        .where(exp.column("r", "r") <= exp.Literal.number(limit), copy=False)
     )  # fmt: skip
 
 
@@ -331,12 +360,15 @@ def others(compiled: Compiled, top: list[Any]) -> tuple[exp.Select, list[Any]]:
         outside = exp.paren(exp.or_(grp.copy().is_(exp.null()), outside))
     select = (
         exp.select(
-            "bucket", "ev", "NULL AS grp", "false AS named", "NULL AS r",
-            "count(DISTINCT uid) AS n", "NULL AS nv", "NULL AS sv",
+            *_columns("bucket", "ev"),
+            *_sql(
+                "NULL AS grp", "false AS named", "NULL AS r", "count(DISTINCT uid) AS n",
+                "NULL AS nv", "NULL AS sv",
+            ),
         )
         .from_(compiled.base.subquery("b"))
         .where(outside)
-        .group_by("GROUPING SETS ((bucket, ev), (ev))")
+        .group_by(_grouping_sets("GROUPING SETS ((bucket, ev), (ev))"))
     )  # fmt: skip
     return select, params.values
 
