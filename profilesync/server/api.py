@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from profilesync.app import sources
 from profilesync.errors import ConfigurationError
 from profilesync.model import parse_frequency
 from profilesync.server import views
@@ -54,7 +55,7 @@ class SourceIn(BaseModel):
     user_id: str | None = Field(None, description="The column holding the user id (with table).")
     properties: list[PropertyIn] = Field(default_factory=list)
     strategy: Literal["cdc", "diff"] = "cdc"
-    frequency: str = Field("12h", examples=["30m", "12h", "1d"])
+    frequency: str = Field(sources.DEFAULT_FREQUENCY, examples=["30m", "12h", "1d"])
 
     def spec(self) -> views.SourceSpec:
         return views.SourceSpec(
@@ -207,18 +208,18 @@ def resume(request: Request, name: str) -> dict[str, Any]:
     tags=["sources"],
     status_code=204,
     summary="Delete a source and every property it gave (drops a Postgres slot)",
+    description="`force=true` deletes it even when the warehouse cannot be reached to free "
+    "what the source holds there (a Postgres replication slot then stays: drop it by hand).",
 )
-def delete_source(request: Request, name: str) -> None:
+def delete_source(request: Request, name: str, force: bool = False) -> None:
     with write_session(request) as store:
-        views.delete_source(store, get_scheduler(request), name)
+        views.delete_source(store, get_scheduler(request), name, force=force)
 
 
 @router.post("/sources/{name}/test", tags=["sources"], summary="Test mapping of a saved source")
 def test_saved(request: Request, name: str) -> dict[str, Any]:
-    from profilesync.sync import engine
-
     with store_session(request) as store:
-        return engine.test_mapping(store, store.get_source(name))
+        return sources.test_source(store, name)
 
 
 @router.post(

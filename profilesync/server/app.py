@@ -31,6 +31,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from profilesync.app import open_store
+from profilesync.app.sources import NotReleasedError
 from profilesync.errors import (
     ConcurrentSyncError,
     ConfigurationError,
@@ -57,7 +59,6 @@ from profilesync.server.deps import (
     require_user,
 )
 from profilesync.server.scheduler import RetryPolicy, Scheduler, utcnow
-from profilesync.store.duckdb import DuckDBStore
 
 #: HTTP status of each error family; the first match wins (subclasses first)
 STATUS: tuple[tuple[type[ProfilesyncError], int], ...] = (
@@ -141,6 +142,8 @@ class SecurityHeaders:
 
 
 def status_of(exc: ProfilesyncError) -> int:
+    if isinstance(exc, NotReleasedError):  # a source the warehouse would not let go: its error
+        exc = exc.cause
     return next((code for cls, code in STATUS if isinstance(exc, cls)), 400)
 
 
@@ -152,10 +155,10 @@ def create_app(
     retry: RetryPolicy | None = None,
 ) -> FastAPI:
     """The app for ``home``. ``tick_seconds=None`` schedules nothing (only "Sync now")."""
-    store = DuckDBStore(home)
+    store = open_store(home)
     lock = threading.RLock()
     # syncs write through a second connection to the same database (see scheduler.py)
-    sync_store = DuckDBStore(home)
+    sync_store = open_store(home)
     scheduler = Scheduler(
         store, lock, clock=clock, retry=retry or RetryPolicy(), sync_store=sync_store
     )

@@ -19,8 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from profilesync.app import Store
 from profilesync.errors import ConfigurationError
-from profilesync.store.duckdb import DuckDBStore
 
 ADMIN_USER = "admin"
 TOKEN_KEY = "server.admin_token_sha256"
@@ -134,18 +134,18 @@ class Auth:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def load(cls, store: DuckDBStore) -> Auth:
+    def load(cls, store: Store) -> Auth:
         return cls(store.get_setting(TOKEN_KEY), store.get_setting(PASSWORD_KEY))
 
     # -- setting up ------------------------------------------------------------------
-    def issue_token(self, store: DuckDBStore) -> str:
+    def issue_token(self, store: Store) -> str:
         """A new admin token (the old one stops working); only its hash is kept."""
         token = "ps_" + secrets.token_urlsafe(32)
         self.token_hash = hash_token(token)
         store.set_setting(TOKEN_KEY, self.token_hash)
         return token
 
-    def set_password(self, store: DuckDBStore, password: str) -> None:
+    def set_password(self, store: Store, password: str) -> None:
         if len(password) < MIN_PASSWORD:
             raise ConfigurationError(
                 f"the admin password must have at least {MIN_PASSWORD} characters"
@@ -155,7 +155,7 @@ class Auth:
         self.sessions.clear()
 
     def bootstrap(
-        self, store: DuckDBStore, *, password: str | None = None, new_token: bool = False
+        self, store: Store, *, password: str | None = None, new_token: bool = False
     ) -> Credentials:
         """First start: make the token and the login; later starts change only what is asked."""
         made = Credentials()

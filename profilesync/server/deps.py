@@ -1,6 +1,6 @@
 """What every route needs: the store (behind one lock), authentication and the templates.
 
-The app holds one :class:`DuckDBStore` in ``app.state.store``. A DuckDB connection is not
+The app holds one :class:`~profilesync.app.Store` in ``app.state.store``. A DuckDB connection is not
 safe to use from two threads at once, so every use goes through ``app.state.store_lock``
 (an ``RLock``): ``with store_session(request) as store: ...``. Syncs run on the
 scheduler's own connection to the same database, so they do not hold this lock: readers
@@ -37,9 +37,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.templating import Jinja2Templates
 from jinja2.ext import Extension
 
+from profilesync.app import Store
 from profilesync.model import format_frequency
 from profilesync.server.auth import SESSION_COOKIE, Auth
-from profilesync.store.duckdb import DuckDBStore
 
 WEB = Path(__file__).parent / "web"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -83,9 +83,9 @@ class LoginRequired(Exception):
         self.next_url = next_url
 
 
-def get_store(request: Request) -> DuckDBStore:
+def get_store(request: Request) -> Store:
     """The app's store. Use it only inside :func:`store_session` (or holding the lock)."""
-    store: DuckDBStore = request.app.state.store
+    store: Store = request.app.state.store
     return store
 
 
@@ -95,14 +95,14 @@ def get_lock(request: Request) -> threading.RLock:
 
 
 @contextmanager
-def store_session(request: Request) -> Iterator[DuckDBStore]:
+def store_session(request: Request) -> Iterator[Store]:
     """Hold the store lock and yield the store."""
     with get_lock(request):
         yield get_store(request)
 
 
 @contextmanager
-def write_session(request: Request) -> Iterator[DuckDBStore]:
+def write_session(request: Request) -> Iterator[Store]:
     """Like :func:`store_session`, and no sync runs meanwhile: for changes to a source's row
     or profile table (pause, frequency, mapping, delete), which a sync's transaction also
     writes. Lock order: the scheduler's sync lock, then the store lock."""

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from profilesync.app import Store
+from profilesync.app.runs import sync_source
 from profilesync.errors import ConcurrentSyncError, NotFoundError, ProfilesyncError
 from profilesync.model import MAX_FREQUENCY_SECONDS, Source, SyncResult
-from profilesync.store.duckdb import DuckDBStore
-from profilesync.sync import engine
 
 log = logging.getLogger("profilesync.scheduler")
 
@@ -89,12 +89,12 @@ class Scheduler:
     ``sync_store`` (default: ``store``) while holding ``sync_lock``.
     """
 
-    store: DuckDBStore
+    store: Store
     lock: threading.RLock
     clock: Clock = utcnow
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    sync: SyncFn = engine.sync
-    sync_store: DuckDBStore | None = None
+    sync: SyncFn = sync_source
+    sync_store: Store | None = None
     sync_lock: threading.RLock = field(default_factory=threading.RLock)
     states: dict[str, SourceState] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)  # queued or running

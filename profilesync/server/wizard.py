@@ -14,11 +14,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
+from profilesync.app import Store
+from profilesync.app.sources import open_connection, query_mapping
 from profilesync.errors import ConfigurationError, NotFoundError, ProfilesyncError
 from profilesync.mapping import QUERY_TABLE, from_columns
 from profilesync.model import (
     DEFAULT_FREQUENCY_SECONDS,
-    Mapping,
     check_name,
     format_frequency,
     parse_frequency,
@@ -26,10 +27,6 @@ from profilesync.model import (
 from profilesync.server import views
 from profilesync.server.deps import render, require_user, store_session
 from profilesync.server.kinds import all_kinds, kind_info
-from profilesync.sources import open_source
-from profilesync.sources.base import WarehouseSource
-from profilesync.store.duckdb import DuckDBStore
-from profilesync.sync import engine
 
 router = APIRouter(dependencies=[Depends(require_user)], include_in_schema=False)
 
@@ -155,7 +152,7 @@ def advance(request: Request, form: FormData = Depends(form_data)) -> Response: 
 # -- each step's validation (returns the step to show next) ---------------------------------
 
 
-def _connection(store: DuckDBStore, draft: Draft, form: FormData, action: str) -> str:
+def _connection(store: Store, draft: Draft, form: FormData, action: str) -> str:
     if action == "reuse":
         if not draft.connection:
             raise StepError({"connection": "Choose a connection to reuse."})
@@ -204,20 +201,13 @@ def _blame(message: str, info: dict[str, Any], name: str) -> str:
     return "form"
 
 
-def _query_mapping(warehouse: WarehouseSource, query: str) -> Mapping:
-    """A query source's mapping: always a snapshot diff of the query's result."""
-    return engine.resolve_mapping(
-        warehouse, table=None, query=query, user_id=None, properties=[], strategy="diff"
-    )
-
-
-def _table(store: DuckDBStore, draft: Draft, form: FormData, action: str) -> str:
-    warehouse = open_source(store.get_connection(draft.connection))
+def _table(store: Store, draft: Draft, form: FormData, action: str) -> str:
+    warehouse = open_connection(store, draft.connection)
     try:
         if draft.mode == "query":
             if not draft.query:
                 raise StepError({"query": "Write a query, or choose a table instead."})
-            _field_errors(lambda: _query_mapping(warehouse, draft.query), "query")
+            _field_errors(lambda: query_mapping(warehouse, draft.query), "query")
             return "mapping"
         if not draft.table:
             raise StepError({"table": "Choose a table (or write a query instead)."})
@@ -227,7 +217,7 @@ def _table(store: DuckDBStore, draft: Draft, form: FormData, action: str) -> str
     return "mapping"
 
 
-def _mapping(store: DuckDBStore, draft: Draft, form: FormData, action: str) -> str:
+def _mapping(store: Store, draft: Draft, form: FormData, action: str) -> str:
     if action == "add_field":
         draft.prop_column.append("")
         draft.prop_name.append("")
@@ -270,14 +260,14 @@ def _prop_blame(message: str, draft: Draft) -> str:
     return "form"
 
 
-def _data(store: DuckDBStore, draft: Draft, form: FormData, action: str) -> str:
+def _data(store: Store, draft: Draft, form: FormData, action: str) -> str:
     allowed = [s["value"] for s in strategies(store, draft) if not s["disabled"]]
     if draft.strategy not in allowed:
         raise StepError({"strategy": f"Choose one of: {', '.join(allowed)}."})
     return "test"
 
 
-def _test(store: DuckDBStore, draft: Draft, form: FormData, action: str) -> str:
+def _test(store: Store, draft: Draft, form: FormData, action: str) -> str:
     if action == "test":
         return "test"
     report = views.test_spec(store, draft.spec())
@@ -290,7 +280,7 @@ def _test(store: DuckDBStore, draft: Draft, form: FormData, action: str) -> str:
     return "save"
 
 
-def _save(store: DuckDBStore, draft: Draft, form: FormData, action: str) -> str:
+def _save(store: Store, draft: Draft, form: FormData, action: str) -> str:
     errors: dict[str, str] = {}
     try:
         draft.name = check_name(draft.name, "source")
@@ -333,7 +323,7 @@ def _field_errors(call: Any, field_name: str) -> Any:
 # -- what each step shows ---------------------------------------------------------------------
 
 
-def strategies(store: DuckDBStore, draft: Draft) -> list[dict[str, Any]]:
+def strategies(store: Store, draft: Draft) -> list[dict[str, Any]]:
     """The import strategies for this draft, CDC first where the warehouse supports it."""
     info = kind_info(store.get_connection(draft.connection).kind)
     pushdown = draft.mode == "query" and _is_pushdown(store, draft)
@@ -360,12 +350,10 @@ def strategies(store: DuckDBStore, draft: Draft) -> list[dict[str, Any]]:
     ]
 
 
-def _is_pushdown(store: DuckDBStore, draft: Draft) -> bool:
-    warehouse = open_source(store.get_connection(draft.connection))
+def _is_pushdown(store: Store, draft: Draft) -> bool:
+    warehouse = open_connection(store, draft.connection)
     try:
-        mapping = engine.resolve_mapping(
-            warehouse, table=None, query=draft.query, user_id=None, properties=[], strategy="diff"
-        )
+        mapping = query_mapping(warehouse, draft.query)
     except ProfilesyncError:
         return False
     finally:
@@ -373,7 +361,7 @@ def _is_pushdown(store: DuckDBStore, draft: Draft) -> bool:
     return mapping.table == QUERY_TABLE
 
 
-def _context(store: DuckDBStore, step: str, draft: Draft, kind: str) -> dict[str, Any]:
+def _context(store: Store, step: str, draft: Draft, kind: str) -> dict[str, Any]:
     """What the template of ``step`` needs beyond the draft."""
     if step == "connection":
         sources = store.list_sources()
@@ -399,11 +387,11 @@ def _context(store: DuckDBStore, step: str, draft: Draft, kind: str) -> dict[str
     return {}
 
 
-def _mapping_context(store: DuckDBStore, draft: Draft) -> dict[str, Any]:
+def _mapping_context(store: Store, draft: Draft) -> dict[str, Any]:
     if draft.mode == "query":
-        warehouse = open_source(store.get_connection(draft.connection))
+        warehouse = open_connection(store, draft.connection)
         try:
-            mapping = _query_mapping(warehouse, draft.query)
+            mapping = query_mapping(warehouse, draft.query)
         finally:
             warehouse.close()
         return {"query_mapping": mapping}
@@ -414,7 +402,7 @@ def _mapping_context(store: DuckDBStore, draft: Draft) -> dict[str, Any]:
     return {"columns": columns}
 
 
-def frequency_choices(store: DuckDBStore, draft: Draft) -> list[dict[str, Any]]:
+def frequency_choices(store: Store, draft: Draft) -> list[dict[str, Any]]:
     """The frequencies offered, each disabled when the warehouse's retention cannot cover it."""
     source, warehouse = views.resolve(store, draft.spec())
     warehouse.close()
@@ -439,7 +427,7 @@ def _label(frequency: str) -> str:
 
 def _render(
     request: Request,
-    store: DuckDBStore,
+    store: Store,
     step: str,
     draft: Draft,
     errors: dict[str, str],

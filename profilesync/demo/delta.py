@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +13,12 @@ from deltalake import DeltaTable, write_deltalake
 from rich.console import Console
 from rich.table import Table
 
+from profilesync.app import Store, open_store
+from profilesync.app.runs import sync_source
+from profilesync.demo.common import cli_command
+from profilesync.demo.events import add_demo_events
 from profilesync.mapping import from_columns, from_query
 from profilesync.model import Connection, Mapping, Source
-from profilesync.store.duckdb import DuckDBStore
-from profilesync.sync import engine
 
 TITLES = [
     "Data Engineer",
@@ -110,14 +110,6 @@ def change_warehouse(root: Path) -> list[str]:
     ]
 
 
-def cli_command() -> str:
-    """How to run profilesync from here: the script beside this interpreter when not on PATH."""
-    script = Path(sys.executable).parent / "profilesync"
-    if shutil.which("profilesync") or not script.exists():
-        return "profilesync"
-    return os.path.relpath(script) if not os.path.relpath(script).startswith("..") else str(script)
-
-
 def run_demo(directory: Path, console: Console) -> None:
     directory = directory.resolve()
     if directory.exists():
@@ -126,7 +118,7 @@ def run_demo(directory: Path, console: Console) -> None:
     build_warehouse(warehouse)
     console.print(f"[bold]profilesync demo[/] in {directory}")
     console.print(f"  warehouse: Delta tables under {warehouse} (change data feed on)")
-    with DuckDBStore(home) as store:
+    with open_store(home) as store:
         store.add_connection(Connection("lake", "delta", {"path": str(warehouse)}))
         store.add_source(Source("users", "lake", users_mapping()))
         store.add_source(Source("scores", "lake", from_query(SCORES_QUERY, "databricks")))
@@ -141,8 +133,6 @@ def run_demo(directory: Path, console: Console) -> None:
         after = {p["user_id"]: p for p in store.export_profiles()}
         print_diff(console, before, after)
         print_rejected(store, console)
-        from profilesync.events.demo_events import add_demo_events
-
         add_demo_events(store, console, before)
     console.print(f"\nTry: [bold]{cli_command()} --home {home} profile get 100003 --json[/]")
     console.print(f"     {cli_command()} --home {home} runs users")
@@ -164,19 +154,19 @@ def users_mapping() -> Mapping:
     )
 
 
-def print_rejected(store: DuckDBStore, console: Console) -> None:
+def print_rejected(store: Store, console: Console) -> None:
     """The rows the last ``users`` sync rejected, with the reason."""
     for run in store.runs("users", limit=1):
         for rej in store.rejected_rows(run["id"]):
             console.print(f"  rejected: {rej['reason']}  {json.dumps(rej['row'])}")
 
 
-def sync_all(store: DuckDBStore, console: Console) -> None:
+def sync_all(store: Store, console: Console) -> None:
     table = Table(
         "source", "mode", "inserted", "updated", "deleted", "rejected", "operations", "checkpoint"
     )
     for name in ("users", "scores"):
-        r = engine.sync(store, name)
+        r = sync_source(store, name)
         table.add_row(
             name,
             r.mode,

@@ -1,0 +1,37 @@
+"""Which store backend a home opens: the one place outside ``profilesync.store`` naming it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from profilesync.errors import ProfilesyncError
+from profilesync.store.duckdb import DuckDBStore, json_value
+from profilesync.store.home import store_error
+
+__all__ = ["Store", "explain_store_error", "json_value", "open_store", "session"]
+
+#: the store type the use cases take (the DuckDB backend until the store protocol lands)
+Store = DuckDBStore
+
+
+def open_store(home: Path | str) -> Store:
+    """The store of ``home`` (created on first use); close it when done."""
+    return DuckDBStore(home)
+
+
+@contextmanager
+def session(home: Path | str) -> Iterator[Store]:
+    """``with session(home) as store:`` opens the store and closes it however the block ends."""
+    store = open_store(home)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def explain_store_error(exc: BaseException, home: Path | str | None) -> ProfilesyncError | None:
+    """A full disk, a read-only home or a corrupted store file as the error a person can act
+    on (None when ``exc`` is none of these, i.e. a bug)."""
+    return store_error(exc, home)

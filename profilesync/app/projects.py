@@ -1,0 +1,45 @@
+"""Project use cases: each project is a stream of events with its own API key."""
+
+from __future__ import annotations
+
+from profilesync.app.home import Store
+from profilesync.events import store as projects
+from profilesync.events.store import Project
+
+__all__ = [
+    "Project",
+    "create_project",
+    "delete_project",
+    "get_project",
+    "list_projects",
+    "project_for_key",
+    "rotate_key",
+]
+
+
+def create_project(store: Store, name: str) -> tuple[Project, str]:
+    """A new project and its API key (shown once: only its hash is kept)."""
+    return projects.create_project(store, name)
+
+
+def list_projects(store: Store) -> list[Project]:
+    return projects.list_projects(store)
+
+
+def get_project(store: Store, name: str) -> Project:
+    return projects.get_project(store, name)
+
+
+def project_for_key(store: Store, api_key: str) -> Project | None:
+    """The project an ingestion request's ``api_key`` belongs to, if any."""
+    return projects.project_for_key(store, api_key)
+
+
+def rotate_key(store: Store, name: str) -> tuple[Project, str]:
+    """A new API key for ``name``; senders using the old one are refused from now on."""
+    return projects.rotate_key(store, name)
+
+
+def delete_project(store: Store, name: str) -> int:
+    """Delete a project with every event it holds; returns how many events went."""
+    return projects.delete_project(store, name)

@@ -1,0 +1,106 @@
+"""Property use cases: every profile property with its statistics, and removing one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+
+from profilesync.app._warehouses import warehouse_class
+from profilesync.app.home import Store, json_value
+from profilesync.errors import NotFoundError
+from profilesync.mapping import QUERY_TABLE, quote
+from profilesync.model import Mapping, Source
+
+
+def list_properties(store: Store) -> list[dict[str, Any]]:
+    """Every property: type, source, users with a value, when a value of it last changed."""
+    synced = {s.id: cols for s, cols in store.profile_tables()}
+    out = []
+    for source in store.list_sources():
+        stats = _column_stats(store, source, synced.get(source.id, []))
+        for prop in source.mapping.properties:
+            type_, users, last = stats.get(prop.name, (None, 0, None))
+            out.append(
+                {
+                    "name": prop.name,
+                    "source": source.name,
+                    "expression": prop.expression,
+                    "column": prop.column,
+                    "type": type_,
+                    "users": users,
+                    "last_changed": json_value(last),
+                }
+            )
+    return sorted(out, key=lambda p: p["name"].lower())
+
+
+def _column_stats(
+    store: Store, source: Source, columns: list[str]
+) -> dict[str, tuple[str, int, Any]]:
+    if not columns:
+        return {}
+    table = source.profile_table
+    types = {str(r[0]): str(r[1]) for r in store.con.execute(f"DESCRIBE {table}").fetchall()}
+    parts = ", ".join(
+        f"count({quote(c)}), max(CASE WHEN {quote(c)} IS NOT NULL THEN _synced_at END)"
+        for c in columns
+    )
+    row = store.con.execute(f"SELECT {parts} FROM {table}").fetchone() or ()
+    return {c: (types[c], int(row[2 * i]), row[2 * i + 1]) for i, c in enumerate(columns)}
+
+
+def remove_property(store: Store, name: str) -> Source:
+    """Take ``name`` out of its source's mapping and drop it from the store now."""
+    for source in store.list_sources():
+        if name in source.mapping.property_names:
+            break
+    else:
+        raise NotFoundError(f"no property named {name!r}: see the Properties page")
+    dialect = warehouse_class(store.get_connection(source.connection).kind).dialect
+    mapping = without_property(source.mapping, name, dialect)
+    present = {s.id: cols for s, cols in store.profile_tables()}
+    with store.transaction() as con:
+        updated = store.update_source(source.name, mapping=mapping)
+        if name in present.get(source.id, []):
+            con.execute(f"ALTER TABLE {source.profile_table} DROP COLUMN {quote(name)}")
+    return updated
+
+
+def without_property(mapping: Mapping, name: str, dialect: str) -> Mapping:
+    """``mapping`` minus one property; its columns and query text follow."""
+    props = tuple(p for p in mapping.properties if p.name != name)
+    query = _drop_projection(mapping.query, name, dialect) if mapping.query else None
+    if mapping.table == QUERY_TABLE:
+        columns = tuple(c for c in mapping.columns if c != name)
+    else:
+        columns = _read_columns(mapping, props)
+    return Mapping(mapping.table, mapping.user_id, props, columns, mapping.where, query)
+
+
+def _read_columns(mapping: Mapping, props: tuple[Any, ...]) -> tuple[str, ...]:
+    """The table columns the remaining expressions read (all of them if one will not parse)."""
+    wanted: set[str] = set()
+    try:
+        for sql in [mapping.user_id, *(p.expression for p in props), mapping.where]:
+            if sql:
+                wanted |= {
+                    c.name for c in sqlglot.parse_one(sql, read="duckdb").find_all(exp.Column)
+                }
+    except sqlglot.errors.SqlglotError:
+        return mapping.columns
+    return tuple(c for c in mapping.columns if c in wanted)
+
+
+def _drop_projection(query: str, name: str, dialect: str) -> str:
+    try:
+        tree = sqlglot.parse_one(query, read=dialect)
+    except sqlglot.errors.SqlglotError:
+        return query
+    if not isinstance(tree, exp.Select):
+        return query
+    kept = [p for p in tree.expressions if p.alias_or_name != name]
+    if len(kept) == len(tree.expressions):
+        return query
+    return tree.select(*kept, append=False).sql(dialect=dialect, pretty=True)

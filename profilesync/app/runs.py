@@ -1,0 +1,44 @@
+"""Run use cases: sync a source now (or resync it), its run history and rejected rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from profilesync.app import _engine as engine
+from profilesync.app.home import Store, session
+from profilesync.model import SyncResult
+
+#: ``progress(stage, rows)`` as a sync reads and applies
+Progress = Callable[[str, int], None]
+
+
+def sync_now(
+    home: Path | str, name: str, *, resync: bool = False, progress: Progress | None = None
+) -> SyncResult:
+    """Run one sync of ``name`` now, holding its lock so no other process syncs it meanwhile."""
+    with engine.source_lock(home, name), session(home) as store:
+        return engine.sync(store, name, resync=resync, locked=True, progress=progress)
+
+
+def sync_source(store: Store, name: str, *, resync: bool = False) -> SyncResult:
+    """Run one sync of ``name`` on an open store (the engine takes the source's lock)."""
+    return engine.sync(store, name, resync=resync)
+
+
+def history(
+    store: Store, name: str, limit: int = 20, *, with_rejected: bool = False
+) -> list[dict[str, Any]]:
+    """A source's runs, newest first; ``with_rejected`` adds each run's rejected rows."""
+    store.get_source(name)
+    runs = store.runs(name, limit)
+    if with_rejected:
+        for run in runs:
+            run["rejected_rows"] = store.rejected_rows(run["id"]) if run["rejected"] else []
+    return runs
+
+
+def rejected_rows(store: Store, run_id: int, limit: int = 100) -> list[dict[str, Any]]:
+    """The rows a run rejected, with the reason for each."""
+    return store.rejected_rows(run_id, limit)

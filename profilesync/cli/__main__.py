@@ -1,0 +1,5 @@
+"""``python -m profilesync.cli``."""
+
+from profilesync.cli import main
+
+main()

@@ -1,0 +1,133 @@
+"""The ``connection`` and ``config`` command groups."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from profilesync.app import connections, settings
+from profilesync.cli._shared import JsonOpt, err, out, print_json, state, store, table
+from profilesync.errors import ConfigurationError
+
+connection_app = typer.Typer(
+    help="Warehouse connections (reusable by many sources).", no_args_is_help=True
+)
+config_app = typer.Typer(help="Store settings: plan and operation limit.", no_args_is_help=True)
+
+
+@connection_app.command("add")
+def connection_add(
+    name: str,
+    kind: Annotated[
+        str,
+        typer.Option("--kind", help="delta, postgres, ducklake, duckdb, snowflake or databricks."),
+    ],
+    path: Annotated[
+        str | None,
+        typer.Option("--path", help="delta: directory of Delta tables; duckdb: database file."),
+    ] = None,
+    dsn: Annotated[
+        str | None, typer.Option("--dsn", help="postgres: libpq connection string.")
+    ] = None,
+    catalog: Annotated[
+        str | None, typer.Option("--catalog", help="ducklake: catalog file or connection string.")
+    ] = None,
+    data_path: Annotated[
+        str | None, typer.Option("--data-path", help="ducklake: directory of the data files.")
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="Other settings as KEY=VALUE (repeatable)."),
+    ] = None,
+    no_check: Annotated[
+        bool,
+        typer.Option(
+            "--no-check", help="Save without listing the warehouse's tables (it may be down now)."
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add a warehouse connection; it is saved only once its tables could be listed."""
+    given = {"path": path, "dsn": dsn, "catalog": catalog, "data_path": data_path}
+    config: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigurationError(f"--option {item!r} must be KEY=VALUE")
+        config[key.strip().replace("-", "_")] = value
+    with store() as opened:
+        connection, tables = connections.add_connection(
+            opened, name, kind, config, no_check=no_check, no_check_hint="add --no-check"
+        )
+    name = connection.name
+    if json_out:
+        print_json({"name": name, "kind": kind, "tables": tables})
+    elif tables is None:
+        out.print(f"connection [bold]{name}[/] ({kind}) added without checking the warehouse")
+    else:
+        out.print(
+            f"connection [bold]{name}[/] ({kind}) added; tables: {', '.join(tables) or 'none yet'}"
+        )
+
+
+@connection_app.command("list")
+def connection_list(json_out: JsonOpt = False) -> None:
+    """List connections."""
+    with store() as opened:
+        docs = [connections.public_doc(c) for c in connections.list_connections(opened)]
+    if json_out:
+        print_json(docs)
+    else:
+        table(
+            "connections",
+            ["name", "kind", "settings"],
+            [
+                [d["name"], d["kind"], ", ".join(f"{k}={v}" for k, v in d["config"].items())]
+                for d in docs
+            ],
+        )
+
+
+@connection_app.command("tables")
+def connection_tables(name: str, json_out: JsonOpt = False) -> None:
+    """List the tables a connection can read."""
+    with store() as opened:
+        tables, unreadable = connections.tables(opened, name)
+    if json_out:
+        print_json(tables)
+    else:
+        for found in tables:
+            out.print(found, highlight=False)
+    for place, reason in sorted(unreadable.items()):
+        err.print(f"warning: cannot read {place}: {reason}", highlight=False, soft_wrap=True)
+
+
+@connection_app.command("delete")
+def connection_delete(name: str) -> None:
+    """Delete a connection that no source uses."""
+    with store() as opened:
+        connections.delete_connection(opened, name)
+    out.print(f"connection {name} deleted")
+
+
+# a value such as -5 is the setting's (bad) value, not an unknown option: refused with exit 1
+@config_app.command("set", context_settings={"ignore_unknown_options": True})
+def config_set(key: str, value: str) -> None:
+    """Set `plan` (growth|enterprise) or `operations_limit` (a lower monthly limit; `default` resets)."""
+    with store() as opened:
+        quota = settings.set_setting(opened, key, value)
+    out.print(f"plan {quota.plan}, limit {quota.limit:,} operations per month")
+
+
+@config_app.command("get")
+def config_get(json_out: JsonOpt = False) -> None:
+    """Show the plan and limit."""
+    with store() as opened:
+        quota = settings.quota(opened)
+    doc = {"plan": quota.plan, "operations_limit": quota.limit, "home": str(state["home"])}
+    if json_out:
+        print_json(doc)
+    else:
+        for k, v in doc.items():
+            out.print(f"{k}: {v}")
