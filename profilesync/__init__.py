@@ -2,10 +2,10 @@
 
 The library is what the CLI, API and UI call. A whole sync in a few lines::
 
-    from profilesync import Connection, DuckDBStore, Source, from_columns
-    from profilesync.sync.engine import sync
+    from profilesync import Connection, Source, from_columns, open_store
+    from profilesync.engine.sync import sync
 
-    with DuckDBStore(".profilesync") as store:
+    with open_store(".profilesync") as store:
         store.add_connection(Connection("lake", "delta", {"path": "warehouse"}))
         mapping = from_columns("prod_users.demo_data", "uid", [("title", "Title")])
         store.add_source(Source("users", "lake", mapping))
@@ -17,7 +17,9 @@ The library is what the CLI, API and UI call. A whole sync in a few lines::
 from profilesync.errors import ProfilesyncError
 from profilesync.mapping import from_columns, from_query
 from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResult
+from profilesync.store import open_store
 from profilesync.store.duckdb import DuckDBStore
+from profilesync.store.protocol import Store
 
 __all__ = [
     "Checkpoint",
@@ -26,8 +28,10 @@ __all__ = [
     "Mapping",
     "ProfilesyncError",
     "Source",
+    "Store",
     "SyncResult",
     "from_columns",
     "from_query",
+    "open_store",
 ]
 __version__ = "0.1.0"

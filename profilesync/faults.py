@@ -16,4 +16,9 @@ ENV = "PROFILESYNC_FAULT"
 def fault(point: str) -> None:
     """Kill this process here when ``PROFILESYNC_FAULT`` names ``point``; else nothing."""
     if os.environ.get(ENV) == point:
-        os.kill(os.getpid(), 9)
+        crash(point)
+
+
+def crash(point: str) -> None:
+    """The crash itself; in-process tests replace it with one that raises."""
+    os.kill(os.getpid(), 9)

@@ -1,7 +1,9 @@
 """Behavioural events joined with the current profiles.
 
+- :mod:`~profilesync.events.validate`: events checked and typed in one DuckDB statement;
 - :mod:`~profilesync.events.ingest`: ``POST /2/httpapi`` batches, validated and stored with
-  ``insert_id`` dedup over 7 days;
+  ``insert_id`` dedup over 7 days (:mod:`~profilesync.events.dedup`);
+- :mod:`~profilesync.events.projects`: projects and their API keys (kept as hashes);
 - :mod:`~profilesync.events.importer`: ``profilesync events import FILE`` (JSON Lines, CSV, Parquet);
 - :mod:`~profilesync.events.query`: segmentation and user lookup, with profile properties
   joined at query time (always the latest synced values);
@@ -11,9 +13,9 @@
 Example::
 
     from profilesync.events import query
-    from profilesync.store.duckdb import DuckDBStore
+    from profilesync.store import open_store
 
-    with DuckDBStore(".profilesync") as store:
+    with open_store(".profilesync") as store:
         answer = query.segmentation(store, query.SegmentationQuery(
             events=["Purchase Completed"], group_by={"kind": "profile", "name": "Plan"}))
 """

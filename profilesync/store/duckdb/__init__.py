@@ -61,7 +61,7 @@ class DuckDBStore(ProfileTables):
             raise
         self.events = DuckDBEvents(self.con)
 
-    def read(self, query: exp.Expression, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def read(self, query: exp.Expr, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one compiled read-only query (a sqlglot expression over this store's
         relations), rendered in :attr:`dialect`; the rows as tuples."""
         return self.con.execute(query.sql(dialect=self.dialect), list(params)).fetchall()
@@ -94,7 +94,7 @@ class _CursorReader:
     def __init__(self, con: Any) -> None:
         self.con = con
 
-    def read(self, query: exp.Expression, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def read(self, query: exp.Expr, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.con.execute(query.sql(dialect=self.dialect), list(params)).fetchall()
 
 
