@@ -11,12 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from profilesync import query as q
 from profilesync.app.home import Store
 from profilesync.app.projects import project_for_key
 from profilesync.events import importer, ingest
-from profilesync.events import query as q
 from profilesync.events.importer import ImportResult, detect_format
-from profilesync.events.query import Filter, PropertyRef, SegmentationQuery
+from profilesync.query import Filter, PropertyRef, SegmentationQuery
 
 __all__ = [
     "Filter",

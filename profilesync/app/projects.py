@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from profilesync.app.home import Store
-from profilesync.events import store as projects
-from profilesync.events.store import Project
+from profilesync.events import projects
+from profilesync.events.projects import Project
 
 __all__ = [
     "Project",
