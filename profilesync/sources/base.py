@@ -12,9 +12,8 @@ from profilesync.warehouses.protocol import (
     WarehouseSource,
     change_schema,
     empty_reader,
-    expired_error,
-    replaced_error,
 )
+from profilesync.warehouses.rules import expired_error, replaced_error
 
 __all__ = [
     "DELETE",

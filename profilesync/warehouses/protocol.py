@@ -20,7 +20,6 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import pyarrow as pa
 
-from profilesync.errors import RetentionExceededError, TableReplacedError
 from profilesync.model import Checkpoint, Mapping
 
 OP = "_op"
@@ -117,26 +116,3 @@ def empty_reader(schema: pa.Schema) -> pa.RecordBatchReader:
 def change_schema(columns: pa.Schema) -> pa.Schema:
     """The schema of ``changes`` batches: the mapped columns, then ``_op`` and ``_ord``."""
     return pa.schema([*columns, pa.field(OP, pa.string()), pa.field(ORD, pa.int64())])
-
-
-def replaced_error(table: str, why: str, source_name: str) -> TableReplacedError:
-    """The checkpoint's table was dropped and re-created; ``why`` says how that showed."""
-    return TableReplacedError(
-        f"table {table} was dropped and re-created ({why}), as a dbt full refresh or "
-        "CREATE OR REPLACE TABLE does. Nothing was applied. CDC needs incremental models; "
-        f"run `profilesync sync {source_name} --resync` to diff the new table against the store."
-    )
-
-
-def expired_error(
-    table: str, since: str, why: str, remedy: str, source_name: str
-) -> RetentionExceededError:
-    """The changes ``since`` the checkpoint (``"after version 3"``) are gone.
-
-    ``remedy`` is the warehouse's setting that keeps them longer.
-    """
-    return RetentionExceededError(
-        f"the changes of {table} {since} are no longer retained: {why}. Nothing was applied. "
-        f"{remedy}, and run `profilesync sync {source_name} --resync` to diff the table "
-        "against the store."
-    )

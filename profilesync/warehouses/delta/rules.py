@@ -23,15 +23,15 @@ from profilesync.errors import (
     TableReplacedError,
     WarehouseDataError,
 )
-from profilesync.model import Checkpoint, format_frequency
-from profilesync.warehouses.protocol import DELETE, UPSERT, Check, expired_error, replaced_error
+from profilesync.model import Checkpoint
+from profilesync.warehouses.protocol import DELETE, UPSERT, Check
+from profilesync.warehouses.rules import WEEK, expired_error, replaced_error, retention_check
 
 CDF = "delta.enableChangeDataFeed"
 LOG_RETENTION = "delta.logRetentionDuration"
 FILE_RETENTION = "delta.deletedFileRetentionDuration"
 DEFAULT_LOG_RETENTION = "interval 30 days"
 DEFAULT_FILE_RETENTION = "interval 1 week"
-WEEK = 7 * 86400
 #: change data feed columns: the kind of change and the version that committed it
 CHANGE_TYPE = "_change_type"
 COMMIT_VERSION = "_commit_version"
@@ -95,26 +95,8 @@ def retention_checks(
 
 
 def _retention_check(table: str, key: str, value: str, frequency_seconds: int) -> Check:
-    seconds = interval_seconds(value)
     fix = f"ALTER TABLE {table} SET TBLPROPERTIES ({key} = 'interval 7 days')"
-    if seconds is None:
-        return Check(key, "warn", f"{key} = {value!r} is not a duration profilesync reads")
-    if seconds < frequency_seconds:
-        return Check(
-            key,
-            "fail",
-            f"{key} = {value} is shorter than the sync frequency "
-            f"{format_frequency(frequency_seconds)}: changes would expire before they are read",
-            fix,
-        )
-    if seconds < WEEK:
-        return Check(
-            key,
-            "warn",
-            f"{key} = {value} is under 7 days: a paused or failing source will need a resync sooner",
-            fix,
-        )
-    return Check(key, "pass", f"{key} = {value}")
+    return retention_check(key, key, value, interval_seconds(value), frequency_seconds, fix)
 
 
 def check_identity(

@@ -29,7 +29,7 @@ from profilesync.errors import (
     WarehouseUnavailableError,
 )
 from profilesync.mapping import QUERY_TABLE, quote
-from profilesync.model import Checkpoint, Connection, Mapping, format_frequency
+from profilesync.model import Checkpoint, Connection, Mapping
 from profilesync.sandbox import lock_down
 from profilesync.warehouses.duckdb.warehouse import (
     DuckDBWarehouse,
@@ -50,11 +50,9 @@ from profilesync.warehouses.protocol import (
     Check,
     change_schema,
     empty_reader,
-    expired_error,
-    replaced_error,
 )
+from profilesync.warehouses.rules import expired_error, replaced_error, retention_check
 
-WEEK = 7 * 86400
 EXPIRE_OPTION = "expire_older_than"
 #: catalog string prefix -> (DuckDB extension, wheel package shipping it)
 _CATALOG_EXTENSIONS = {"postgres:": ("postgres_scanner", "duckdb-extension-postgres-scanner")}
@@ -302,30 +300,11 @@ class DuckLakeWarehouse(DuckDBWarehouse):
                 "runs ducklake_expire_snapshots; expiring snapshots newer than the last sync "
                 "forces a resync",
             )
-        seconds = self._interval_seconds(value)
         fix = f"CALL <lake>.set_option('{EXPIRE_OPTION}', '7 days')"
-        if seconds is None:
-            return Check(
-                "snapshot retention",
-                "warn",
-                f"{EXPIRE_OPTION} = {value!r} is not a duration profilesync reads",
-            )
-        if seconds < frequency_seconds:
-            return Check(
-                "snapshot retention",
-                "fail",
-                f"{EXPIRE_OPTION} = {value} is shorter than the sync frequency "
-                f"{format_frequency(frequency_seconds)}: snapshots would expire before they are read",
-                fix,
-            )
-        if seconds < WEEK:
-            return Check(
-                "snapshot retention",
-                "warn",
-                f"{EXPIRE_OPTION} = {value} is under 7 days: a paused or failing source will need a resync sooner",
-                fix,
-            )
-        return Check("snapshot retention", "pass", f"{EXPIRE_OPTION} = {value}")
+        seconds = self._interval_seconds(value)
+        return retention_check(
+            "snapshot retention", EXPIRE_OPTION, value, seconds, frequency_seconds, fix, "snapshots"
+        )
 
     def expire_older_than(self, table: str) -> str | None:
         """The most specific ``expire_older_than`` option for ``table`` (table, schema, lake)."""

@@ -48,9 +48,8 @@ from profilesync.warehouses.protocol import (
     Check,
     change_schema,
     empty_reader,
-    expired_error,
-    replaced_error,
 )
+from profilesync.warehouses.rules import DAY, expired_error, replaced_error, time_travel_check
 from profilesync.warehouses.snowflake.spec import SPEC
 from profilesync.warehouses.sqlwarehouse import (
     QUERY_NOTE,
@@ -63,8 +62,6 @@ from profilesync.warehouses.sqlwarehouse import (
     utc,
 )
 
-DAY = 86400
-WEEK_DAYS = 7
 ACTION = "METADATA$ACTION"
 IS_UPDATE = "METADATA$ISUPDATE"
 #: Snowflake's answer when AT/BEFORE/CHANGES points outside the retained history
@@ -419,44 +416,13 @@ def change_ops(table: pa.Table, schema: pa.Schema, out: pa.Schema) -> pa.Table:
 
 
 def retention_check(table: TableRef, days: int, frequency_seconds: int) -> Check:
-    """The retention rule: a sync every F needs a retention of at least 2F.
-
-    Half the retention is margin for a late, paused or failed run: a checkpoint older than
-    the retention can only be recovered by a resync. So Standard Edition's 1-day maximum
-    allows syncs every 12 hours at most.
-    """
+    """The Time Travel rule of :mod:`profilesync.warehouses.rules` for a Snowflake table."""
     fix = (
         f"ALTER TABLE {table.sql} SET DATA_RETENTION_TIME_IN_DAYS = 7; "
         f"ALTER TABLE {table.sql} SET CHANGE_TRACKING = TRUE;"
     )
     setting = f"DATA_RETENTION_TIME_IN_DAYS = {days}"
-    if days <= 0:
-        return Check(
-            "retention",
-            "fail",
-            f"{setting} on {table.sql}: Time Travel is off, so no change can be read.",
-            fix,
-        )
-    allowed = days * DAY // 2
-    if frequency_seconds > allowed:
-        return Check(
-            "retention",
-            "fail",
-            f"{setting} keeps changes {format_frequency(days * DAY)}; a sync every "
-            f"{format_frequency(frequency_seconds)} is longer than half of that, the margin a late "
-            f"or failed run needs. Sync every {format_frequency(allowed)} or less (Snowflake "
-            "Standard Edition keeps at most 1 day), or raise the retention.",
-            fix,
-        )
-    if days < WEEK_DAYS:
-        return Check(
-            "retention",
-            "warn",
-            f"{setting} is under 7 days: a source paused or failing for longer than "
-            f"{format_frequency(days * DAY)} will need a resync.",
-            fix,
-        )
-    return Check("retention", "pass", f"{setting}")
+    return time_travel_check(setting, table.sql, days, frequency_seconds, fix)
 
 
 #: the name before warehouses got a folder each; kept for one release
