@@ -17,9 +17,7 @@ The library is what the CLI, API and UI call. A whole sync in a few lines::
 from profilesync.errors import ProfilesyncError
 from profilesync.mapping import from_columns, from_query
 from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResult
-from profilesync.store import open_store
-from profilesync.store.duckdb import DuckDBStore
-from profilesync.store.protocol import Store
+from profilesync.store import DuckDBStore, Store, open_store
 
 __all__ = [
     "Checkpoint",

@@ -12,7 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from profilesync.errors import ConfigurationError
-from profilesync.store.protocol import Store
+from profilesync.store.duckdb import STORE_FILE, DuckDBStore
+from profilesync.store.protocol import Capabilities, Store
+
+__all__ = ["BACKENDS", "STORE_FILE", "Capabilities", "DuckDBStore", "Store", "open_store"]
 
 #: the backends a store can be opened with; the first is the default
 BACKENDS = ("duckdb",)
@@ -24,6 +27,4 @@ def open_store(home: Path | str, *, backend: str = "duckdb", wait_seconds: float
         raise ConfigurationError(
             f"unknown store backend {backend!r}: choose one of {', '.join(BACKENDS)}"
         )
-    from profilesync.store.duckdb import DuckDBStore  # the backend's driver only when used
-
     return DuckDBStore(home, wait_seconds=wait_seconds)

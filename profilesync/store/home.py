@@ -13,12 +13,14 @@ the errors a user can act on, for the store and for the command line's last reso
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -32,11 +34,13 @@ from profilesync.errors import (
 )
 
 STORE_FILE = "profilesync.duckdb"
+#: written by ``profilesync serve`` into the home it serves: its PID and URL
+SERVER_FILE = "server.json"
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
 #: what profilesync keeps in a home; a directory holding nothing else is profilesync's own
 OWN_FILES = frozenset(
-    {STORE_FILE, f"{STORE_FILE}.wal", f"{STORE_FILE}.tmp", "secret.key", "server.json"}
+    {STORE_FILE, f"{STORE_FILE}.wal", f"{STORE_FILE}.tmp", "secret.key", SERVER_FILE}
 )
 OWN_DIRS = frozenset({"locks"})
 
@@ -158,10 +162,31 @@ def _holder(message: str) -> str:
 
 def _server(home: Path) -> str | None:
     """The running ``profilesync serve`` that owns ``home``, named for error messages."""
-    from profilesync.server import describe, running_server
-
     info = running_server(home)
     return describe(info) if info else None
+
+
+def running_server(home: Path) -> dict[str, Any] | None:
+    """``{"pid", "url", ...}`` of the ``serve`` process that owns ``home``, if it is alive
+    (it writes :data:`SERVER_FILE` in the home when it starts)."""
+    path = Path(home) / SERVER_FILE
+    try:
+        info: dict[str, Any] = json.loads(path.read_text())
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # a server that died without cleaning up
+    except PermissionError:
+        pass  # alive, owned by another user
+    return info
+
+
+def describe(info: dict[str, Any]) -> str:
+    """``profilesync serve (PID 123) at http://127.0.0.1:8000``."""
+    return f"`profilesync serve` (PID {info.get('pid')}) at {info.get('url')}"
 
 
 def store_error(exc: BaseException, home: Path | str | None) -> ProfilesyncError | None:
