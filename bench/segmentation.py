@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from profilesync.events import query as q
+from profilesync import query as q
 from profilesync.events import store as event_store
 from profilesync.mapping import from_columns
 from profilesync.model import Connection, Source
