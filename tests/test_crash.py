@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from profilesync.model import Connection
-from profilesync.store.duckdb import DuckDBStore
+from profilesync.store import DuckDBStore
 from tests.conftest import (
     Cli,
     Warehouse,

@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from profilesync.events import store as event_store
-from profilesync.store.duckdb import DuckDBStore
+from profilesync.events import projects as event_store
+from profilesync.store import DuckDBStore
 from tests.conftest import Cli
 from tests.events.conftest import ms
 from tests.events.test_ingest import start_server

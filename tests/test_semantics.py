@@ -20,6 +20,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from profilesync.engine import sync as engine
 from profilesync.errors import (
     ChangeTrackingError,
     ConcurrentSyncError,
@@ -31,8 +32,7 @@ from profilesync.errors import (
     RetentionExceededError,
     TableReplacedError,
 )
-from profilesync.store.duckdb import DuckDBStore
-from profilesync.sync import engine
+from profilesync.store import DuckDBStore
 from tests.conftest import (
     Cli,
     Warehouse,
@@ -674,7 +674,7 @@ def test_a_sync_in_another_process_holds_the_source(
         [
             sys.executable,
             "-c",
-            "import sys; from profilesync.sync.engine import source_lock\n"
+            "import sys; from profilesync.engine.locks import source_lock\n"
             "with source_lock(sys.argv[1], 'users'):\n"
             "    print('held', flush=True); sys.stdin.readline()",
             str(store.home),

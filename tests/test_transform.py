@@ -7,11 +7,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from profilesync.engine.transform import DELETED, REJECTED_SAMPLE, transform
 from profilesync.errors import ConfigurationError, RetentionExceededError
 from profilesync.mapping import from_columns, from_query
 from profilesync.model import Mapping
 from profilesync.sources.base import DELETE, OP, ORD, UPSERT
-from profilesync.sync.transform import DELETED, REJECTED_SAMPLE, transform
 
 MAPPING = from_columns("t", "id", [("plan", "Plan")])
 STRING = pa.string()

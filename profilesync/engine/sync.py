@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from profilesync.engine.checks import failures, resolve_mapping, source_checks, test_mapping
 from profilesync.engine.locks import source_lock
-from profilesync.engine.transform import DELETED, transform
+from profilesync.engine.transform import transform
 from profilesync.errors import (
     ChangeTrackingError,
     ConcurrentSyncError,
@@ -32,8 +32,8 @@ from profilesync.store.protocol import Store
 from profilesync.warehouses import open_warehouse
 from profilesync.warehouses.protocol import Changes, Warehouse
 
+#: the engine's verbs in one place (checks and locks live in their own modules)
 __all__ = [
-    "DELETED",
     "Progress",
     "failures",
     "resolve_mapping",

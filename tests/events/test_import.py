@@ -13,8 +13,8 @@ import pytest
 
 from profilesync.errors import ConfigurationError
 from profilesync.events import importer, ingest
-from profilesync.events import store as event_store
-from profilesync.store.duckdb import DuckDBStore
+from profilesync.events import projects as event_store
+from profilesync.store import DuckDBStore
 from tests.events.conftest import ms
 
 GOOD = [

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from profilesync.events import ingest
-from profilesync.events import store as event_store
-from profilesync.store.duckdb import DuckDBStore
+from profilesync.events import projects as event_store
+from profilesync.store import DuckDBStore
 from tests.events.conftest import Served, ms, serving
 
 
