@@ -16,6 +16,8 @@ from profilesync.warehouses.protocol import Check
 
 DAY = 86400
 WEEK = 7 * DAY
+#: the "strategy" check of a table read by snapshot diff
+DIFF_NOTE = "snapshot diff: every sync reads the whole table and applies only rows that differ"
 
 
 def retention_check(

@@ -12,6 +12,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -26,6 +27,7 @@ from profilesync.errors import (
 from profilesync.mapping import QUERY_TABLE
 from profilesync.model import Checkpoint, Connection, Mapping
 from profilesync.warehouses.protocol import Changes, Check
+from profilesync.warehouses.rules import DIFF_NOTE
 
 Row = dict[str, Any]
 #: every timestamp becomes UTC microseconds, what the store keeps (DuckDB TIMESTAMPTZ)
@@ -51,7 +53,6 @@ QUERY_NOTE = (
     "a query source runs the query as written every sync and applies only the rows that "
     "differ (snapshot diff); change data capture needs a single table"
 )
-DIFF_NOTE = "snapshot diff: every sync reads the whole table and applies only rows that differ"
 
 
 def is_driver_error(exc: BaseException) -> bool:
@@ -240,6 +241,16 @@ def string_literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+@dataclass(frozen=True)
+class SQLInspection:
+    """A mapping's table as "Test mapping" saw it: ``table`` is None for a query, ``found``
+    is what the kind's ``_inspect_table`` read."""
+
+    mapping: Mapping
+    table: Any
+    found: Any
+
+
 class TableName(Protocol):
     """A table reference of one warehouse; ``sql`` names it in statements."""
 
@@ -288,8 +299,15 @@ class SQLWarehouse(ABC, Generic[Ref]):
         """A table name as users write it (``schema.table``, or fully qualified)."""
 
     @abstractmethod
-    def _table_checks(self, table: Ref, frequency_seconds: int) -> tuple[Check, list[Check]]:
-        """The "table" check, and the change tracking and retention checks for CDC."""
+    def _inspect_table(self, table: Ref) -> Any:
+        """What the checks need to know of ``table``, read in one go (the kind's own type)."""
+
+    @abstractmethod
+    def _judge_table(
+        self, table: Ref, found: Any, frequency_seconds: int
+    ) -> tuple[Check, list[Check]]:
+        """The "table" check, and the change tracking and retention checks for CDC: pure
+        rules over what :meth:`_inspect_table` found."""
 
     @abstractmethod
     def _columns(self, table: Ref) -> dict[str, pa.DataType]:
@@ -352,13 +370,26 @@ class SQLWarehouse(ABC, Generic[Ref]):
         return self._reader(self._arrow_tables(self._run(sql, table)), schema, convert, table)
 
     # -- test mapping and reading -----------------------------------------------------
-    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
+    def inspect(self, mapping: Mapping, strategy: str = "cdc") -> SQLInspection:
+        """One look at the mapped table (none for a query) for "Test mapping"."""
         if mapping.table == QUERY_TABLE:
+            return SQLInspection(mapping, None, None)
+        table = self.table_ref(mapping.table)
+        return SQLInspection(mapping, table, self._inspect_table(table))
+
+    def judge(
+        self, inspection: SQLInspection, frequency_seconds: int, strategy: str
+    ) -> list[Check]:
+        """The checks for ``inspection``; no query runs."""
+        if inspection.table is None:
             return [Check("query", "info", QUERY_NOTE)]
-        found, tracking = self._table_checks(self.table_ref(mapping.table), frequency_seconds)
+        found, tracking = self._judge_table(inspection.table, inspection.found, frequency_seconds)
         if strategy == "diff":
             return [found, Check("strategy", "info", DIFF_NOTE)]
         return [found, *tracking]
+
+    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
+        return self.judge(self.inspect(mapping, strategy), frequency_seconds, strategy)
 
     def _projection(self, table: Ref, mapping: Mapping) -> tuple[pa.Schema, str]:
         """The Arrow schema of the mapped columns and the SELECT list that reads them."""

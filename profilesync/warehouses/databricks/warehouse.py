@@ -41,7 +41,7 @@ from profilesync.warehouses.delta.rules import (
     CHANGE_TYPE,
     COMMIT_TIMESTAMP,
     COMMIT_VERSION,
-    cdf_missing,
+    FeedInspection,
     cdf_off_error,
     cdf_on,
     check_feed_since,
@@ -49,7 +49,7 @@ from profilesync.warehouses.delta.rules import (
     check_not_replaced,
     check_same_commit,
     expired,
-    retention_checks,
+    judge_feed,
 )
 from profilesync.warehouses.delta.rules import change_ops as cdf_ops
 from profilesync.warehouses.protocol import Changes, Check, change_schema, empty_reader
@@ -280,20 +280,18 @@ class DatabricksWarehouse(SQLWarehouse[TableRef]):
         return pa.schema(list(self._columns(self.table_ref(table)).items()))
 
     # -- test mapping ----------------------------------------------------------------
-    def _table_checks(self, table: TableRef, frequency_seconds: int) -> tuple[Check, list[Check]]:
+    def _inspect_table(self, table: TableRef) -> FeedInspection:
         detail = self._detail(table)
         history = self._history(table)
-        found = Check(
-            "table",
-            "pass",
-            f"Delta table {table.sql} (id {detail.get('id')}) at version {history[0].version}",
-        )
+        found = f"Delta table {table.sql} (id {detail.get('id')}) at version {history[0].version}"
         properties = as_map(detail.get("properties"))
-        if not cdf_on(properties):
-            return found, [cdf_missing(table.sql)]
-        since = cdf_enabled_since(history)
-        feed = Check("change data feed", "pass", f"{CDF} = true since version {since}")
-        return found, [feed, *retention_checks(table.sql, properties, frequency_seconds)]
+        since = cdf_enabled_since(history) if cdf_on(properties) else None
+        return FeedInspection(table.sql, found, properties, since)
+
+    def _judge_table(
+        self, table: TableRef, found: FeedInspection, frequency_seconds: int
+    ) -> tuple[Check, list[Check]]:
+        return Check("table", "pass", found.found), judge_feed(found, frequency_seconds)
 
     # -- reading -----------------------------------------------------------------------
     def snapshot(self, mapping: Mapping, limit: int | None = None) -> Changes:

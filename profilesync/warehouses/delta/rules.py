@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from collections.abc import Mapping as Properties
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -97,6 +98,28 @@ def retention_checks(
 def _retention_check(table: str, key: str, value: str, frequency_seconds: int) -> Check:
     fix = f"ALTER TABLE {table} SET TBLPROPERTIES ({key} = 'interval 7 days')"
     return retention_check(key, key, value, interval_seconds(value), frequency_seconds, fix)
+
+
+@dataclass(frozen=True)
+class FeedInspection:
+    """What "Test mapping" needs to know of a Delta table, read once by either source."""
+
+    #: the table as named in fix SQL
+    table: str
+    #: the "table" check's message: which table, at which version
+    found: str
+    properties: dict[str, Any]
+    #: the version since which the change data feed is on (None: off, or not read)
+    cdf_since: int | None
+
+
+def judge_feed(inspection: FeedInspection, frequency_seconds: int) -> list[Check]:
+    """The CDC checks of a Delta table: the feed is on, and kept long enough."""
+    if not cdf_on(inspection.properties):
+        return [cdf_missing(inspection.table)]
+    since = inspection.cdf_since
+    feed = Check("change data feed", "pass", f"{CDF} = true since version {since}")
+    return [feed, *retention_checks(inspection.table, inspection.properties, frequency_seconds)]
 
 
 def check_identity(

@@ -37,12 +37,11 @@ from profilesync.errors import (
 from profilesync.mapping import quote
 from profilesync.model import Checkpoint, Connection, Mapping
 from profilesync.warehouses.delta.rules import (
-    CDF,
     CHANGE_TYPE,
     COMMIT_SHA256,
     COMMIT_TIMESTAMP,
     COMMIT_VERSION,
-    cdf_missing,
+    FeedInspection,
     cdf_off_error,
     cdf_on,
     change_ops,
@@ -52,10 +51,11 @@ from profilesync.warehouses.delta.rules import (
     check_same_commit,
     damaged,
     expired,
-    retention_checks,
+    judge_feed,
 )
 from profilesync.warehouses.delta.spec import SPEC
 from profilesync.warehouses.protocol import OP, ORD, Changes, Check, change_schema, empty_reader
+from profilesync.warehouses.rules import DIFF_NOTE
 
 LOG = "_delta_log"
 #: delta-rs's message when a column's files hold another type than the table schema says
@@ -253,30 +253,21 @@ class DeltaWarehouse:
             return pa.schema(self._open(table).schema().to_arrow())
 
     # -- test mapping ----------------------------------------------------------------
-    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
+    def inspect(self, mapping: Mapping, strategy: str = "cdc") -> FeedInspection:
+        """The table's version and properties (and since when its feed is on, for CDC)."""
         with self._reading(mapping.table):
-            return self._check(mapping, frequency_seconds, strategy)
+            dt = self._open(mapping.table)
+            config = dict(dt.metadata().configuration)
+            since = self.cdf_enabled_since(dt) if strategy != "diff" and cdf_on(config) else None
+            found = f"Delta table {mapping.table} at version {dt.version()}"
+            return FeedInspection(mapping.table, found, config, since)
 
-    def _check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
-        dt = self._open(mapping.table)
-        config = dt.metadata().configuration
-        checks = [Check("table", "pass", f"Delta table {mapping.table} at version {dt.version()}")]
+    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
+        inspection = self.inspect(mapping, strategy)
+        checks = [Check("table", "pass", inspection.found)]
         if strategy == "diff":
-            checks.append(
-                Check(
-                    "strategy",
-                    "info",
-                    "snapshot diff: every sync reads the whole table and applies only rows that differ",
-                )
-            )
-            return checks
-        if not cdf_on(config):
-            checks.append(cdf_missing(mapping.table))
-            return checks
-        since = self.cdf_enabled_since(dt)
-        checks.append(Check("change data feed", "pass", f"{CDF} = true since version {since}"))
-        checks.extend(retention_checks(mapping.table, config, frequency_seconds))
-        return checks
+            return [*checks, Check("strategy", "info", DIFF_NOTE)]
+        return [*checks, *judge_feed(inspection, frequency_seconds)]
 
     def cdf_enabled_since(self, dt: DeltaTable) -> int:
         """The first version from which the change data feed has been on without a break."""

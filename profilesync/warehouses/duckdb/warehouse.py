@@ -30,6 +30,7 @@ from profilesync.errors import (
 from profilesync.mapping import QUERY_TABLE, checked, quote
 from profilesync.model import Checkpoint, Connection, Mapping
 from profilesync.sandbox import lock_down, locked
+from profilesync.warehouses.duckdb.checks import DuckDBInspection, judge
 from profilesync.warehouses.duckdb.spec import SPEC
 from profilesync.warehouses.protocol import Changes, Check
 
@@ -106,18 +107,6 @@ def user_query(mapping: Mapping) -> str:
     query = mapping.query or ""
     checked(query, "duckdb")
     return query_sql(query)
-
-
-def diff_cost_check(what: str, rows: int | None) -> Check:
-    """The "Test mapping" line that says what a snapshot diff costs."""
-    size = f" ({rows:,} rows now)" if rows is not None else ""
-    return Check(
-        "strategy",
-        "info",
-        f"snapshot diff: each sync reads the whole {what}{size} and compares it with the store by "
-        "user_id; only rows that really differ are applied and metered as operations, but the "
-        "read costs the size of the result, not of the changes",
-    )
 
 
 def now_position() -> str:
@@ -201,23 +190,22 @@ class DuckDBWarehouse:
             ) from None
 
     # -- test mapping ----------------------------------------------------------------
-    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
+    def inspect(self, mapping: Mapping, strategy: str = "diff") -> DuckDBInspection:
+        """The query's error, or the table's row count: the only I/O of "Test mapping"."""
         if mapping.table == QUERY_TABLE:
-            checks = [self._query_check(mapping)]
-            return [*checks, diff_cost_check("query result", None)]
+            return DuckDBInspection(mapping, query_error=self._query_error(mapping))
         self.table_schema(mapping.table)
-        rows = self._count(mapping.table)
-        return [
-            Check("table", "pass", f"DuckDB table {mapping.table} in {self.path.name}"),
-            diff_cost_check("table", rows),
-        ]
+        return DuckDBInspection(mapping, file_name=self.path.name, rows=self._count(mapping.table))
 
-    def _query_check(self, mapping: Mapping) -> Check:
+    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
+        return judge(self.inspect(mapping, strategy))
+
+    def _query_error(self, mapping: Mapping) -> str:
         try:
             self.con.execute(f"DESCRIBE {user_query(mapping)}").fetchall()
         except duckdb.Error as exc:
-            return Check("query", "fail", f"the query does not run: {str(exc).splitlines()[0]}")
-        return Check("query", "pass", "the query runs in the warehouse as written")
+            return str(exc).splitlines()[0]
+        return ""
 
     def _count(self, table: str) -> int:
         row = self.con.execute(f"SELECT count(*) FROM {self.qualified(table)}").fetchone()

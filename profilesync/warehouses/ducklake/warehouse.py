@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,12 +35,12 @@ from profilesync.sandbox import lock_down
 from profilesync.warehouses.duckdb.warehouse import (
     DuckDBWarehouse,
     arrow_reader,
-    diff_cost_check,
     extension_file,
     load,
     offline_connect,
     split_table,
 )
+from profilesync.warehouses.ducklake.checks import EXPIRE_OPTION, LakeInspection, judge
 from profilesync.warehouses.ducklake.spec import SPEC
 from profilesync.warehouses.protocol import (
     DELETE,
@@ -51,9 +52,8 @@ from profilesync.warehouses.protocol import (
     change_schema,
     empty_reader,
 )
-from profilesync.warehouses.rules import expired_error, replaced_error, retention_check
+from profilesync.warehouses.rules import expired_error, replaced_error
 
-EXPIRE_OPTION = "expire_older_than"
 #: catalog string prefix -> (DuckDB extension, wheel package shipping it)
 _CATALOG_EXTENSIONS = {"postgres:": ("postgres_scanner", "duckdb-extension-postgres-scanner")}
 
@@ -246,30 +246,24 @@ class DuckLakeWarehouse(DuckDBWarehouse):
         return str(row[0])
 
     # -- test mapping ----------------------------------------------------------------
-    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
+    def inspect(self, mapping: Mapping, strategy: str = "cdc") -> LakeInspection:
+        """Everything "Test mapping" reads of the lake for ``strategy``, in one go."""
         if mapping.table == QUERY_TABLE:
-            return [self._query_check(mapping), diff_cost_check("query result", None)]
+            return LakeInspection(mapping, query_error=self._query_error(mapping))
         if self.is_view(mapping.table):
-            return [self._view_check(mapping.table, strategy), diff_cost_check("view", None)]
+            return LakeInspection(mapping, is_view=True)
         snapshot = self.current_snapshot()
         identity = self.table_identity(mapping.table, snapshot)
-        checks = [
-            Check(
-                "table",
-                "pass",
-                f"DuckLake table {mapping.table} (uuid {identity}) at snapshot {snapshot}",
-            )
-        ]
+        found = LakeInspection(mapping, snapshot=snapshot, identity=identity)
         if strategy == "diff":
-            return [*checks, diff_cost_check("table", self._count(mapping.table))]
-        checks.append(
-            Check(
-                "change tracking",
-                "pass",
-                "DuckLake records the inserts and deletes of every snapshot: no setup needed",
-            )
-        )
-        return [*checks, self._retention_check(mapping.table, frequency_seconds)]
+            return replace(found, rows=self._count(mapping.table))
+        expire = self.expire_older_than(mapping.table)
+        oldest = self.oldest_snapshot()
+        seconds = None if expire is None else self._interval_seconds(expire)
+        return replace(found, expire=expire, expire_seconds=seconds, oldest_snapshot=oldest)
+
+    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
+        return judge(self.inspect(mapping, strategy), frequency_seconds, strategy)
 
     def is_view(self, table: str) -> bool:
         schema, name = split_table(table)
@@ -278,33 +272,6 @@ class DuckLakeWarehouse(DuckDBWarehouse):
             [self.alias, schema, name],
         ).fetchone()
         return bool(row and row[0])
-
-    def _view_check(self, table: str, strategy: str) -> Check:
-        if strategy == "diff":
-            return Check("table", "pass", f"DuckLake view {table}, read whole at one snapshot")
-        return Check(
-            "change tracking",
-            "fail",
-            f"{table} is a view: DuckLake records the changes of tables only. Use --strategy diff "
-            "(each sync reads the whole view), or point the source at the underlying table.",
-        )
-
-    def _retention_check(self, table: str, frequency_seconds: int) -> Check:
-        value = self.expire_older_than(table)
-        oldest = self.oldest_snapshot()
-        if value is None:
-            return Check(
-                "snapshot retention",
-                "pass",
-                f"no {EXPIRE_OPTION} is set: snapshots (oldest kept: {oldest}) stay until someone "
-                "runs ducklake_expire_snapshots; expiring snapshots newer than the last sync "
-                "forces a resync",
-            )
-        fix = f"CALL <lake>.set_option('{EXPIRE_OPTION}', '7 days')"
-        seconds = self._interval_seconds(value)
-        return retention_check(
-            "snapshot retention", EXPIRE_OPTION, value, seconds, frequency_seconds, fix, "snapshots"
-        )
 
     def expire_older_than(self, table: str) -> str | None:
         """The most specific ``expire_older_than`` option for ``table`` (table, schema, lake)."""

@@ -322,8 +322,12 @@ class SnowflakeWarehouse(SQLWarehouse[TableRef]):
         return pa.schema([(present(n), t) for n, t in self._columns(ref).items()])
 
     # -- test mapping ----------------------------------------------------------------
-    def _table_checks(self, table: TableRef, frequency_seconds: int) -> tuple[Check, list[Check]]:
-        info = self._info(table)
+    def _inspect_table(self, table: TableRef) -> TableInfo:
+        return self._info(table)
+
+    def _judge_table(
+        self, table: TableRef, info: TableInfo, frequency_seconds: int
+    ) -> tuple[Check, list[Check]]:
         found = Check(
             "table", "pass", f"Snowflake {info.kind.lower()} {table.sql}, created {info.identity}"
         )
