@@ -17,7 +17,8 @@ from sqlglot import exp
 from profilesync.errors import NotFoundError
 from profilesync.events.validate import STANDARD_FIELDS
 from profilesync.model import json_value
-from profilesync.query import compiler, results
+from profilesync.query.compiler import Compiled, compile_segmentation
+from profilesync.query.compiler import others as others_query
 from profilesync.query.model import SegmentationQuery
 from profilesync.query.relations import (
     EVENT_CATALOG,
@@ -31,6 +32,7 @@ from profilesync.query.relations import (
     physical,
     relation,
 )
+from profilesync.query.results import shape as shape_rows
 from profilesync.query.timerange import buckets
 from profilesync.query.timerange import time_range as _time_range
 
@@ -39,7 +41,7 @@ from profilesync.query.timerange import time_range as _time_range
 class Plan:
     """A compiled segmentation, the physical tables it reads, and what shaping needs."""
 
-    compiled: compiler.Compiled
+    compiled: Compiled
     tables: Tables
     start: datetime
     end: datetime  # exclusive
@@ -60,7 +62,7 @@ def plan(store: QueryStore, query: SegmentationQuery, now: datetime | None = Non
     catalog = load_catalog(store)
     start, end = time_range(query, now)
     project_id = project_id_of(store, query.project, catalog.tables) if query.project else None
-    compiled = compiler.compile_segmentation(
+    compiled = compile_segmentation(
         query, catalog, start, end, project_id=project_id, dialect=store.dialect
     )
     return Plan(compiled, catalog.tables, start, end, buckets(start, end, query.interval))
@@ -75,7 +77,7 @@ def run(reader: Reader, p: Plan) -> list[tuple[Any, ...]]:
     limit = p.query.limit
     if rows and rows[0][-1] > limit:  # more groups than shown: count the rest
         top = list({r[2]: None for r in rows})
-        expression, params = compiler.others(compiled, top)
+        expression, params = others_query(compiled, top)
         others = reader.read(physical(expression, p.tables), params)
         rows += [(*r[:4], limit + 1, *r[5:], None) for r in others]
     return [r[:-1] for r in rows]
@@ -83,7 +85,7 @@ def run(reader: Reader, p: Plan) -> list[tuple[Any, ...]]:
 
 def shape(p: Plan, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
     """The JSON answer of a plan's rows (see :func:`profilesync.query.results.shape`)."""
-    return results.shape(p.query, p.start, p.end, p.buckets, rows)
+    return shape_rows(p.query, p.start, p.end, p.buckets, rows)
 
 
 def segmentation(store: QueryStore, query: SegmentationQuery) -> dict[str, Any]:
