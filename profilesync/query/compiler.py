@@ -262,11 +262,11 @@ def _parsed(sql: str, into: type[exp.Expr] | None = None) -> exp.Expr:
     return exp.maybe_parse(sql, into=into, prefix="GROUP BY" if into is exp.Group else None)
 
 
-def _sql(*fragments: str) -> list[exp.Expr]:
+def fragments(*sql: str) -> list[exp.Expr]:
     """Fixed fragments of the query (never a user's text), parsed once and copied: the
     expression is built anew for every question, parsing them each time would cost more
     than rendering."""
-    return [_parsed(fragment).copy() for fragment in fragments]
+    return [_parsed(fragment).copy() for fragment in sql]
 
 
 def _grouping_sets(sql: str) -> exp.Expr:
@@ -283,7 +283,7 @@ def _additive(base: exp.Select, query: SegmentationQuery) -> exp.Select:
     agg = (
         exp.select(
             *_columns("bucket", "ev", "grp"),
-            *_sql("count(*) AS n", "count(v) AS nv", "sum(v) AS sv"),
+            *fragments("count(*) AS n", "count(v) AS nv", "sum(v) AS sv"),
         )
         .from_(base.subquery("b", copy=False), copy=False)
         .group_by(*_columns("bucket", "ev", "grp"), copy=False)
@@ -292,7 +292,7 @@ def _additive(base: exp.Select, query: SegmentationQuery) -> exp.Select:
         f"row_number() OVER (ORDER BY {_RANK[query.metric]} DESC NULLS LAST, grp NULLS LAST) AS r"
     )
     ranked = (
-        exp.select(exp.column("grp"), *_sql(rank))
+        exp.select(exp.column("grp"), *fragments(rank))
         .from_(exp.table_("agg"), copy=False)
         .group_by(exp.column("grp"), copy=False)
     )
@@ -301,12 +301,12 @@ def _additive(base: exp.Select, query: SegmentationQuery) -> exp.Select:
     return (
         exp.select(
             exp.column("bucket", "a"), exp.column("ev", "a"), grp.as_("grp"), named.as_("named"),
-            *_sql("min(r.r) AS r", "sum(a.n) AS n", "sum(a.nv) AS nv", "sum(a.sv) AS sv"),
+            *fragments("min(r.r) AS r", "sum(a.n) AS n", "sum(a.nv) AS nv", "sum(a.sv) AS sv"),
         )
         .with_("agg", as_=agg, copy=False)
         .with_("ranked", as_=ranked, copy=False)
         .from_(exp.table_("agg", alias="a"), copy=False)
-        .join(exp.table_("ranked", alias="r"), on=_sql("a.grp IS NOT DISTINCT FROM r.grp")[0], copy=False)
+        .join(exp.table_("ranked", alias="r"), on=fragments("a.grp IS NOT DISTINCT FROM r.grp")[0], copy=False)
         .group_by(exp.column("bucket", "a"), exp.column("ev", "a"), grp.copy(), named.copy(), copy=False)
     )  # fmt: skip
 
@@ -315,14 +315,14 @@ def _uniques(base: exp.Select, limit: int) -> exp.Select:
     """Unique users do not add up across buckets or groups: one pass counts them per bucket
     and over the range (grouping sets); the top groups by the range count keep their name."""
     counted = (
-        exp.select(*_columns("bucket", "ev", "grp"), *_sql("count(DISTINCT uid) AS n"))
+        exp.select(*_columns("bucket", "ev", "grp"), *fragments("count(DISTINCT uid) AS n"))
         .from_(base.subquery("b", copy=False), copy=False)
         .group_by(_grouping_sets("GROUPING SETS ((bucket, ev, grp), (ev, grp))"), copy=False)
     )
     ranked = (
         exp.select(
             exp.column("grp"),
-            *_sql(
+            *fragments(
                 "row_number() OVER (ORDER BY sum(n) DESC NULLS LAST, grp NULLS LAST) AS r",
                 "count(*) OVER () AS groups",
             ),
@@ -333,14 +333,14 @@ def _uniques(base: exp.Select, limit: int) -> exp.Select:
     )
     return (
         exp.select(
-            *(exp.column(c, "c") for c in ("bucket", "ev", "grp")), *_sql("true AS named"),
-            exp.column("r", "r"), exp.column("n", "c"), *_sql("NULL AS nv", "NULL AS sv"),
+            *(exp.column(c, "c") for c in ("bucket", "ev", "grp")), *fragments("true AS named"),
+            exp.column("r", "r"), exp.column("n", "c"), *fragments("NULL AS nv", "NULL AS sv"),
             exp.column("groups", "r"),
         )
         .with_("counted", as_=counted, materialized=True, copy=False)
         .with_("ranked", as_=ranked, copy=False)
         .from_(exp.table_("counted", alias="c"), copy=False)
-        .join(exp.table_("ranked", alias="r"), on=_sql("c.grp IS NOT DISTINCT FROM r.grp")[0], copy=False)
+        .join(exp.table_("ranked", alias="r"), on=fragments("c.grp IS NOT DISTINCT FROM r.grp")[0], copy=False)
         .where(exp.column("r", "r") <= exp.Literal.number(limit), copy=False)
     )  # fmt: skip
 
@@ -361,7 +361,7 @@ def others(compiled: Compiled, top: list[Any]) -> tuple[exp.Select, list[Any]]:
     select = (
         exp.select(
             *_columns("bucket", "ev"),
-            *_sql(
+            *fragments(
                 "NULL AS grp", "false AS named", "NULL AS r", "count(DISTINCT uid) AS n",
                 "NULL AS nv", "NULL AS sv",
             ),

@@ -15,15 +15,8 @@ from sqlglot import exp
 
 from profilesync.errors import NotFoundError
 from profilesync.model import json_value
-from profilesync.query.relations import (
-    EVENTS,
-    PROJECTS,
-    QueryStore,
-    Reader,
-    physical,
-    relation,
-    table_names,
-)
+from profilesync.query.compiler import fragments
+from profilesync.query.relations import EVENTS, Store, physical, relation
 
 UNREADABLE = "(unreadable)"
 
@@ -41,31 +34,30 @@ EVENT_COLUMNS = (
 )
 
 
-def latest_events(user: exp.Expression, limit: exp.Expression) -> exp.Select:
-    """A user's latest events, newest first, with their project's name."""
-    time = exp.column("time", "e", quoted=True)
-    columns = [exp.column("name", "p").as_("project")]
-    columns += [exp.column(c, "e", quoted=c == "time") for c in EVENT_COLUMNS[1:]]
+def latest_events(user: exp.Expr, limit: exp.Expr) -> exp.Select:
+    """A user's latest events, newest first (the first column is the project's id)."""
+    time = exp.column("time", quoted=True)
+    columns = [exp.column("project_id")]
+    columns += [exp.column(c, quoted=c == "time") for c in EVENT_COLUMNS[1:]]
     return (
         exp.select(*columns)
-        .from_(relation(EVENTS, "e"))
-        .join(relation(PROJECTS, "p"), on="p.id = e.project_id", join_type="left")
-        .where(exp.column("user_id", "e").eq(user))
-        .order_by(exp.Ordered(this=time.copy(), desc=True))
-        .limit(limit)
+        .from_(relation(EVENTS), copy=False)
+        .where(exp.column("user_id").eq(user), copy=False)
+        .order_by(exp.Ordered(this=time, desc=True), copy=False)
+        .limit(limit, copy=False)
     )
 
 
-def event_summary(user: exp.Expression) -> exp.Select:
+def event_summary(user: exp.Expr) -> exp.Select:
     """How many events a user sent, the first and the last."""
     return (
-        exp.select("count(*)", 'min("time")', 'max("time")')
-        .from_(relation(EVENTS))
-        .where(exp.column("user_id").eq(user))
+        exp.select(*fragments("count(*)", 'min("time")', 'max("time")'))
+        .from_(relation(EVENTS), copy=False)
+        .where(exp.column("user_id").eq(user), copy=False)
     )
 
 
-def user_lookup(store: QueryStore, user_id: str, limit: int = 50) -> dict[str, Any]:
+def user_lookup(store: Store, user_id: str, limit: int = 50) -> dict[str, Any]:
     """A user's current profile (values, sources, last synced) and their latest events."""
     try:
         profile: dict[str, Any] | None = store.get_profile(user_id, detail=True)
@@ -88,14 +80,18 @@ def user_lookup(store: QueryStore, user_id: str, limit: int = 50) -> dict[str, A
 
 
 def read_events(
-    reader: Reader, user_id: str, limit: int
+    store: Store, user_id: str, limit: int
 ) -> tuple[list[dict[str, Any]], tuple[Any, Any, Any]]:
     """A user's latest events as JSON, and their count, first and last time."""
-    tables = table_names([])
+    tables = {("", EVENTS): store.events_relation}
     user, top = exp.Placeholder(this="1"), exp.Placeholder(this="2")
-    rows = reader.read(physical(latest_events(user, top), tables), [user_id, limit])
-    events = [_event_json(dict(zip(EVENT_COLUMNS, row, strict=True))) for row in rows]
-    summary = reader.read(physical(event_summary(user), tables), [user_id])
+    rows = store.read(physical(latest_events(user, top), tables), [user_id, limit])
+    projects = {p.id: p.name for p in store.events.list_projects()} if rows else {}
+    events = [
+        _event_json(dict(zip(EVENT_COLUMNS, (projects.get(row[0]), *row[1:]), strict=True)))
+        for row in rows
+    ]
+    summary = store.read(physical(event_summary(user), tables), [user_id])
     return events, (summary[0] if summary else (0, None, None))
 
 

@@ -1,65 +1,39 @@
 """The relations a compiled query reads, by logical name, and where they live.
 
-Queries are compiled against logical relations: ``events``, ``event_catalog``,
-``projects`` and one ``profiles.<source name>`` per synced source. :func:`physical` swaps
-them for the store's tables just before a query runs, so the compiler never sees how a
-backend lays out its tables; a store that names them differently changes
-:func:`table_names` and nothing else.
+Queries are compiled against logical relations: ``events`` and one
+``profiles.<source name>`` per synced source. :func:`physical` swaps them for the
+store's own names (:attr:`Store.events_relation`, :meth:`Store.profile_relation`) just
+before a query runs, so the compiler never sees how a backend lays out its tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from sqlglot import exp
 
 from profilesync.errors import NotFoundError
-from profilesync.model import Source
+from profilesync.store.protocol import Reader, Store
+
+__all__ = ["Reader", "Store"]
 
 EVENTS = "events"
-EVENT_CATALOG = "event_catalog"
-PROJECTS = "projects"
 #: the schema of the logical profile relations: ``profiles.<source name>``
 PROFILES = "profiles"
-#: profile table columns that are bookkeeping, not properties
-BOOKKEEPING = ("user_id", "_synced_at")
 
 #: (schema, name) of a logical relation -> the physical table
 Tables = Mapping[tuple[str, str], str]
 
 
-class Reader(Protocol):
-    """What running a compiled query needs from a store: its dialect and ``read``."""
-
-    @property
-    def dialect(self) -> str: ...
-    def read(self, query: exp.Expression, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-
-
-class QueryStore(Reader, Protocol):
-    """A store that holds profiles: its sources' tables are joined to events."""
-
-    def profile_tables(self) -> list[tuple[Source, list[str]]]: ...
-    def get_profile(self, user_id: str, *, detail: bool = False) -> dict[str, Any]: ...
-
-
 def relation(name: str, alias: str | None = None) -> exp.Table:
-    """A logical relation (``events``, ``event_catalog``, ``projects``) in a FROM or JOIN."""
+    """A logical relation (``events``) in a FROM or JOIN."""
     return exp.table_(name, alias=alias)
 
 
 def profile_relation(source: str, alias: str | None = None) -> exp.Table:
     """The logical relation of one source's current profile rows."""
     return exp.table_(source, db=PROFILES, alias=alias)
-
-
-def table_names(sources: list[Source]) -> dict[tuple[str, str], str]:
-    """Logical relation -> physical table in the embedded store's layout."""
-    tables = {("", name): name for name in (EVENTS, EVENT_CATALOG, PROJECTS)}
-    tables.update({(PROFILES, s.name): s.profile_table for s in sources})
-    return tables
 
 
 def physical(expression: exp.Expression, tables: Tables) -> exp.Expression:
@@ -98,31 +72,15 @@ class Catalog:
         return self.properties[name]
 
 
-def load_catalog(store: QueryStore) -> Catalog:
-    """Profile properties of every synced source with their stored types (one read of
-    ``information_schema``, which DuckDB and ClickHouse both offer)."""
-    sources = [source for source, _ in store.profile_tables()]
-    tables = table_names(sources)
-    if not sources:
-        return Catalog({}, tables)
-    physical_names = [exp.Literal.string(s.profile_table) for s in sources]
-    columns = exp.column
-    query = (
-        exp.select("table_name", "column_name", "data_type")
-        .from_(exp.table_("columns", db="information_schema"))
-        .where(columns("table_schema").eq(exp.CurrentSchema()))
-        .where(columns("table_name").isin(*physical_names))
-        .order_by("ordinal_position")
-    )
-    by_table: dict[str, list[tuple[str, str]]] = {}
-    for table, name, type_name in store.read(query):
-        by_table.setdefault(table, []).append((name, type_name))
+def load_catalog(store: Store) -> Catalog:
+    """Profile properties of every synced source with their stored types."""
+    tables = {("", EVENTS): store.events_relation}
     properties: dict[str, ProfileProperty] = {}
-    for source in sources:  # a later source wins a name, as profiles merge them
-        for name, type_name in by_table.get(source.profile_table, []):
-            if name not in BOOKKEEPING:
-                data_type = _data_type(type_name, store.dialect)
-                properties[name] = ProfileProperty(name, source.name, data_type, type_name)
+    for source, types in store.profile_schemas():  # a later source wins a name, as profiles do
+        tables[(PROFILES, source.name)] = store.profile_relation(source)
+        for name, type_name in types.items():
+            data_type = _data_type(type_name, store.dialect)
+            properties[name] = ProfileProperty(name, source.name, data_type, type_name)
     return Catalog(properties, tables)
 
 

@@ -17,16 +17,13 @@ from sqlglot import exp
 from profilesync.errors import NotFoundError
 from profilesync.events.validate import STANDARD_FIELDS
 from profilesync.model import json_value
-from profilesync.query.compiler import Compiled, compile_segmentation
+from profilesync.query.compiler import Compiled, compile_segmentation, fragments
 from profilesync.query.compiler import others as others_query
 from profilesync.query.model import SegmentationQuery
 from profilesync.query.relations import (
-    EVENT_CATALOG,
     EVENTS,
-    PROJECTS,
-    Catalog,
-    QueryStore,
     Reader,
+    Store,
     Tables,
     load_catalog,
     physical,
@@ -57,11 +54,11 @@ def time_range(query: SegmentationQuery, now: datetime | None = None) -> tuple[d
     return _time_range(query.start, query.end, query.interval, now)
 
 
-def plan(store: QueryStore, query: SegmentationQuery, now: datetime | None = None) -> Plan:
+def plan(store: Store, query: SegmentationQuery, now: datetime | None = None) -> Plan:
     """Resolve the query's names against the store and compile it for the store's dialect."""
     catalog = load_catalog(store)
     start, end = time_range(query, now)
-    project_id = project_id_of(store, query.project, catalog.tables) if query.project else None
+    project_id = project_id_of(store, query.project) if query.project else None
     compiled = compile_segmentation(
         query, catalog, start, end, project_id=project_id, dialect=store.dialect
     )
@@ -88,72 +85,50 @@ def shape(p: Plan, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
     return shape_rows(p.query, p.start, p.end, p.buckets, rows)
 
 
-def segmentation(store: QueryStore, query: SegmentationQuery) -> dict[str, Any]:
+def segmentation(store: Store, query: SegmentationQuery) -> dict[str, Any]:
     """Plan, run and shape on ``store``."""
     p = plan(store, query)
     return shape(p, run(store, p))
 
 
-def project_id_of(store: Reader, name: str, tables: Tables) -> int:
+def project_id_of(store: Store, name: str) -> int:
     """The id of the project named ``name``; refused with where to find the names."""
-    query = (
-        exp.select("id")
-        .from_(relation(PROJECTS))
-        .where(exp.column("name").eq(exp.Placeholder(this="1")))
-    )
-    rows = store.read(physical(query, tables), [name])
-    if not rows:
+    project = store.events.find_project(name)
+    if project is None:
         raise NotFoundError(
             f"no project named {name!r}: see `profilesync events projects list`, "
             "or create it with `profilesync events projects add NAME`"
         )
-    return int(rows[0][0])
+    return project.id
 
 
-def known(store: QueryStore, project: str | None = None) -> dict[str, Any]:
+def known(store: Store, project: str | None = None) -> dict[str, Any]:
     """What the query pickers offer: event types (with counts) and property names by kind."""
     catalog = load_catalog(store)
-    tables = catalog.tables
-    project_id = project_id_of(store, project, tables) if project else None
-    in_project = [exp.column("project_id").eq(exp.Placeholder(this="1"))] if project else []
-    params = [project_id] if project else []
+    project_id = project_id_of(store, project) if project else None
     types = (
-        exp.select("event_type", "count(*)", 'max("time")')
-        .from_(relation(EVENTS))
-        .where(*in_project)
-        .group_by("event_type")
-        .order_by("count(*) DESC", "event_type")
+        exp.select(exp.column("event_type"), *fragments("count(*)", 'max("time")'))
+        .from_(relation(EVENTS), copy=False)
+        .group_by(exp.column("event_type"), copy=False)
+        .order_by(exp.Ordered(this=fragments("count(*)")[0], desc=True), "event_type", copy=False)
     )
-    names = (
-        exp.select("kind", "name", "event_type")
-        .distinct()
-        .from_(relation(EVENT_CATALOG))
-        .where("kind <> 'type'", *in_project)
-        .order_by("kind", "name", "event_type")
-    )
-    by_name: dict[tuple[str, str], list[str]] = {}
-    for kind, name, event_type in store.read(physical(names, tables), params):
-        by_name.setdefault((kind, name), []).append(event_type)
+    params = []
+    if project_id is not None:
+        types = types.where(exp.column("project_id").eq(exp.Placeholder(this="1")), copy=False)
+        params = [project_id]
+    names = store.events.catalog(project_id)
     return {
         "event_types": [
             {"name": t, "count": int(n), "last_seen": json_value(last)}
-            for t, n, last in store.read(physical(types, tables), params)
+            for t, n, last in store.read(physical(types, catalog.tables), params)
         ],
         "properties": {
-            "profile": _profile_picks(catalog),
-            "user": [
-                {"name": n, "event_types": ev} for (k, n), ev in by_name.items() if k == "user"
+            "profile": [
+                {"name": p.name, "type": p.type_name, "source": p.source}
+                for _, p in sorted(catalog.properties.items())
             ],
-            "event": [
-                {"name": n, "event_types": ev} for (k, n), ev in by_name.items() if k == "event"
-            ],
+            "user": [{"name": n, "event_types": ev} for k, n, ev in names if k == "user"],
+            "event": [{"name": n, "event_types": ev} for k, n, ev in names if k == "event"],
             "field": [{"name": n, "type": t} for n, t in STANDARD_FIELDS.items()],
         },
     }
-
-
-def _profile_picks(catalog: Catalog) -> list[dict[str, Any]]:
-    return [
-        {"name": p.name, "type": p.type_name, "source": p.source}
-        for _, p in sorted(catalog.properties.items())
-    ]
