@@ -86,8 +86,22 @@ class Warehouse(Protocol):
         """Column names and Arrow types; raises NotFoundError for an unknown table."""
         ...
 
+    def inspect(self, mapping: Mapping, strategy: str = "cdc") -> Any:
+        """Everything the checks of ``mapping`` need, read from the warehouse once.
+
+        The result is the kind's own frozen value (``PostgresInspection``,
+        ``FeedInspection``, ...); an inspection made for "cdc" can be judged for either
+        strategy, one made for "diff" only for "diff".
+        """
+        ...
+
+    def judge(self, inspection: Any, frequency_seconds: int, strategy: str) -> list[Check]:
+        """The checks for an inspection: pure rules, no I/O."""
+        ...
+
     def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
-        """Change tracking, retention and privilege checks for "Test mapping"."""
+        """Change tracking, retention and privilege checks for "Test mapping":
+        ``judge(inspect(mapping, strategy), frequency_seconds, strategy)``."""
         ...
 
     def snapshot(self, mapping: Mapping, limit: int | None = None) -> Changes:

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from profilesync.model import Checkpoint, Connection, Source, SyncResult
-from profilesync.sources import open_source
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
+from profilesync.warehouses import open_warehouse
 from tests.conformance.driver import Driver, Row
 from tests.conftest import resolve_and_add
 
@@ -147,7 +147,7 @@ class Harness:
     def remove_source(self, name: str) -> None:
         """``source delete NAME``: frees warehouse-side state (a replication slot) too."""
         source = self.store.get_source(name)
-        warehouse = open_source(self.store.get_connection(CONNECTION), name)
+        warehouse = open_warehouse(self.store.get_connection(CONNECTION), name)
         try:
             warehouse.release(source.mapping)
         finally:

@@ -13,8 +13,8 @@ import pytest
 from profilesync.mapping import from_columns, from_query
 from profilesync.model import Connection, Source
 from profilesync.pgserver import PgServer
-from profilesync.sources.postgres import slot_name
 from profilesync.store.duckdb import DuckDBStore
+from profilesync.warehouses.postgres.slot import slot_name
 from tests.postgres_server import admin, drop_database, fresh_database
 
 PROPS = [("title", "Title"), ("score", "Score"), ("vip", "VIP"), ("seen_at", "Seen At")]

@@ -295,9 +295,9 @@ def test_odd_schema_and_table_names(pg: Pg, pgstore: DuckDBStore) -> None:
 
 
 def pgstore_tables(store: DuckDBStore) -> list[str]:
-    from profilesync.sources import open_source
+    from profilesync.warehouses import open_warehouse
 
-    source = open_source(store.get_connection("pg"))
+    source = open_warehouse(store.get_connection("pg"))
     try:
         return source.list_tables()
     finally:

@@ -9,10 +9,11 @@ import pytest
 
 from profilesync.mapping import from_columns
 from profilesync.model import Connection
-from profilesync.sources.base import Check
-from profilesync.sources.postgres import PostgresSource, _wal_level_check
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
+from profilesync.warehouses.postgres.checks import wal_level_check
+from profilesync.warehouses.postgres.warehouse import PostgresWarehouse
+from profilesync.warehouses.protocol import Check
 from tests.postgres.conftest import Pg, add_table_source
 from tests.postgres_server import invalidate_slots
 
@@ -23,7 +24,7 @@ TWELVE_HOURS = 12 * 3600
 def run_checks(
     dsn: str, table: str, user_id: str, strategy: str = "cdc", name: str = "users"
 ) -> dict[str, Check]:
-    source = PostgresSource(Connection("pg", "postgres", {"dsn": dsn}), name)
+    source = PostgresWarehouse(Connection("pg", "postgres", {"dsn": dsn}), name)
     try:
         mapping = from_columns(table, user_id, [("title", "Title")])
         return {c.name: c for c in source.check(mapping, TWELVE_HOURS, strategy)}
@@ -108,9 +109,9 @@ def sync_as(dsn: str, pg: Pg) -> None:
         pg.run("UPDATE users SET title = 'as reader'")
         assert engine.sync(store, "users").updated == 1
         store.get_source("users")
-        from profilesync.sources import open_source
+        from profilesync.warehouses import open_warehouse
 
-        warehouse = open_source(store.get_connection("pg"), "users")
+        warehouse = open_warehouse(store.get_connection("pg"), "users")
         warehouse.release(store.get_source("users").mapping)
         warehouse.close()
 
@@ -139,7 +140,7 @@ def test_views_and_diff_strategy(pg: Pg) -> None:
 def test_wal_level_other_than_logical_fails_with_the_setting_to_change() -> None:
     # the session's server runs with wal_level = logical; the check itself is plain logic
     server: dict[str, Any] = {"wal_level": "replica"}
-    check = _wal_level_check(server)
+    check = wal_level_check(server)
     assert check.level == "fail"
     assert check.fix_sql == "ALTER SYSTEM SET wal_level = logical; -- then restart PostgreSQL"
 

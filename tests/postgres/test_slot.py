@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from profilesync.cli import app
 from profilesync.errors import RetentionExceededError
-from profilesync.sources.postgres import lsn_int
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
+from profilesync.warehouses.postgres.slot import lsn_int
 from tests.postgres.conftest import Pg, add_table_source, profiles
 from tests.postgres_server import invalidate_slots
 

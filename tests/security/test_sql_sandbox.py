@@ -25,11 +25,11 @@ from profilesync.events import ingest
 from profilesync.events.query import Filter, PropertyRef, SegmentationQuery, segmentation
 from profilesync.mapping import QUERY_TABLE, quote
 from profilesync.model import Connection, Mapping, PropertyMapping, Source
-from profilesync.sources.duckdb import DuckDBSource
-from profilesync.sources.ducklake import DuckLakeSource
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
 from profilesync.sync.transform import transform
+from profilesync.warehouses.duckdb.warehouse import DuckDBWarehouse
+from profilesync.warehouses.ducklake.warehouse import DuckLakeWarehouse
 from tests.conftest import Cli, Warehouse, resolve_and_add, users_table
 from tests.events.conftest import World, build_world
 from tests.robustness.conftest import assert_cli_refused, store_state
@@ -183,7 +183,7 @@ def test_a_saved_query_is_checked_again_before_it_runs(
 def test_the_warehouse_connection_reaches_only_its_own_file(
     tmp_path: Path, secret: Path, wh: DuckDBFile
 ) -> None:
-    source = DuckDBSource(Connection("wh", "duckdb", wh.connection_config()))
+    source = DuckDBWarehouse(Connection("wh", "duckdb", wh.connection_config()))
     try:
         assert source.con.execute("SELECT count(*) FROM main.users").fetchone() == (2,)
         with pytest.raises(duckdb.PermissionException, match="disabled by configuration"):
@@ -208,7 +208,7 @@ def test_a_ducklake_query_that_reads_files_is_refused_and_the_lake_reaches_only_
     sql = f"SELECT uid AS user_id, (SELECT content FROM read_text('{secret}')) AS p FROM users"
     with pytest.raises(ConfigurationError, match=r"read_text\(\): .* not allowed"):
         resolve_and_add(store, "s", "wh", query=sql, strategy="diff")
-    source = DuckLakeSource(store.get_connection("wh"))
+    source = DuckLakeWarehouse(store.get_connection("wh"))
     try:
         assert source.con.execute("SELECT count(*) FROM users").fetchone() == (1,)
         with pytest.raises(duckdb.PermissionException, match="disabled by configuration"):
@@ -305,7 +305,7 @@ def test_segmentation_names_and_values_cannot_inject_sql(world: World, secret: P
 
 
 def test_the_ingest_and_postgres_scratch_engines_reach_no_file(secret: Path) -> None:
-    from profilesync.sources.postgres import _duck
+    from profilesync.warehouses.postgres.driver import duck as _duck
 
     for con in (ingest.scratch(), _duck()):
         with pytest.raises(duckdb.PermissionException, match="disabled by configuration"):

@@ -8,9 +8,9 @@ import pytest
 
 from profilesync.errors import ConfigurationError, NotFoundError, WarehouseUnavailableError
 from profilesync.model import Connection
-from profilesync.sources.duckdb import DuckDBSource
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
+from profilesync.warehouses.duckdb.warehouse import DuckDBWarehouse
 from tests.conftest import Cli
 from tests.sources.conftest import (
     USERS,
@@ -35,9 +35,9 @@ def synced(wh: Warehouse, store: DuckDBStore) -> Warehouse:
 
 def test_connection_needs_an_existing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="--path FILE"):
-        DuckDBSource.validate_config({})
+        DuckDBWarehouse.validate_config({})
     with pytest.raises(ConfigurationError, match="existing DuckDB database file"):
-        DuckDBSource.validate_config({"path": str(tmp_path / "missing.duckdb")})
+        DuckDBWarehouse.validate_config({"path": str(tmp_path / "missing.duckdb")})
 
 
 def test_tables_and_views_are_named_schema_dot_table(wh: Warehouse) -> None:
@@ -47,7 +47,7 @@ def test_tables_and_views_are_named_schema_dot_table(wh: Warehouse) -> None:
         "CREATE TABLE main.users (uid VARCHAR, plan VARCHAR)",
         "CREATE VIEW main.paying AS SELECT * FROM main.users WHERE plan <> 'free'",
     )
-    source = DuckDBSource(Connection("wh", "duckdb", wh.connection_config()))
+    source = DuckDBWarehouse(Connection("wh", "duckdb", wh.connection_config()))
     try:
         assert source.list_tables() == ["crm.accounts", "main.paying", "main.users"]
         assert source.table_schema("crm.accounts").names == ["uid"]
@@ -94,7 +94,7 @@ def test_a_replaced_table_is_simply_diffed(synced: Warehouse, store: DuckDBStore
 def test_changes_are_refused_with_the_strategy_to_use(
     synced: Warehouse, store: DuckDBStore
 ) -> None:
-    source = DuckDBSource(Connection("wh", "duckdb", synced.connection_config()), "users")
+    source = DuckDBWarehouse(Connection("wh", "duckdb", synced.connection_config()), "users")
     checkpoint = store.get_source("users").checkpoint
     assert checkpoint is not None
     with pytest.raises(ConfigurationError, match="only support --strategy diff"):
@@ -145,7 +145,7 @@ def test_a_broken_query_fails_test_mapping_with_the_reason(
     )
     with pytest.raises(ConfigurationError, match=r"reading the query failed: .*orgs"):
         engine.test_mapping(store, store.get_source("q"))
-    source = DuckDBSource(Connection("wh", "duckdb", wh.connection_config()))
+    source = DuckDBWarehouse(Connection("wh", "duckdb", wh.connection_config()))
     try:
         found = source.check(store.get_source("q").mapping, 43200, "diff")
     finally:
@@ -156,7 +156,7 @@ def test_a_broken_query_fails_test_mapping_with_the_reason(
 def test_a_writer_holding_the_file_is_a_retriable_error(wh: Warehouse, store: DuckDBStore) -> None:
     wh.create_table("users", USERS, [user("alice-1")])
     with writer_process(f"con = duckdb.connect({str(wh.path)!r})") as writer:
-        source = DuckDBSource(Connection("wh", "duckdb", wh.connection_config()))
+        source = DuckDBWarehouse(Connection("wh", "duckdb", wh.connection_config()))
         with pytest.raises(
             WarehouseUnavailableError,
             match=rf"open for writing in another process \(PID {writer.pid}\)",

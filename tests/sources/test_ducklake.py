@@ -16,10 +16,10 @@ from profilesync.errors import (
     WarehouseUnavailableError,
 )
 from profilesync.model import Connection, parse_frequency
-from profilesync.sources import open_source
-from profilesync.sources.ducklake import DuckLakeSource, extension_file
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
+from profilesync.warehouses import open_warehouse
+from profilesync.warehouses.ducklake.warehouse import DuckLakeWarehouse, extension_file
 from tests.conftest import Cli
 from tests.sources.conftest import USERS, Lake, add_source, connect, profiles, user, writer_process
 
@@ -44,7 +44,7 @@ def checks(store: DuckDBStore, name: str) -> dict[str, tuple[str, str, str | Non
 
 def test_extension_is_loaded_from_the_wheel_and_nothing_is_fetched(lake: Lake) -> None:
     lake.create_table("users", USERS, [user("alice-1")])
-    source = DuckLakeSource(Connection("wh", "ducklake", lake.connection_config()))
+    source = DuckLakeWarehouse(Connection("wh", "ducklake", lake.connection_config()))
     try:
         settings = source.con.execute(
             "SELECT current_setting('autoinstall_known_extensions'), "
@@ -68,10 +68,10 @@ def test_a_missing_extension_package_names_the_extra_to_install() -> None:
 
 def test_connection_settings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="--catalog"):
-        DuckLakeSource.validate_config({})
+        DuckLakeWarehouse.validate_config({})
     with pytest.raises(ConfigurationError, match="not a DuckLake catalog file"):
-        DuckLakeSource.validate_config({"catalog": str(tmp_path / "nope.ducklake")})
-    string = DuckLakeSource.validate_config({"catalog": "ducklake:postgres:dbname=lake host=db"})
+        DuckLakeWarehouse.validate_config({"catalog": str(tmp_path / "nope.ducklake")})
+    string = DuckLakeWarehouse.validate_config({"catalog": "ducklake:postgres:dbname=lake host=db"})
     assert string == {"catalog": "postgres:dbname=lake host=db"}
 
 
@@ -85,7 +85,7 @@ def test_a_writer_holding_the_catalog_is_a_retriable_error_naming_the_cause(
         con.execute("ATTACH 'ducklake:{lake.catalog_file}' AS lake")
     """
     with writer_process(opens):
-        source = DuckLakeSource(Connection("wh", "ducklake", lake.connection_config()))
+        source = DuckLakeWarehouse(Connection("wh", "ducklake", lake.connection_config()))
         with pytest.raises(
             WarehouseUnavailableError, match="open for writing in another process"
         ) as exc:
@@ -336,7 +336,7 @@ def test_a_postgres_catalog_is_read_by_cdc(pg_dsn: str, tmp_path: Path, store: D
 
 
 def test_an_unreachable_postgres_catalog_is_a_configuration_error_not_a_download() -> None:
-    source = open_source(
+    source = open_warehouse(
         Connection(
             "wh",
             "ducklake",

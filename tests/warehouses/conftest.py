@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 import pytest
 
 from profilesync.model import Connection
-from profilesync.sources import validate_config
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
+from profilesync.warehouses import validate_config
 from tests.conftest import resolve_and_add
 from tests.warehouses.fakes import FakeDatabricks, FakeService, FakeSnowflake, connector_modules
 

@@ -24,10 +24,10 @@ from profilesync.errors import (
     TableReplacedError,
 )
 from profilesync.model import Connection
-from profilesync.sources import validate_config
-from profilesync.sources.databricks import DatabricksSource
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
+from profilesync.warehouses import validate_config
+from profilesync.warehouses.databricks.warehouse import DatabricksWarehouse
 from tests.warehouses.conftest import (
     DATABRICKS_CONFIG,
     add_source,
@@ -301,7 +301,7 @@ def test_list_tables_names_them_schema_dot_table(
 ) -> None:
     databricks.create_table("users", COLUMNS, [])
     databricks.create_table("plan types", {"id": "int"}, [])
-    source = DatabricksSource(store.get_connection("dbx"))
+    source = DatabricksWarehouse(store.get_connection("dbx"))
     try:
         assert source.list_tables() == ["crm.`plan types`", "crm.users"]
     finally:
@@ -313,13 +313,13 @@ def test_config_needs_host_path_token_and_catalog() -> None:
         validate_config("databricks", {"server_hostname": "h", "catalog": "main"})
     config = validate_config("databricks", dict(DATABRICKS_CONFIG))
     assert config["server_hostname"] == "dbc-1234abcd-5678.cloud.databricks.com"
-    assert DatabricksSource.secret_fields == ("access_token",)
+    assert DatabricksWarehouse.secret_fields == ("access_token",)
 
 
 def test_without_the_connector_the_error_gives_the_pip_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "databricks", None)
-    source = DatabricksSource(Connection("dbx", "databricks", dict(DATABRICKS_CONFIG)))
+    source = DatabricksWarehouse(Connection("dbx", "databricks", dict(DATABRICKS_CONFIG)))
     with pytest.raises(MissingDependencyError, match=r'pip install "profilesync\[databricks\]"'):
         source.list_tables()

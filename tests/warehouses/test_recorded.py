@@ -18,13 +18,13 @@ from sqlglot import exp
 from profilesync.errors import NotFoundError, RetentionExceededError, WarehouseUnavailableError
 from profilesync.mapping import from_columns
 from profilesync.model import Connection
-from profilesync.sources.base import OP, ORD
-from profilesync.sources.databricks import DatabricksSource
-from profilesync.sources.databricks import change_ops as databricks_ops
-from profilesync.sources.snowflake import SnowflakeSource
-from profilesync.sources.snowflake import change_ops as snowflake_ops
-from profilesync.sources.sqlwarehouse import as_map
 from profilesync.sync.transform import DELETED, transform
+from profilesync.warehouses.databricks.warehouse import DatabricksWarehouse
+from profilesync.warehouses.databricks.warehouse import change_ops as databricks_ops
+from profilesync.warehouses.protocol import OP, ORD
+from profilesync.warehouses.snowflake.warehouse import SnowflakeWarehouse
+from profilesync.warehouses.snowflake.warehouse import change_ops as snowflake_ops
+from profilesync.warehouses.sqlwarehouse import as_map
 from tests.warehouses.conftest import DATABRICKS_CONFIG, SNOWFLAKE_CONFIG
 from tests.warehouses.fakes import (
     FakeDatabricks,
@@ -77,13 +77,13 @@ def test_databricks_table_changes_rows_net_by_commit_order() -> None:
 
 def _snowflake(
     monkeypatch: pytest.MonkeyPatch, database: str
-) -> tuple[FakeSnowflake, SnowflakeSource]:
+) -> tuple[FakeSnowflake, SnowflakeWarehouse]:
     from tests.warehouses.conftest import _install
 
     fake = FakeSnowflake(database=database)
     _install(monkeypatch, fake)
-    config = SnowflakeSource.validate_config({**SNOWFLAKE_CONFIG, "database": database})
-    return fake, SnowflakeSource(Connection("sf", "snowflake", config), "orders")
+    config = SnowflakeWarehouse.validate_config({**SNOWFLAKE_CONFIG, "database": database})
+    return fake, SnowflakeWarehouse(Connection("sf", "snowflake", config), "orders")
 
 
 def test_snowflake_show_tables_row_drives_test_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,13 +125,13 @@ def test_snowflake_describe_types(monkeypatch: pytest.MonkeyPatch) -> None:
     }
 
 
-def _databricks(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeDatabricks, DatabricksSource]:
+def _databricks(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeDatabricks, DatabricksWarehouse]:
     from tests.warehouses.conftest import _install
 
     fake = FakeDatabricks()
     _install(monkeypatch, fake)
-    config = DatabricksSource.validate_config(dict(DATABRICKS_CONFIG))
-    return fake, DatabricksSource(Connection("dbx", "databricks", config), "users")
+    config = DatabricksWarehouse.validate_config(dict(DATABRICKS_CONFIG))
+    return fake, DatabricksWarehouse(Connection("dbx", "databricks", config), "users")
 
 
 def test_databricks_detail_and_history_rows_drive_test_mapping(
@@ -180,7 +180,7 @@ def test_databricks_describe_table_stops_before_the_partition_section(
 
 def test_snowflake_error_texts_become_the_errors_users_act_on() -> None:
     errors = recorded("snowflake_errors")
-    source = SnowflakeSource(Connection("sf", "snowflake", dict(SNOWFLAKE_CONFIG)), "users")
+    source = SnowflakeWarehouse(Connection("sf", "snowflake", dict(SNOWFLAKE_CONFIG)), "users")
     travel = source._translate(ProgrammingError(errors["time_travel"]["msg"].format(table="USERS")))
     gap = source._translate(
         ProgrammingError(errors["change_tracking_missing"]["msg"].format(table="USERS"))
@@ -200,7 +200,7 @@ def test_databricks_expired_history_texts_are_retention_errors(key: str) -> None
     text = recorded("databricks_errors")[key].format(
         start=1, end=5, version=1, earliest=3, latest=9, path="s3://b/f.parquet"
     )
-    source = DatabricksSource(Connection("dbx", "databricks", dict(DATABRICKS_CONFIG)), "users")
+    source = DatabricksWarehouse(Connection("dbx", "databricks", dict(DATABRICKS_CONFIG)), "users")
     error = source._translate(ServerOperationError(text), None)
     assert isinstance(error, RetentionExceededError), error
     assert "delta.logRetentionDuration / delta.deletedFileRetentionDuration" in str(error)

@@ -27,11 +27,11 @@ from profilesync.errors import (
     WarehouseUnavailableError,
 )
 from profilesync.model import Connection
-from profilesync.sources import snowflake as snowflake_module
-from profilesync.sources import validate_config
-from profilesync.sources.snowflake import SnowflakeSource
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
+from profilesync.warehouses import validate_config
+from profilesync.warehouses.snowflake import warehouse as snowflake_module
+from profilesync.warehouses.snowflake.warehouse import SnowflakeWarehouse
 from tests.warehouses.conftest import (
     SNOWFLAKE_CONFIG,
     add_source,
@@ -433,7 +433,7 @@ def test_config_needs_credentials_and_knows_its_secrets() -> None:
         validate_config("snowflake", {**SNOWFLAKE_CONFIG, "passwd": "x"})
     config = validate_config("snowflake", dict(SNOWFLAKE_CONFIG))
     assert config["schema"] == "PUBLIC"
-    assert "password" in SnowflakeSource.secret_fields
+    assert "password" in SnowflakeWarehouse.secret_fields
 
 
 def test_without_the_connector_the_error_gives_the_pip_line(
@@ -441,7 +441,7 @@ def test_without_the_connector_the_error_gives_the_pip_line(
 ) -> None:
     monkeypatch.setitem(sys.modules, "snowflake", None)
     monkeypatch.setitem(sys.modules, "snowflake.connector", None)
-    source = SnowflakeSource(Connection("sf", "snowflake", dict(SNOWFLAKE_CONFIG)))
+    source = SnowflakeWarehouse(Connection("sf", "snowflake", dict(SNOWFLAKE_CONFIG)))
     with pytest.raises(MissingDependencyError, match=r'pip install "profilesync\[snowflake\]"'):
         source.list_tables()
 
@@ -477,7 +477,7 @@ def test_list_tables_names_them_schema_dot_table(
 ) -> None:
     snowflake.create_table("USERS", COLUMNS, [])
     snowflake.create_table("Plan Types", {"ID": "NUMBER(38,0)"}, [], schema="BILLING")
-    source = SnowflakeSource(store.get_connection("sf"))
+    source = SnowflakeWarehouse(store.get_connection("sf"))
     try:
         tables = source.list_tables()
         assert tables == ['BILLING."Plan Types"', "PUBLIC.USERS"]
@@ -502,7 +502,7 @@ def test_a_failed_connection_is_an_error_users_can_act_on(
         "250001 (08001): Failed to connect to DB: xy12345.snowflakecomputing.com:443. "
         "Incorrect username or password was specified."
     )
-    source = SnowflakeSource(store.get_connection("sf"))
+    source = SnowflakeWarehouse(store.get_connection("sf"))
     for raised, expected_error in (
         (unreachable, WarehouseUnavailableError),
         (refused, ConfigurationError),

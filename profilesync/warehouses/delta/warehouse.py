@@ -262,12 +262,17 @@ class DeltaWarehouse:
             found = f"Delta table {mapping.table} at version {dt.version()}"
             return FeedInspection(mapping.table, found, config, since)
 
-    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
-        inspection = self.inspect(mapping, strategy)
+    def judge(
+        self, inspection: FeedInspection, frequency_seconds: int, strategy: str
+    ) -> list[Check]:
+        """The checks for ``inspection``; the table is not read again."""
         checks = [Check("table", "pass", inspection.found)]
         if strategy == "diff":
             return [*checks, Check("strategy", "info", DIFF_NOTE)]
         return [*checks, *judge_feed(inspection, frequency_seconds)]
+
+    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
+        return self.judge(self.inspect(mapping, strategy), frequency_seconds, strategy)
 
     def cdf_enabled_since(self, dt: DeltaTable) -> int:
         """The first version from which the change data feed has been on without a break."""

@@ -197,8 +197,12 @@ class DuckDBWarehouse:
         self.table_schema(mapping.table)
         return DuckDBInspection(mapping, file_name=self.path.name, rows=self._count(mapping.table))
 
+    def judge(self, inspection: Any, frequency_seconds: int, strategy: str) -> list[Check]:
+        """The checks for ``inspection``; the file is not read again."""
+        return judge(inspection)
+
     def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
-        return judge(self.inspect(mapping, strategy))
+        return self.judge(self.inspect(mapping, strategy), frequency_seconds, strategy)
 
     def _query_error(self, mapping: Mapping) -> str:
         try:

@@ -262,8 +262,9 @@ class DuckLakeWarehouse(DuckDBWarehouse):
         seconds = None if expire is None else self._interval_seconds(expire)
         return replace(found, expire=expire, expire_seconds=seconds, oldest_snapshot=oldest)
 
-    def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
-        return judge(self.inspect(mapping, strategy), frequency_seconds, strategy)
+    def judge(self, inspection: Any, frequency_seconds: int, strategy: str) -> list[Check]:
+        """The checks for ``inspection``; the lake is not read again."""
+        return judge(inspection, frequency_seconds, strategy)
 
     def is_view(self, table: str) -> bool:
         schema, name = split_table(table)

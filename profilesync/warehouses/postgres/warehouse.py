@@ -163,8 +163,14 @@ class PostgresWarehouse:
         with self.session() as conn:
             return inspect(conn, mapping, strategy, lambda: self._slot, self._try_replication)
 
+    def judge(
+        self, inspection: PostgresInspection, frequency_seconds: int, strategy: str
+    ) -> list[Check]:
+        """The checks for ``inspection``; the server is not asked again."""
+        return judge(inspection, frequency_seconds, strategy)
+
     def check(self, mapping: Mapping, frequency_seconds: int, strategy: str) -> list[Check]:
-        return judge(self.inspect(mapping, strategy), frequency_seconds, strategy)
+        return self.judge(self.inspect(mapping, strategy), frequency_seconds, strategy)
 
     def _try_replication(self) -> None:
         self.connect(replication=True).close()

@@ -23,7 +23,7 @@ from tests.conformance.drivers.duckdb import OFFLINE, SqlDriver
 
 def extension_file() -> str:
     """The ducklake extension shipped in the ``duckdb-extension-ducklake`` wheel."""
-    from profilesync.sources.ducklake import extension_file as find
+    from profilesync.warehouses.ducklake.warehouse import extension_file as find
 
     return find("ducklake", "duckdb-extension-ducklake")
 
