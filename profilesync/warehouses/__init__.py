@@ -122,6 +122,45 @@ def validate_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     return config_spec(kind).check(config)
 
 
+def describe_kind(kind: str) -> dict[str, Any]:
+    """A kind's form (from its spec) plus what its warehouse can do, or why it is unavailable.
+
+    This is what the API's kind list and the UI's "Set up connection" step show.
+    """
+    spec = config_spec(kind)
+    try:
+        supports_cdc = bool(warehouse_class(kind).supports_cdc)
+        available, reason = True, None
+    except (ConfigurationError, ImportError) as exc:
+        available, reason, supports_cdc = False, str(exc), False
+    fields = [
+        {
+            "name": f.name,
+            "label": f.label,
+            "required": f.required,
+            "secret": f.secret,
+            "multiline": f.multiline,
+            "placeholder": f.placeholder,
+            "help": f.help,
+        }
+        for f in spec.fields
+    ]
+    return {
+        "kind": kind,
+        "label": spec.label,
+        "blurb": spec.blurb,
+        "available": available,
+        "unavailable_reason": reason,
+        "supports_cdc": supports_cdc,
+        "fields": fields,
+    }
+
+
+def describe_kinds() -> list[dict[str, Any]]:
+    """:func:`describe_kind` of every kind, in the order the UI offers them."""
+    return [describe_kind(kind) for kind in KINDS]
+
+
 def secret_fields(kind: str) -> tuple[str, ...]:
     """The settings ``kind`` declares secret; unknown kinds declare none."""
     try:
