@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
-from profilesync.warehouses import open_warehouse, opened, validate_config, warehouse_class
+from profilesync.warehouses import (
+    describe_kind,
+    describe_kinds,
+    open_warehouse,
+    opened,
+    validate_config,
+    warehouse_class,
+)
 from profilesync.warehouses.protocol import Check, Warehouse
 
-__all__ = ["Check", "Warehouse", "open_warehouse", "opened", "validate_config", "warehouse_class"]
+__all__ = [
+    "Check",
+    "Warehouse",
+    "describe_kind",
+    "describe_kinds",
+    "open_warehouse",
+    "opened",
+    "validate_config",
+    "warehouse_class",
+]

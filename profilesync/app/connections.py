@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from profilesync.app._warehouses import opened, validate_config
+from profilesync.app._warehouses import describe_kind, describe_kinds, opened, validate_config
 from profilesync.app.home import Store
 from profilesync.errors import ConfigurationError, ProfilesyncError
 from profilesync.model import Connection, Source, check_name
@@ -118,3 +118,14 @@ def table_columns(store: Store, name: str, table: str) -> list[dict[str, str]]:
     with opened(store.get_connection(name)) as warehouse:
         schema = warehouse.table_schema(table)
     return [{"name": f.name, "type": str(f.type)} for f in schema]
+
+
+def kinds() -> list[dict[str, Any]]:
+    """Every warehouse kind's connection form (from its config spec) and capabilities,
+    in the order the UI offers them."""
+    return describe_kinds()
+
+
+def kind(name: str) -> dict[str, Any]:
+    """One kind's connection form and capabilities, or why it is unavailable here."""
+    return describe_kind(name)

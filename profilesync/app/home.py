@@ -7,18 +7,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from profilesync.errors import ProfilesyncError
-from profilesync.store.duckdb import DuckDBStore, json_value
+from profilesync.model import json_value
+from profilesync.store import open_store as _open_backend
 from profilesync.store.home import store_error
+from profilesync.store.protocol import Store
 
 __all__ = ["Store", "explain_store_error", "json_value", "open_store", "session"]
-
-#: the store type the use cases take (the DuckDB backend until the store protocol lands)
-Store = DuckDBStore
 
 
 def open_store(home: Path | str) -> Store:
     """The store of ``home`` (created on first use); close it when done."""
-    return DuckDBStore(home)
+    return _open_backend(home)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from sqlglot import exp
 from profilesync.app._warehouses import warehouse_class
 from profilesync.app.home import Store, json_value
 from profilesync.errors import NotFoundError
-from profilesync.mapping import QUERY_TABLE, quote
+from profilesync.mapping import QUERY_TABLE
 from profilesync.model import Mapping, Source
 
 
@@ -39,16 +39,10 @@ def list_properties(store: Store) -> list[dict[str, Any]]:
 def _column_stats(
     store: Store, source: Source, columns: list[str]
 ) -> dict[str, tuple[str, int, Any]]:
-    if not columns:
-        return {}
-    table = source.profile_table
-    types = {str(r[0]): str(r[1]) for r in store.con.execute(f"DESCRIBE {table}").fetchall()}
-    parts = ", ".join(
-        f"count({quote(c)}), max(CASE WHEN {quote(c)} IS NOT NULL THEN _synced_at END)"
-        for c in columns
-    )
-    row = store.con.execute(f"SELECT {parts} FROM {table}").fetchone() or ()
-    return {c: (types[c], int(row[2 * i]), row[2 * i + 1]) for i, c in enumerate(columns)}
+    stats = store.property_stats(source) if columns else {}
+    return {
+        c: (stats[c].type, stats[c].users, stats[c].last_changed) for c in columns if c in stats
+    }
 
 
 def remove_property(store: Store, name: str) -> Source:
@@ -60,12 +54,7 @@ def remove_property(store: Store, name: str) -> Source:
         raise NotFoundError(f"no property named {name!r}: see the Properties page")
     dialect = warehouse_class(store.get_connection(source.connection).kind).dialect
     mapping = without_property(source.mapping, name, dialect)
-    present = {s.id: cols for s, cols in store.profile_tables()}
-    with store.transaction() as con:
-        updated = store.update_source(source.name, mapping=mapping)
-        if name in present.get(source.id, []):
-            con.execute(f"ALTER TABLE {source.profile_table} DROP COLUMN {quote(name)}")
-    return updated
+    return store.drop_property(source, name, mapping)
 
 
 def without_property(mapping: Mapping, name: str, dialect: str) -> Mapping:

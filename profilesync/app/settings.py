@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from profilesync.app._engine import PLANS
-from profilesync.app._engine import Quota as PlanQuota
 from profilesync.app.home import Store
 from profilesync.errors import ConfigurationError
+from profilesync.store.protocol import QuotaPolicy as PlanQuota
 
 SETTINGS = ("plan", "operations_limit")
 
@@ -53,13 +52,5 @@ def usage(store: Store, *, by_day: bool = False) -> dict[str, Any]:
     doc = store.usage()
     if not by_day:
         return doc
-    start = date.fromisoformat(f"{doc['month']}-01")
-    rows = store.con.execute(
-        "SELECT day, source, sum(operations) FROM usage WHERE day >= ? "
-        "GROUP BY day, source ORDER BY day, source",
-        [start],
-    ).fetchall()
-    doc["days_by_source"] = [
-        {"day": r[0].isoformat(), "source": r[1], "operations": int(r[2])} for r in rows
-    ]
+    doc["days_by_source"] = store.usage_by_day_and_source()
     return doc

@@ -272,7 +272,4 @@ def delete_explanation(store: Store, source: Source) -> list[str]:
 
 def store_users(store: Store, source: Source) -> int:
     """How many users have a row from ``source`` in the store."""
-    if not any(s.id == source.id for s, _ in store.profile_tables()):
-        return 0
-    row = store.con.execute(f"SELECT count(*) FROM {source.profile_table}").fetchone()
-    return int(row[0]) if row else 0
+    return store.profile_count(source)

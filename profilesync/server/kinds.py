@@ -7,7 +7,7 @@ functions the pages and the API call.
 
 from __future__ import annotations
 
-from profilesync.warehouses import describe_kind as kind_info
-from profilesync.warehouses import describe_kinds as all_kinds
+from profilesync.app.connections import kind as kind_info
+from profilesync.app.connections import kinds as all_kinds
 
 __all__ = ["all_kinds", "kind_info"]
