@@ -16,8 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from sqlglot import exp
 
+from profilesync.errors import ConfigurationError
 from profilesync.faults import fault as _fault
 from profilesync.model import Source, json_value, now
 from profilesync.sandbox import lock_down, locked
@@ -64,7 +66,7 @@ class DuckDBStore(ProfileTables):
     def read(self, query: exp.Expr, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one compiled read-only query (a sqlglot expression over this store's
         relations), rendered in :attr:`dialect`; the rows as tuples."""
-        return self.con.execute(query.sql(dialect=self.dialect), list(params)).fetchall()
+        return _read(self.con, query, params)
 
     @contextmanager
     def reader(self) -> Iterator[_CursorReader]:
@@ -95,7 +97,23 @@ class _CursorReader:
         self.con = con
 
     def read(self, query: exp.Expr, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self.con.execute(query.sql(dialect=self.dialect), list(params)).fetchall()
+        return _read(self.con, query, params)
+
+
+def _read(con: Any, query: exp.Expr, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Rows of ``query`` rendered for DuckDB. A relation that disappears meanwhile (a source
+    deleted, a property dropped while a long query runs) is the user's to retry, not a bug."""
+    try:
+        return list(con.execute(query.sql(dialect="duckdb"), list(params)).fetchall())
+    except duckdb.CatalogException as exc:
+        raise ConfigurationError(
+            f"a profile table changed while the query ran ({_first_line(str(exc))}); "
+            "run the query again"
+        ) from exc
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
 
 
 #: mypy checks here that the DuckDB store is a whole :class:`Store`
