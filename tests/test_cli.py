@@ -286,3 +286,18 @@ def test_demo_runs_in_seconds(cli: Cli, tmp_path: Path) -> None:
     assert "Title" not in home.json("profile", "get", "100005")["properties"]  # deleted user
     runs = home.json("runs", "users")
     assert (runs[0]["mode"], runs[0]["rejected"]) == ("incremental", 1)
+
+
+def test_connection_kinds_lists_each_kinds_settings_from_its_spec(cli: Cli) -> None:
+    """What `connection add` takes per kind is the kind's config spec, secrets marked."""
+    from profilesync.warehouses import KINDS, config_spec
+
+    kinds = {k["kind"]: k for k in cli.json("connection", "kinds")}
+    assert set(kinds) == set(KINDS)
+    for kind, doc in kinds.items():
+        spec = config_spec(kind)
+        assert [f["name"] for f in doc["fields"]] == list(spec.names)
+        assert {f["name"] for f in doc["fields"] if f["secret"]} == set(spec.secret_names)
+    shown = cli.ok("connection", "kinds").stdout
+    assert "-o password=VALUE (secret)" in shown
+    assert "--dsn (required)" in shown

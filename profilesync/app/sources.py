@@ -210,9 +210,11 @@ def frequency_problems(store: Store, source: Source, choices: list[int]) -> dict
     """
     warehouse = open_warehouse(store.get_connection(source.connection), source.name)
     try:
+        # one inspection (all the warehouse I/O), then pure rules for each choice
+        inspection = warehouse.inspect(source.mapping, source.strategy)
 
         def failing(seconds: int) -> dict[str, Check]:
-            checks = warehouse.check(source.mapping, seconds, source.strategy)
+            checks = warehouse.judge(inspection, seconds, source.strategy)
             return {c.name: c for c in checks if c.level == "fail"}
 
         base = set(failing(60))

@@ -38,7 +38,11 @@ def connection_add(
     ] = None,
     option: Annotated[
         list[str] | None,
-        typer.Option("--option", "-o", help="Other settings as KEY=VALUE (repeatable)."),
+        typer.Option(
+            "--option",
+            "-o",
+            help="Other settings as KEY=VALUE (repeatable); `connection kinds` lists each kind's.",
+        ),
     ] = None,
     no_check: Annotated[
         bool,
@@ -49,7 +53,7 @@ def connection_add(
     json_out: JsonOpt = False,
 ) -> None:
     """Add a warehouse connection; it is saved only once its tables could be listed."""
-    given = {"path": path, "dsn": dsn, "catalog": catalog, "data_path": data_path}
+    given = dict(zip(_OWN_FLAGS, (path, dsn, catalog, data_path), strict=True))
     config: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     for item in option or []:
         key, sep, value = item.partition("=")
@@ -69,6 +73,39 @@ def connection_add(
         out.print(
             f"connection [bold]{name}[/] ({kind}) added; tables: {', '.join(tables) or 'none yet'}"
         )
+
+
+@connection_app.command("kinds")
+def connection_kinds(json_out: JsonOpt = False) -> None:
+    """The settings each warehouse kind takes (from its config spec), and which are secret."""
+    kinds = connections.kinds()
+    if json_out:
+        print_json(kinds)
+        return
+    for kind in kinds:
+        state_note = "" if kind["available"] else f"  (unavailable: {kind['unavailable_reason']})"
+        out.print(f"[bold]{kind['kind']}[/] — {kind['label']}{state_note}", highlight=False)
+        for field in kind["fields"]:
+            flag = _flag(field["name"])
+            notes = [
+                w for w, on in (("required", field["required"]), ("secret", field["secret"])) if on
+            ]
+            extra = f" ({', '.join(notes)})" if notes else ""
+            out.print(
+                f"  {flag}{extra}: {field['help'] or field['label']}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+def _flag(name: str) -> str:
+    """How a setting is given on the command line: its own flag, or ``-o name=VALUE``."""
+    dashed = name.replace("_", "-")
+    return f"--{dashed}" if name in _OWN_FLAGS else f"-o {name}=VALUE"
+
+
+#: settings with a flag of their own on ``connection add``; the others go through ``-o``
+_OWN_FLAGS = ("path", "dsn", "catalog", "data_path")
 
 
 @connection_app.command("list")
