@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlglot import exp
+
 from profilesync.app.home import Store
 from profilesync.events import projects
 from profilesync.events.projects import Project
+from profilesync.store.protocol import Reader
 
 __all__ = [
     "Project",
     "create_project",
     "delete_project",
+    "event_counts",
     "get_project",
     "list_projects",
     "project_for_key",
@@ -43,3 +49,18 @@ def rotate_key(store: Store, name: str) -> tuple[Project, str]:
 def delete_project(store: Store, name: str) -> int:
     """Delete a project with every event it holds; returns how many events went."""
     return projects.delete_project(store, name)
+
+
+def event_counts(store: Store, reader: Reader | None = None) -> dict[int, tuple[int, datetime]]:
+    """Per project id, its stored events and the last arrival, in one grouped scan.
+
+    Pass a :func:`profilesync.app.events.reader` to scan without holding the store's lock;
+    projects without events are absent.
+    """
+    query = (
+        exp.select("project_id", "count(*)", "max(received_at)")
+        .from_(exp.to_table(store.events_relation))
+        .group_by("project_id")
+    )
+    rows = (reader or store).read(query)
+    return {row[0]: (row[1], row[2]) for row in rows}

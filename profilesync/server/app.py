@@ -47,8 +47,7 @@ from profilesync.errors import (
     WarehouseDataError,
     WarehouseUnavailableError,
 )
-from profilesync.events import api as events_api
-from profilesync.server import api, deps, pages, wizard
+from profilesync.server import api, deps, events, pages, wizard
 from profilesync.server.auth import ADMIN_USER, SESSION_COOKIE, SESSION_SECONDS, Auth
 from profilesync.server.deps import (
     LoginRequired,
@@ -196,10 +195,10 @@ def create_app(
     _errors(app)
     _routes(app)
     app.include_router(api.router)
-    app.include_router(events_api.router)
+    app.include_router(events.router)
     app.include_router(wizard.router)  # before pages: /sources/new is not a source's page
     app.include_router(pages.router)
-    app.include_router(events_api.pages)
+    app.include_router(events.pages)
     app.mount("/static", StaticFiles(directory=str(deps.WEB / "static")), name="static")
     _mount_docs_assets(app)
     return app

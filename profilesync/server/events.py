@@ -1,0 +1,446 @@
+"""HTTP for events: the HTTP V2 ingestion endpoint, the query API, projects, and two pages.
+
+``router`` holds the JSON endpoints (``/2/httpapi`` is authenticated by the project's
+``api_key`` in the body, the rest by the admin token); ``pages`` holds the chart page
+(``/segmentation``), the user lookup page (``/users``) and the projects page
+(``/projects``: create, rotate a key, delete). Both are included by
+:func:`profilesync.server.app.create_app`.
+
+Heavy reads run on the store's reader outside the store lock (it reads a snapshot of
+its own), so a long query does not hold up ingestion.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from profilesync.app import events as app_events
+from profilesync.app import projects as app_projects
+from profilesync.errors import ConfigurationError, ProfilesyncError
+from profilesync.model import NAME_PATTERN
+from profilesync.server.deps import render, require_token, require_user, store_session, templates
+
+router = APIRouter()
+pages = APIRouter(include_in_schema=False)
+
+NAV = [("Segmentation", "/segmentation"), ("User lookup", "/users"), ("Projects", "/projects")]
+_nav: list[tuple[str, str]] = templates.env.globals["extra_nav"]  # type: ignore[assignment]
+_nav.extend(item for item in NAV if item not in _nav)
+
+
+# -- ingestion --------------------------------------------------------------------------
+
+
+@router.post(
+    "/2/httpapi",
+    tags=["events"],
+    summary="Send events (HTTP V2 batch format)",
+    description=(
+        'Body: `{"api_key": "<project key>", "events": [{"event_type", "user_id" or "device_id", '
+        '"time" (ms since epoch), "event_properties", "user_properties", "insert_id", ...}]}`. '
+        "At most 2,000 events and 1 MB. 200 once the events are committed; 400 names each "
+        "invalid event index and field (nothing is stored); 413 over a limit; 401 for a wrong "
+        "api_key. An event whose insert_id arrived in the last 7 days is ignored."
+    ),
+    responses={400: {}, 401: {}, 413: {}},
+)
+async def http_api(request: Request) -> Response:
+    response = await _ingest(request)
+    response.headers.update(CORS)
+    return response
+
+
+#: browsers may send events from any site: the api_key in the body is the credential, no cookie
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+@router.options("/2/httpapi", include_in_schema=False)
+def http_api_preflight() -> Response:
+    return Response(status_code=204, headers=CORS)
+
+
+async def _ingest(request: Request) -> Response:
+    try:
+        body = await _read_body(request)
+        batch = await run_in_threadpool(app_events.parse_batch, body)
+        answer = await run_in_threadpool(_store_batch, request, batch)
+    except app_events.INGEST_ERRORS as exc:
+        return JSONResponse(exc.body, status_code=exc.body["code"])
+    except ProfilesyncError as exc:  # e.g. the store is busy: the client should retry
+        status = 503 if exc.retriable else 500
+        return JSONResponse({"code": status, "error": str(exc)}, status_code=status)
+    return JSONResponse(answer)
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused with 413 as soon as it passes the size limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit():
+        app_events.check_size(int(declared))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        app_events.check_size(size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _store_batch(request: Request, batch: app_events.Batch) -> dict[str, Any]:
+    with store_session(request) as store:
+        return app_events.ingest_batch(store, batch)
+
+
+# -- queries ----------------------------------------------------------------------------
+
+
+@contextmanager
+def _reader(request: Request) -> Iterator[app_events.Reader]:
+    """The store's reader, taken under the store lock and used after letting go of it."""
+    with ExitStack() as stack:
+        with store_session(request) as store:
+            reader = stack.enter_context(app_events.reader(store))
+        yield reader
+
+
+def run_segmentation(request: Request, query: app_events.SegmentationQuery) -> dict[str, Any]:
+    with store_session(request) as store:
+        plan = app_events.plan_segmentation(store, query)
+    with _reader(request) as reader:
+        return app_events.run_segmentation(plan, reader)
+
+
+@router.post(
+    "/api/query/segmentation",
+    tags=["events"],
+    summary="Segmentation: a metric of event types over time, filtered and grouped",
+    description=(
+        "Profile properties (`kind: profile`) are the users' current synced values for every "
+        "event; `kind: user` reads the event's own user_properties (values at event time)."
+    ),
+)
+def segmentation(
+    request: Request, query: app_events.SegmentationQuery, _: str = Depends(require_token)
+) -> dict[str, Any]:
+    return run_segmentation(request, query)
+
+
+@router.get("/api/events/known", tags=["events"], summary="Known event types and properties")
+def known(
+    request: Request, project: str | None = None, _: str = Depends(require_token)
+) -> dict[str, Any]:
+    with store_session(request) as store:
+        return app_events.known(store, project)
+
+
+@router.get("/api/users/{user_id}", tags=["events"], summary="A user's profile and recent events")
+def user(
+    request: Request,
+    user_id: str,
+    limit: int = Query(50, ge=1, le=1000),
+    _: str = Depends(require_token),
+) -> dict[str, Any]:
+    with store_session(request) as store:
+        return app_events.user_lookup(store, user_id, limit)
+
+
+# -- projects ---------------------------------------------------------------------------
+
+
+class NewProject(BaseModel):
+    name: str = Field(min_length=1, max_length=100, description="e.g. web, ios")
+
+
+@router.get("/api/projects", tags=["projects"], summary="Projects (API keys are never shown)")
+def projects(request: Request, _: str = Depends(require_token)) -> list[dict[str, Any]]:
+    with store_session(request) as store:
+        return [p.to_json() for p in app_projects.list_projects(store)]
+
+
+@router.post(
+    "/api/projects", tags=["projects"], status_code=201, summary="Create a project and its API key"
+)
+def create_project(
+    request: Request, body: NewProject, _: str = Depends(require_token)
+) -> dict[str, Any]:
+    with store_session(request) as store:
+        project, key = app_projects.create_project(store, body.name)
+    return {**project.to_json(), "api_key": key}
+
+
+@router.post(
+    "/api/projects/{name}/rotate-key",
+    tags=["projects"],
+    summary="Replace a project's API key (the old one stops working)",
+)
+def rotate_key(request: Request, name: str, _: str = Depends(require_token)) -> dict[str, Any]:
+    with store_session(request) as store:
+        project, key = app_projects.rotate_key(store, name)
+    return {**project.to_json(), "api_key": key}
+
+
+@router.delete("/api/projects/{name}", tags=["projects"], summary="Delete a project and its events")
+def delete_project(request: Request, name: str, _: str = Depends(require_token)) -> dict[str, Any]:
+    with store_session(request) as store:
+        count = app_projects.delete_project(store, name)
+    return {"deleted": name, "events_deleted": count}
+
+
+# -- pages ------------------------------------------------------------------------------
+
+FILTER_ROWS = 3
+
+
+@pages.get("/segmentation")
+def segmentation_page(request: Request, _: str = Depends(require_user)) -> Response:
+    """The chart page: a GET form; with an event chosen, the answer drawn and tabulated."""
+    params = request.query_params
+    with store_session(request) as store:
+        choices = app_events.known(store)
+        projects = [p.name for p in app_projects.list_projects(store)]
+    form = _form(params)
+    result, error = None, None
+    if params.getlist("event"):
+        try:
+            result = run_segmentation(request, _query(params))
+        except (ValidationError, ProfilesyncError) as exc:
+            error = _message(exc)
+    return render(
+        request,
+        "segmentation.html",
+        {
+            "choices": choices,
+            "projects": projects,
+            "form": form,
+            "result": result,
+            "result_json": json.dumps(result).replace("</", "<\\/") if result else "null",
+            "error": error,
+            "ops": app_events.OPS,
+        },
+    )
+
+
+def _form(params: Any) -> dict[str, Any]:
+    filters = list(
+        zip(
+            params.getlist("filter_prop"),
+            params.getlist("filter_op"),
+            params.getlist("filter_value"),
+            strict=False,
+        )
+    )
+    filters += [("", "is", "")] * (FILTER_ROWS - len(filters))
+    return {
+        "events": params.getlist("event"),
+        "metric": params.get("metric", "totals"),
+        "property": params.get("property", ""),
+        "interval": params.get("interval", "day"),
+        "start": params.get("start", ""),
+        "end": params.get("end", ""),
+        "group_by": params.get("group_by", ""),
+        "limit": params.get("limit", "10"),
+        "chart": params.get("chart", "line"),
+        "project": params.get("project", ""),
+        "filters": filters,
+    }
+
+
+def _query(params: Any) -> app_events.SegmentationQuery:
+    """The form's fields as a query (``kind:name`` pickers, comma-separated filter values)."""
+    form = _form(params)
+    filters = []
+    for prop, op, value in form["filters"]:
+        if not prop:
+            continue
+        ref = app_events.PropertyRef.parse(prop)
+        values = [v.strip() for v in value.split(",") if v.strip()]
+        filters.append(app_events.Filter(kind=ref.kind, name=ref.name, op=op, values=values))
+    return app_events.SegmentationQuery(
+        events=form["events"],
+        metric=form["metric"],
+        property=app_events.PropertyRef.parse(form["property"]) if form["property"] else None,
+        interval=form["interval"],
+        start=_day(form["start"]),
+        end=_day(form["end"]),
+        filters=filters,
+        group_by=app_events.PropertyRef.parse(form["group_by"]) if form["group_by"] else None,
+        limit=int(form["limit"]) if str(form["limit"]).isdigit() else 10,
+        project=form["project"] or None,
+    )
+
+
+def _day(text: str) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"{text!r} is not a date: write it as YYYY-MM-DD") from exc
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+    return str(exc)
+
+
+@pages.get("/users")
+def user_page(request: Request, user_id: str = "", _: str = Depends(require_user)) -> Response:
+    """A user's current profile next to their latest events."""
+    found, error = None, None
+    if user_id.strip():
+        try:
+            with store_session(request) as store:
+                found = app_events.user_lookup(store, user_id.strip(), 100)
+        except ProfilesyncError as exc:
+            error = str(exc)
+    return render(request, "user_lookup.html", {"user_id": user_id, "found": found, "error": error})
+
+
+# -- projects page ----------------------------------------------------------------------
+
+#: the confirmations a redirect to /projects may show (a key, so no text comes from the URL)
+PROJECT_NOTICES = {
+    "created": "Project created. Copy its API key now: it is shown only this once.",
+    "rotated": "New API key made; the old one no longer works. Copy it now: it is shown only this once.",
+    "deleted": "Project deleted with all its events.",
+    "key_gone": "That API key was shown once and is not kept; “Rotate key” makes a new one.",
+}
+
+#: a fresh key waits here (never in the URL) for the one page view that shows it
+_FRESH: dict[str, tuple[str, str, str, float]] = {}
+_FRESH_LOCK = threading.Lock()  # page handlers run on several threadpool threads
+FRESH_SECONDS = 600
+
+
+def _hold_key(user: str, project: str, key: str) -> str:
+    """Keep ``key`` for the signed-in user's next page view; return the ticket that fetches it."""
+    now, ticket = time.monotonic(), secrets.token_urlsafe(16)
+    with _FRESH_LOCK:
+        for stale in [t for t, held in _FRESH.items() if held[3] < now]:
+            del _FRESH[stale]
+        _FRESH[ticket] = (user, project, key, now + FRESH_SECONDS)
+    return ticket
+
+
+def _take_key(user: str, ticket: str) -> tuple[str, str] | None:
+    """The held (project, key), removed as it is read: a reload does not show it again."""
+    with _FRESH_LOCK:
+        held = _FRESH.pop(ticket, None)
+    if held is None or held[0] != user or held[3] < time.monotonic():
+        return None
+    return held[1], held[2]
+
+
+def _project_rows(request: Request) -> list[dict[str, Any]]:
+    """Each project with its stored event count and last arrival (one grouped scan)."""
+    with store_session(request) as store:
+        projects = app_projects.list_projects(store)
+    with _reader(request) as reader:
+        stats = app_projects.event_counts(store, reader)
+    rows = []
+    for p in projects:
+        count, last = stats.get(p.id, (0, None))
+        rows.append({**p.to_json(), "events": count, "last": last})
+    return rows
+
+
+def _projects_page(
+    request: Request,
+    user: str,
+    *,
+    name: str = "",
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    params = request.query_params
+    fresh = _take_key(user, params["key"]) if "key" in params else None
+    notice = PROJECT_NOTICES.get(params.get("notice", ""))
+    if "key" in params and fresh is None:
+        notice = PROJECT_NOTICES["key_gone"]
+    response = render(
+        request,
+        "projects.html",
+        {
+            "projects": _project_rows(request),
+            "fresh": fresh,
+            "notice": notice,
+            "name": name,
+            "errors": errors or {},
+            "base_url": str(request.base_url).rstrip("/"),
+        },
+        status,
+    )
+    response.headers["Cache-Control"] = "no-store"  # the back button must not bring a key back
+    return response
+
+
+def _to_key(user: str, project: str, key: str, notice: str) -> RedirectResponse:
+    ticket = _hold_key(user, project, key)
+    return RedirectResponse(f"/projects?notice={notice}&key={ticket}", status_code=303)
+
+
+@pages.get("/projects")
+def projects_page(request: Request, user: str = Depends(require_user)) -> Response:
+    """Projects with their event counts; a key just made is shown here once."""
+    return _projects_page(request, user)
+
+
+@pages.post("/projects")
+def create_project_page(
+    request: Request, name: str = Form(""), user: str = Depends(require_user)
+) -> Response:
+    name = name.strip()
+    if not NAME_PATTERN.fullmatch(name):
+        error = (
+            f"{name!r} cannot be a project name: use up to 63 letters, digits, “_”, “-” or “.”, "
+            "starting with a letter or digit, e.g. web or ios"
+            if name
+            else "a project needs a name, e.g. web or ios"
+        )
+        return _projects_page(request, user, name=name, errors={"name": error}, status=422)
+    try:
+        with store_session(request) as store:
+            project, key = app_projects.create_project(store, name)
+    except ConfigurationError as exc:
+        return _projects_page(request, user, name=name, errors={"name": str(exc)}, status=422)
+    return _to_key(user, project.name, key, "created")
+
+
+@pages.post("/projects/{name}/rotate")
+def rotate_key_page(request: Request, name: str, user: str = Depends(require_user)) -> Response:
+    with store_session(request) as store:
+        project, key = app_projects.rotate_key(store, name)
+    return _to_key(user, project.name, key, "rotated")
+
+
+@pages.get("/projects/{name}/delete")
+def delete_project_confirm(request: Request, name: str, _: str = Depends(require_user)) -> Response:
+    """The confirmation: what deleting takes with it."""
+    with store_session(request) as store:
+        project = app_projects.get_project(store, name)
+    row = next(r for r in _project_rows(request) if r["name"] == project.name)
+    return render(request, "projects.html", {"confirm": row})
+
+
+@pages.post("/projects/{name}/delete")
+def delete_project_page(request: Request, name: str, _: str = Depends(require_user)) -> Response:
+    with store_session(request) as store:
+        app_projects.delete_project(store, name)
+    return RedirectResponse("/projects?notice=deleted", status_code=303)
