@@ -4,25 +4,27 @@ Each demo user gets an activity level; events fall on random moments of the last
 ``weeks`` weeks, more on weekdays. Every event carries the user's ``Title`` and
 ``Seniority`` as they were *before* the warehouse changed, in ``user_properties``, so
 the demo can show a segmentation by the current profile next to the at-event-time one.
-Generated with numpy and assembled in DuckDB; no loop per event.
+Generated with numpy and pyarrow, no loop per event, and stored through the same checks as
+events sent by a client.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from rich.console import Console
 from rich.table import Table
 
 from profilesync.app import Store
+from profilesync.app import events as q
+from profilesync.app.events import store_events
+from profilesync.app.projects import create_project
 from profilesync.demo.common import cli_command
-from profilesync.events import ingest
-from profilesync.events import query as q
-from profilesync.events.store import create_project, ensure_schema
-from profilesync.events.validate import FIELDS
 
 PAGES = ["/", "/pricing", "/docs", "/blog", "/changelog", "/settings"]
 FEATURES = ["Dashboard", "Export", "Alerts", "Cohorts", "SQL Editor"]
@@ -72,28 +74,43 @@ def generate(
     )
 
 
-def typed(store: Store, plain: pa.Table, seed: int) -> pa.Table:
-    """The generated columns in the shape :func:`profilesync.events.validate.validate_sql` yields."""
-    con = ensure_schema(store)
-    con.register("_demo", plain)
-    try:
-        fields = {name: "NULL" for name in FIELDS}
-        fields.update(
-            event_type="event_type",
-            user_id="user_id",
-            time='"time"',
-            event_properties="""CASE event_type
-                WHEN 'Page Viewed' THEN json_object('path', path)
-                WHEN 'Feature Used' THEN json_object('feature', feature)
-                ELSE json_object('product', product, 'amount', amount) END""",
-            user_properties="json_object('Title', title_then, 'Seniority', seniority_then)",
-            insert_id=f"'demo-{seed}-' || n",
-            platform="platform",
-        )
-        columns = ", ".join(f"{expr} AS {name}" for name, expr in fields.items())
-        return con.execute(f'SELECT {columns} FROM _demo ORDER BY "time"').to_arrow_table()
-    finally:
-        con.unregister("_demo")
+def as_events(plain: pa.Table, seed: int) -> pa.Table:
+    """The generated columns as HTTP V2 events (properties as JSON text), as a client sends
+    them: ``time`` in ms since the epoch, an ``insert_id`` per event."""
+    kind = plain.column("event_type")
+    event_properties = pc.case_when(
+        pc.make_struct(pc.equal(kind, "Page Viewed"), pc.equal(kind, "Feature Used")),
+        _object(path=plain.column("path")),
+        _object(feature=plain.column("feature")),
+        _object(product=plain.column("product"), amount=plain.column("amount")),
+    )
+    return pa.table(
+        {
+            "event_type": kind,
+            "user_id": plain.column("user_id"),
+            "time": pc.cast(plain.column("time"), pa.int64()),
+            "event_properties": event_properties,
+            "user_properties": _object(
+                Title=plain.column("title_then"), Seniority=plain.column("seniority_then")
+            ),
+            "insert_id": pc.binary_join_element_wise(
+                f"demo-{seed}-", pc.cast(plain.column("n"), pa.string()), ""
+            ),
+            "platform": plain.column("platform"),
+        }
+    )
+
+
+def _object(**columns: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Per row, the JSON object text of ``columns``: each distinct value is encoded once."""
+    parts: list[Any] = ["{"]
+    for i, (name, column) in enumerate(columns.items()):
+        distinct = pc.unique(column)
+        encoded = pa.array([json.dumps(v) for v in distinct.to_pylist()], pa.string())
+        parts += [("" if i == 0 else ", ") + json.dumps(name) + ": "]
+        parts.append(encoded.take(pc.index_in(column, value_set=distinct)))
+    parts.append("}")
+    return pc.binary_join_element_wise(*parts, "")
 
 
 def add_demo_events(
@@ -101,11 +118,10 @@ def add_demo_events(
 ) -> None:
     """Create project ``demo``, store its events, and compare current vs at-event-time titles."""
     project, key = create_project(store, "demo")
-    events = typed(store, generate(profiles, seed=seed), seed)
-    with ingest.Writer(store, project.id) as writer:
-        writer.append(ingest.prepare(store.con, events))
+    events = as_events(generate(profiles, seed=seed), seed)
+    done = store_events(store, project.name, events)
     console.print(
-        f"\n[bold]4. events[/]: {writer.total.stored:,} page views, feature uses and purchases "
+        f"\n[bold]4. events[/]: {done.stored:,} page views, feature uses and purchases "
         f"over 6 weeks for {len(profiles)} users (project [bold]demo[/], API key {key})"
     )
     _compare(store, console)
