@@ -5,14 +5,14 @@
   ``insert_id`` dedup over 7 days (:mod:`~profilesync.events.dedup`);
 - :mod:`~profilesync.events.projects`: projects and their API keys (kept as hashes);
 - :mod:`~profilesync.events.importer`: ``profilesync events import FILE`` (JSON Lines, CSV, Parquet);
-- :mod:`~profilesync.events.query`: segmentation and user lookup, with profile properties
-  joined at query time (always the latest synced values);
-- :mod:`~profilesync.events.api` and :mod:`~profilesync.events.cli`: the HTTP and command
-  line shells.
+
+Segmentation and user lookup, with profile properties joined at query time (always the
+latest synced values), are :mod:`profilesync.query`; the HTTP and command line shells are
+``profilesync.server.events`` and ``profilesync.cli.events``, over :mod:`profilesync.app`.
 
 Example::
 
-    from profilesync.events import query
+    from profilesync import query
     from profilesync.store import open_store
 
     with open_store(".profilesync") as store:

@@ -268,6 +268,12 @@ def _routes(app: FastAPI) -> None:
         )
         return HTMLResponse(started)
 
+    _login_routes(app)
+
+
+def _login_routes(app: FastAPI) -> None:
+    """The login form, sign-in (rate-limited, same-site only) and sign-out."""
+
     @app.get("/login", include_in_schema=False)
     def login_form(request: Request, next: str = "/") -> Response:
         if deps.session_user(request):
