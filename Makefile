@@ -40,7 +40,9 @@ format: venv ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix profilesync tests bench
 	$(BIN)/ruff format profilesync tests bench
 
-bench: venv sysdeps ## Benchmarks against baselines run alongside (sync per source, segmentation, ingestion)
+bench: venv sysdeps ## Benchmarks against baselines run alongside (sync per source, peers incl. dlt, segmentation, ingestion)
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS),bench]"
+	$(BIN)/python bench/peers.py
 	$(BIN)/python bench/sync_throughput.py
 	$(BIN)/python bench/diff_throughput.py
 	$(BIN)/python bench/postgres_throughput.py

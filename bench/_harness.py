@@ -1,5 +1,6 @@
 """What the sync benchmarks share: one measurement in a fresh process, the best of three
-runs from one starting state, and the table they print.
+runs from one starting state (or the median of interleaved runs of several contenders),
+and the table they print.
 
 The scripts import this file as a sibling module (``from _harness import ...``): running
 ``python bench/<script>.py`` puts ``bench/`` first on ``sys.path``, and the spawned
@@ -12,6 +13,7 @@ import importlib
 import multiprocessing as mp
 import resource
 import shutil
+import statistics
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -30,6 +32,19 @@ PROFILESYNC = ("profilesync.store.duckdb", "profilesync.sync.engine")
 Result = dict[str, Any]
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: ``VmHWM`` (the high-water mark of this process's own
+    memory since it started), else ``ru_maxrss``, which can carry the RSS of the process it
+    was forked from."""
+    try:
+        for row in Path("/proc/self/status").read_text().splitlines():
+            if row.startswith("VmHWM:"):
+                return int(row.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(
     fn: Callable[..., Result], args: tuple[Any, ...], preload: tuple[str, ...], queue: Any
 ) -> None:
@@ -39,7 +54,7 @@ def _child(
         start = time.perf_counter()
         out = fn(*args)
         out["seconds"] = time.perf_counter() - start
-        out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["peak_mb"] = peak_rss_mb()
     except BaseException:
         out = {"error": traceback.format_exc()}
     queue.put(out)
@@ -107,3 +122,51 @@ def line(label: str, ours: Result, theirs: Result, rows: int) -> None:
         f"{theirs['seconds']:>12.2f}{rows / theirs['seconds']:>13,.0f}{theirs['peak_mb']:>9.0f}"
         f"{theirs['seconds'] / ours['seconds']:>9.2f}x"
     )
+
+
+def interleaved(
+    contenders: dict[str, tuple[Callable[..., Result], tuple[Any, ...], tuple[str, ...]]],
+    homes: dict[str, Path],
+    reps: int = REPEATS,
+    check: Callable[[str, Path], str | None] | None = None,
+) -> dict[str, Result]:
+    """Median of ``reps`` runs per contender, the contenders taking turns within each rep.
+
+    ``contenders`` maps a name to ``(fn, args, preload)``; each run is
+    ``fn(*args, home_copy)`` in a fresh process (:func:`measure`) on a fresh copy of
+    ``homes[name]`` (the state before the run; it may not exist yet), which is left as it
+    was. ``check(name, home_copy)``, if given, runs after every run and returns an error
+    text or None; a failure is printed at once and marks the result (``errors``).
+    Returns per name: ``seconds`` (median), ``runs`` (every run's seconds), ``peak_mb`` (the
+    highest of the runs), ``errors``, plus the last run's own keys.
+    """
+    runs: dict[str, list[Result]] = {name: [] for name in contenders}
+    errors: dict[str, list[str]] = {name: [] for name in contenders}
+    for rep in range(reps):
+        for name, (fn, args, preload) in contenders.items():
+            home = homes[name]
+            copy = home.with_name(f"{home.name}-rep{rep}")
+            shutil.rmtree(copy, ignore_errors=True)
+            if home.exists():
+                shutil.copytree(home, copy)
+            try:
+                runs[name].append(measure(fn, *args, copy, preload=preload))
+                problem = check(name, copy) if check else None
+            except RuntimeError as exc:
+                runs[name].append({"seconds": float("nan"), "peak_mb": float("nan")})
+                problem = str(exc)
+            if problem:
+                errors[name].append(problem)
+                print(f"\n!!! CORRECTNESS FAILURE: {name}, rep {rep + 1}: {problem}\n", flush=True)
+            shutil.rmtree(copy, ignore_errors=True)
+    out: dict[str, Result] = {}
+    for name, rs in runs.items():
+        seconds = sorted(r["seconds"] for r in rs)
+        out[name] = {
+            **rs[-1],
+            "seconds": statistics.median(seconds),
+            "runs": seconds,
+            "peak_mb": max(r["peak_mb"] for r in rs),
+            "errors": errors[name],
+        }
+    return out

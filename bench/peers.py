@@ -1,0 +1,668 @@
+"""profilesync side by side with its peers, on the same data in one run.
+
+    python bench/peers.py [--rows 1M,5M] [--reps 3] [--workloads w1,w2,w3,diff]
+    python bench/peers.py --scaling 1M,5M,20M [--reps 1]
+
+Workloads (Delta tables with change data feed, except ``diff``):
+
+- ``w1``: first sync of a table of each ``--rows`` size (up to 50M);
+- ``w2``: 100,000 updates, 20,000 deletes and 30,000 inserts into ``--w2-rows`` users;
+- ``w3``: 10,000 updates scattered through stores of ``--w3-sizes`` (100k and 5M): the
+  ratio of the two times shows whether a sync costs what the changes cost or what the
+  table costs;
+- ``diff``: resync of a ``--diff-rows`` DuckDB table after 1% of its users changed
+  (``--strategy diff``: every row is read again).
+
+Contenders: profilesync through its library (``open_store`` + ``engine.sync.sync``); the
+raw no-PK path (snapshot -> bulk insert; changes -> last change per user -> delete by join
++ append, no primary key; a diff is a full reload); the raw ``MERGE`` into a table with a
+primary key (``sync_throughput.py``'s and ``diff_throughput.py``'s baselines); dlt with
+Arrow input, ``merge`` disposition, ``user_id`` primary key and a hard-delete column (a
+diff is dlt's ``replace``). Each run is timed in a fresh process after its imports; peak
+MB is that process's own peak RSS (VmHWM). The contenders take turns within each rep and
+each figure is the median of ``--reps``. After every run the contender's table is checked
+equal to the warehouse (row count, distinct users and an order-free hash of every row);
+a failure is printed loudly and its figure marked ``FAIL``.
+
+``--scaling`` runs profilesync's W1 alone at each size and prints rows vs seconds vs peak
+MB. Results are written as JSON under ``bench/out/`` (plus a PNG of the scaling run when
+matplotlib is installed). It is a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from _harness import Result, interleaved, measure
+from deltalake import DeltaTable, write_deltalake
+from sync_throughput import CDF, users_table
+from sync_throughput import baseline_sync as merge_pk_sync
+
+# dlt reports anonymous telemetry unless told not to; a benchmark sends nothing
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
+
+COLUMNS = ("plan", "title", "score", "purchases")
+OUT = Path(__file__).resolve().parent / "out"
+FIRST_ID = 1_000_000
+NAMES = ("profilesync", "raw no-PK", "raw MERGE+PK", "dlt")
+PRELOAD = {
+    "profilesync": ("profilesync", "profilesync.engine.sync", "deltalake"),
+    "raw no-PK": ("deltalake",),
+    "raw MERGE+PK": ("deltalake",),
+    "dlt": ("deltalake", "dlt", "dlt.destinations"),
+}
+#: what the check hashes, the same on both sides
+FINGERPRINT = """SELECT count(*), count(DISTINCT {uid}::VARCHAR),
+    sum(hash({uid}::VARCHAR, plan::VARCHAR, title::VARCHAR, score::DOUBLE, purchases::BIGINT)::HUGEINT)
+    FROM {rel}"""
+
+
+def size(text: str) -> int:
+    """``100k``, ``5M`` or a plain number."""
+    text = text.strip().lower().replace("_", "")
+    factor = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    return int(float(text.rstrip("km")) * factor)
+
+
+def label(n: int) -> str:
+    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1_000}k"
+
+
+# -- warehouses ---------------------------------------------------------------------------
+
+
+def build_delta(path: Path, users: int) -> None:
+    """A Delta table of ``users`` users with change data feed, written in 1M-row commits'
+    worth of batches so building 50M does not hold it all at once."""
+    chunk = 1_000_000
+    for start in range(0, users, chunk):
+        ids = np.arange(FIRST_ID + start, FIRST_ID + min(users, start + chunk))
+        write_deltalake(
+            str(path),
+            users_table(ids, 1 + start // chunk),
+            mode="append",
+            configuration=CDF if start == 0 else None,
+        )
+
+
+def change_delta(path: Path, users: int, updates: int, deletes: int, inserts: int) -> None:
+    """Updates spread through the table (one MERGE), deletes (another), then an append of
+    new users after the last id."""
+    rng = np.random.default_rng(users + updates)
+    picked = rng.choice(np.arange(FIRST_ID, FIRST_ID + users), updates + deletes, replace=False)
+    if updates:
+        DeltaTable(str(path)).merge(
+            users_table(picked[:updates], 3), "t.uid = s.uid", source_alias="s", target_alias="t"
+        ).when_matched_update_all().execute()
+    if deletes:
+        gone = pa.table({"uid": pa.array(picked[updates:], pa.int64())})
+        DeltaTable(str(path)).merge(
+            gone, "t.uid = s.uid", source_alias="s", target_alias="t"
+        ).when_matched_delete().execute()
+    if inserts:
+        new = np.arange(FIRST_ID + users, FIRST_ID + users + inserts)
+        write_deltalake(str(path), users_table(new, 4), mode="append")
+
+
+def delta_fingerprint(path: Path) -> tuple[Any, ...]:
+    import duckdb
+
+    snap = DeltaTable(str(path)).to_pyarrow_table(columns=["uid", *COLUMNS])  # noqa: F841
+    with duckdb.connect() as con:
+        return con.execute(FINGERPRINT.format(uid="uid", rel="snap")).fetchone()  # type: ignore[return-value]
+
+
+def build_duckdb(path: Path, users: int) -> None:
+    from diff_throughput import build, connect
+
+    con = connect(path)
+    build(con, "main.users", users)
+    con.close()
+
+
+def change_duckdb(path: Path, users: int) -> None:
+    from diff_throughput import change, connect
+
+    con = connect(path)
+    change(con, "main.users", users, users // 100, (0.6, 0.2))
+    con.close()
+
+
+def duckdb_fingerprint(path: Path) -> tuple[Any, ...]:
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(FINGERPRINT.format(uid="uid", rel="main.users")).fetchone()  # type: ignore[return-value]
+
+
+# -- contenders: (source, home) -> {"rows": ...} -----------------------------------------
+
+
+def profilesync_setup(kind: str, source: Path, home: Path) -> Result:
+    from profilesync import Connection, Source, from_columns, open_store
+
+    with open_store(home) as store:
+        if kind == "delta":
+            store.add_connection(Connection("wh", "delta", {"path": str(source.parent)}))
+            mapping = from_columns(source.name, "uid", [(c, c) for c in COLUMNS])
+            store.add_source(Source("users", "wh", mapping))
+        else:
+            store.add_connection(Connection("wh", "duckdb", {"path": str(source)}))
+            mapping = from_columns("main.users", "uid", [(c, c) for c in COLUMNS])
+            store.add_source(Source("users", "wh", mapping, strategy="diff"))
+    return {}
+
+
+def profilesync_sync(source: Path, home: Path) -> Result:
+    from profilesync import open_store
+    from profilesync.engine.sync import sync
+
+    with open_store(home) as store:
+        result = sync(store, "users")
+    if result.rejected:
+        raise RuntimeError(f"profilesync rejected {result.rejected} rows")
+    return {"rows": result.read}
+
+
+def raw_sync(table: Path, home: Path) -> Result:
+    """Snapshot -> bulk insert; then change feed -> last change per user -> delete by join +
+    append, into a table with no primary key."""
+    import duckdb
+
+    home.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(home / "raw.duckdb"))
+    con.execute("CREATE TABLE IF NOT EXISTS state (version BIGINT)")
+    last = con.execute("SELECT max(version) FROM state").fetchone()[0]  # type: ignore[index]
+    dt = DeltaTable(str(table))
+    version = dt.version()
+    con.execute("BEGIN")
+    if last is None:
+        snap = dt.to_pyarrow_table(columns=["uid", *COLUMNS])
+        con.execute(
+            "CREATE TABLE p AS SELECT uid::VARCHAR AS user_id, plan::VARCHAR AS plan, "
+            "title::VARCHAR AS title, score, purchases FROM snap"
+        )
+        rows = snap.num_rows
+    else:
+        cdf = pa.RecordBatchReader.from_stream(
+            dt.load_cdf(starting_version=int(last) + 1, ending_version=version)
+        ).read_all()
+        rows = cdf.num_rows
+        con.execute("""CREATE TEMP TABLE c AS SELECT uid::VARCHAR AS user_id, plan::VARCHAR AS plan,
+                       title::VARCHAR AS title, score, purchases, _change_type::VARCHAR AS t
+                       FROM cdf WHERE _change_type <> 'update_preimage'
+                       QUALIFY row_number() OVER (PARTITION BY uid ORDER BY _commit_version DESC) = 1""")
+        con.execute("DELETE FROM p USING c WHERE p.user_id = c.user_id")
+        con.execute(
+            "INSERT INTO p SELECT user_id, plan, title, score, purchases FROM c WHERE t <> 'delete'"
+        )
+    con.execute("INSERT INTO state VALUES (?)", [version])
+    con.execute("COMMIT")
+    con.close()
+    return {"rows": rows}
+
+
+def _dlt_run(home: Path, data: pa.Table, disposition: str) -> None:
+    import dlt
+
+    pipeline = dlt.pipeline(
+        pipeline_name="profiles",
+        destination=dlt.destinations.duckdb(str(home / "dlt.duckdb")),
+        dataset_name="profiles",
+        pipelines_dir=str(home / "pipelines"),
+    )
+    hints: dict[str, Any] = {"write_disposition": disposition}
+    if disposition == "merge":
+        hints.update(
+            primary_key="user_id", columns={"deleted": {"data_type": "bool", "hard_delete": True}}
+        )
+    pipeline.run(dlt.resource(data, name="users", **hints))
+
+
+def dlt_sync(table: Path, home: Path) -> Result:
+    """dlt with Arrow input: the snapshot, then each window's last change per user, merged on
+    ``user_id`` with deletes flagged in a hard-delete column."""
+    import duckdb
+
+    home.mkdir(parents=True, exist_ok=True)
+    state = home / "version.json"
+    last = json.loads(state.read_text()) if state.exists() else None
+    dt = DeltaTable(str(table))
+    version = dt.version()
+    if last is None:
+        snap = dt.to_pyarrow_table(columns=["uid", *COLUMNS])
+        data = pa.table(
+            {
+                "user_id": snap["uid"].cast(pa.string()),
+                **{c: snap[c].cast(pa.string()) for c in ("plan", "title")},
+                "score": snap["score"],
+                "purchases": snap["purchases"],
+            }
+        )
+    else:
+        cdf = pa.RecordBatchReader.from_stream(  # noqa: F841
+            dt.load_cdf(starting_version=int(last) + 1, ending_version=version)
+        ).read_all()
+        with duckdb.connect() as con:
+            data = con.execute("""SELECT uid::VARCHAR AS user_id, plan::VARCHAR AS plan, title::VARCHAR AS title,
+                       score, purchases, _change_type = 'delete' AS deleted
+                       FROM cdf WHERE _change_type <> 'update_preimage'
+                       QUALIFY row_number() OVER (PARTITION BY uid ORDER BY _commit_version DESC) = 1""").fetch_arrow_table()
+    _dlt_run(home, data, "merge")
+    state.write_text(json.dumps(version))
+    return {"rows": data.num_rows}
+
+
+def raw_diff(warehouse: Path, home: Path) -> Result:
+    """The shortest correct no-PK resync: reload the whole table."""
+    import duckdb
+
+    home.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(home / "raw.duckdb"))
+    con.execute(f"ATTACH '{warehouse}' AS wh (READ_ONLY)")
+    con.execute(
+        "CREATE OR REPLACE TABLE p AS SELECT uid::VARCHAR AS user_id, plan, title, score, purchases "
+        "FROM wh.main.users"
+    )
+    rows = con.execute("SELECT count(*) FROM p").fetchone()[0]  # type: ignore[index]
+    con.close()
+    return {"rows": rows}
+
+
+def merge_pk_diff(warehouse: Path, home: Path) -> Result:
+    from diff_throughput import diff_baseline
+
+    return diff_baseline(warehouse, home)
+
+
+def dlt_diff(warehouse: Path, home: Path) -> Result:
+    """dlt's full reload: the table as Arrow, ``replace`` disposition."""
+    import duckdb
+
+    home.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        data = con.execute(
+            "SELECT uid::VARCHAR AS user_id, plan, title, score, purchases FROM main.users"
+        ).fetch_arrow_table()
+    _dlt_run(home, data, "replace")
+    return {"rows": data.num_rows}
+
+
+# -- checks -------------------------------------------------------------------------------
+
+
+def store_fingerprint(name: str, home: Path) -> tuple[Any, ...]:
+    import duckdb
+
+    if name == "profilesync":
+        import sqlglot
+
+        from profilesync import open_store
+
+        with open_store(home) as store:
+            rel = store.profile_relation(store.get_source("users"))
+            query = sqlglot.parse_one(FINGERPRINT.format(uid="user_id", rel=rel), read="duckdb")
+            with store.reader() as reader:
+                return tuple(reader.read(query)[0])
+    file, rel = {
+        "raw no-PK": ("raw.duckdb", "p"),
+        "raw MERGE+PK": ("baseline.duckdb", "p"),
+        "dlt": ("dlt.duckdb", "profiles.users"),
+    }[name]
+    with duckdb.connect(str(home / file), read_only=True) as con:
+        return con.execute(FINGERPRINT.format(uid="user_id", rel=rel)).fetchone()  # type: ignore[return-value]
+
+
+def checker(expected: tuple[Any, ...]) -> Callable[[str, Path], str | None]:
+    def check(name: str, home: Path) -> str | None:
+        got = store_fingerprint(name, home)
+        if tuple(got) != tuple(expected):
+            return f"store != warehouse: (rows, users, hash) {tuple(got)} vs {tuple(expected)}"
+        return None
+
+    return check
+
+
+# -- workloads ----------------------------------------------------------------------------
+
+
+def contenders(kind: str, source: Path) -> dict[str, tuple[Callable[..., Result], tuple, tuple]]:
+    fns: dict[str, Callable[..., Result]] = (
+        {
+            "profilesync": profilesync_sync,
+            "raw no-PK": raw_sync,
+            "raw MERGE+PK": merge_pk_sync,
+            "dlt": dlt_sync,
+        }
+        if kind == "delta"
+        else {
+            "profilesync": profilesync_sync,
+            "raw no-PK": raw_diff,
+            "raw MERGE+PK": merge_pk_diff,
+            "dlt": dlt_diff,
+        }
+    )
+    return {name: (fns[name], (source,), PRELOAD[name]) for name in NAMES}
+
+
+def fresh_homes(work: Path, tag: str, kind: str, source: Path) -> dict[str, Path]:
+    homes = {name: work / f"{tag}-{name.replace(' ', '_').replace('+', '')}" for name in NAMES}
+    for home in homes.values():
+        shutil.rmtree(home, ignore_errors=True)
+    measure(profilesync_setup, kind, source, homes["profilesync"])
+    return homes
+
+
+def first_syncs(kind: str, source: Path, homes: dict[str, Path]) -> None:
+    """One untimed first sync per contender: the state an incremental run starts from."""
+    for name, (fn, args, preload) in contenders(kind, source).items():
+        measure(fn, *args, homes[name], preload=preload)
+
+
+def run_w1(work: Path, users: int, reps: int, names: tuple[str, ...] = NAMES) -> dict[str, Result]:
+    table = work / f"w1-{users}" / "users"
+    build_delta(table, users)
+    homes = fresh_homes(work, f"w1-{users}", "delta", table)
+    chosen = {k: v for k, v in contenders("delta", table).items() if k in names}
+    out = interleaved(chosen, homes, reps, checker(delta_fingerprint(table)))
+    shutil.rmtree(table.parent, ignore_errors=True)
+    return out
+
+
+def run_changes(
+    work: Path, tag: str, users: int, updates: int, deletes: int, inserts: int, reps: int
+) -> dict[str, Result]:
+    table = work / tag / "users"
+    build_delta(table, users)
+    homes = fresh_homes(work, tag, "delta", table)
+    first_syncs("delta", table, homes)
+    change_delta(table, users, updates, deletes, inserts)
+    out = interleaved(contenders("delta", table), homes, reps, checker(delta_fingerprint(table)))
+    for home in homes.values():
+        shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(table.parent, ignore_errors=True)
+    return out
+
+
+def run_diff(work: Path, users: int, reps: int) -> dict[str, Result]:
+    warehouse = work / "diff-warehouse.duckdb"
+    build_duckdb(warehouse, users)
+    homes = fresh_homes(work, "diff", "duckdb", warehouse)
+    first_syncs("duckdb", warehouse, homes)
+    change_duckdb(warehouse, users)
+    out = interleaved(
+        contenders("duckdb", warehouse), homes, reps, checker(duckdb_fingerprint(warehouse))
+    )
+    for home in homes.values():
+        shutil.rmtree(home, ignore_errors=True)
+    return out
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def figure(r: Result) -> str:
+    return f"{r['seconds']:.2f}" + (" FAIL" if r["errors"] else "")
+
+
+def print_table(rows: list[tuple[str, int, int, dict[str, Result]]]) -> None:
+    """workload, table rows, rows counted for rows/s, results by contender."""
+    print(
+        f"\n{'workload':<26}{'rows':>6}  {'contender':<14}{'s (median)':>12}{'rows/s':>12}{'peak MB':>9}  runs"
+    )
+    for workload, n, counted, results in rows:
+        for name, r in results.items():
+            runs = " ".join(f"{s:.2f}" for s in r["runs"])
+            print(
+                f"{workload:<26}{label(n):>6}  {name:<14}{figure(r):>12}"
+                f"{counted / r['seconds']:>12,.0f}{r['peak_mb']:>9.0f}  [{runs}]"
+            )
+
+
+def verdict(
+    text: str, value: float, target: float, at_most: bool, failed: bool = False
+) -> tuple[str, str, str, str]:
+    met = value <= target if at_most else value >= target
+    state = "INVALID (check failed)" if failed else ("met" if met else "missed")
+    return text, f"{value:.2f}", ("<= " if at_most else ">= ") + f"{target:g}", state
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """profilesync against the issue's targets; ratios are peer seconds / profilesync seconds
+    (above 1: profilesync faster), except W3's own growth ratio."""
+    out = []
+
+    def failed(*rs: Result) -> bool:
+        return any(r["errors"] for r in rs)
+
+    for key, rs in results.items():
+        if key.startswith("w1-"):
+            ps = rs["profilesync"]
+            best = min((n for n in rs if n != "profilesync"), key=lambda n: rs[n]["seconds"])
+            n = label(int(key[3:]))
+            out.append(
+                verdict(
+                    f"W1 {n}: raw no-PK s / profilesync s",
+                    rs["raw no-PK"]["seconds"] / ps["seconds"],
+                    1.0,
+                    False,
+                    failed(ps, rs["raw no-PK"]),
+                )
+            )
+            out.append(
+                verdict(
+                    f"W1 {n}: dlt s / profilesync s",
+                    rs["dlt"]["seconds"] / ps["seconds"],
+                    2.0,
+                    False,
+                    failed(ps, rs["dlt"]),
+                )
+            )
+            out.append(
+                (
+                    f"W1 {n}: best peer ({best}) s / profilesync s",
+                    f"{rs[best]['seconds'] / ps['seconds']:.2f}",
+                    "",
+                    "",
+                )
+            )
+    if "w2" in results:
+        rs = results["w2"]
+        ps = rs["profilesync"]
+        out.append(
+            verdict(
+                "W2: dlt s / profilesync s",
+                rs["dlt"]["seconds"] / ps["seconds"],
+                1.5,
+                False,
+                failed(ps, rs["dlt"]),
+            )
+        )
+        out.append(
+            verdict(
+                "W2: raw no-PK s / profilesync s",
+                rs["raw no-PK"]["seconds"] / ps["seconds"],
+                1.0,
+                False,
+                failed(ps, rs["raw no-PK"]),
+            )
+        )
+    if "w3-small" in results:
+        small, large = results["w3-small"], results["w3-large"]
+        for name in NAMES:
+            ratio = large[name]["seconds"] / small[name]["seconds"]
+            if name == "profilesync":
+                out.append(
+                    verdict(
+                        "W3: profilesync large s / small s",
+                        ratio,
+                        1.5,
+                        True,
+                        failed(small[name], large[name]),
+                    )
+                )
+            else:
+                out.append((f"W3: {name} large s / small s", f"{ratio:.2f}", "", ""))
+    if "diff" in results:
+        rs = results["diff"]
+        ps = rs["profilesync"]
+        out.append(
+            verdict(
+                "diff: MERGE+PK s / profilesync s",
+                rs["raw MERGE+PK"]["seconds"] / ps["seconds"],
+                1.0,
+                False,
+                failed(ps, rs["raw MERGE+PK"]),
+            )
+        )
+    return out
+
+
+def print_targets(rows: list[tuple[str, str, str, str]]) -> None:
+    print(f"\n{'target (issue 10)':<46}{'measured':>10}{'target':>9}  verdict")
+    for text, value, target, state in rows:
+        print(f"{text:<46}{value:>10}{target:>9}  {state}")
+
+
+def save(name: str, payload: dict[str, Any]) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path
+
+
+def plot(points: list[dict[str, Any]], path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = [p["rows"] / 1e6 for p in points]
+    fig, left = plt.subplots(figsize=(6, 4))
+    left.plot(rows, [p["seconds"] for p in points], "o-", color="tab:blue")
+    left.set_xlabel("rows (millions)")
+    left.set_ylabel("seconds", color="tab:blue")
+    right = left.twinx()
+    right.plot(rows, [p["peak_mb"] for p in points], "s--", color="tab:red")
+    right.set_ylabel("peak RSS (MB)", color="tab:red")
+    left.set_title("profilesync Delta first sync (W1)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def scaling(work: Path, sizes: list[int], reps: int) -> None:
+    points = []
+    for users in sizes:
+        r = run_w1(work, users, reps, ("profilesync",))["profilesync"]
+        points.append(
+            {
+                "rows": users,
+                "seconds": r["seconds"],
+                "runs": r["runs"],
+                "peak_mb": r["peak_mb"],
+                "ok": not r["errors"],
+            }
+        )
+    base = points[0]["rows"] / points[0]["seconds"]
+    print(f"\nprofilesync W1 scaling ({reps} reps, median; load {os.getloadavg()[0]:.2f})")
+    print(
+        f"{'rows':>8}{'seconds':>10}{'rows/s':>12}{'vs first':>10}{'peak MB':>9}{'B/row':>8}  check"
+    )
+    for p in points:
+        rate = p["rows"] / p["seconds"]
+        print(
+            f"{label(p['rows']):>8}{p['seconds']:>10.2f}{rate:>12,.0f}{rate / base:>9.2f}x"
+            f"{p['peak_mb']:>9.0f}{p['peak_mb'] * 2**20 / p['rows']:>8.0f}  {'ok' if p['ok'] else 'FAIL'}"
+        )
+    path = save("scaling", {"reps": reps, "load": os.getloadavg(), "points": points})
+    png = plot(points, path.with_suffix(".png"))
+    print(f"wrote {path}" + (f" and {png}" if png else " (no matplotlib: no plot)"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--rows", default="1M,5M", help="W1 sizes, comma-separated (up to 50M)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--workloads", default="w1,w2,w3,diff", help="any of w1,w2,w3,diff")
+    ap.add_argument("--w2-rows", default="1M")
+    ap.add_argument("--w3-sizes", default="100k,5M")
+    ap.add_argument("--diff-rows", default="1M")
+    ap.add_argument("--scaling", help="profilesync W1 only at these sizes, e.g. 1M,5M,20M")
+    args = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="profilesync-peers-"))
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    try:
+        if args.scaling:
+            scaling(work, [size(s) for s in args.scaling.split(",")], args.reps)
+            return
+        wanted = {w.strip().lower() for w in args.workloads.split(",")}
+        results: dict[str, dict[str, Result]] = {}
+        table: list[tuple[str, int, int, dict[str, Result]]] = []
+        if "w1" in wanted:
+            for users in (size(s) for s in args.rows.split(",")):
+                if users > 50_000_000:
+                    sys.exit("--rows: at most 50M")
+                rs = results[f"w1-{users}"] = run_w1(work, users, args.reps)
+                table.append(("W1 first sync", users, users, rs))
+        if "w2" in wanted:
+            users = size(args.w2_rows)
+            rs = results["w2"] = run_changes(work, "w2", users, 100_000, 20_000, 30_000, args.reps)
+            table.append(("W2 150k changes", users, 150_000, rs))
+        if "w3" in wanted:
+            small, large = (size(s) for s in args.w3_sizes.split(","))
+            results["w3-small"] = run_changes(work, "w3s", small, 10_000, 0, 0, args.reps)
+            results["w3-large"] = run_changes(work, "w3l", large, 10_000, 0, 0, args.reps)
+            table.append(("W3 10k scattered changes", small, 10_000, results["w3-small"]))
+            table.append(("W3 10k scattered changes", large, 10_000, results["w3-large"]))
+        if "diff" in wanted:
+            users = size(args.diff_rows)
+            rs = results["diff"] = run_diff(work, users, args.reps)
+            table.append(("diff/resync (1% changed)", users, users, rs))
+        print(
+            f"\n{args.reps} interleaved reps, medians; load average at end: "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        )
+        print_table(table)
+        goals = targets(results)
+        print_targets(goals)
+        failures = [(k, n) for k, rs in results.items() for n, r in rs.items() if r["errors"]]
+        if failures:
+            print(
+                f"\n!!! {len(failures)} figure(s) from stores that did not equal the warehouse: {failures}"
+            )
+        import dlt
+
+        path = save(
+            "peers",
+            {
+                "reps": args.reps,
+                "dlt": dlt.__version__,
+                "load": os.getloadavg(),
+                "results": results,
+                "targets": goals,
+            },
+        )
+        print(f"wrote {path}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
