@@ -2,9 +2,8 @@
 
 Read top to bottom: :func:`sync` takes the source's lock and records a failed run when
 anything goes wrong; :func:`_run` picks how to read (initial snapshot, diff, resync or the
-change stream since the checkpoint), transforms what it read in a spill-to-disk database
-bounded by the ``sync_memory_limit`` setting and streams the net changes, the new
-checkpoint and the quota to the store, which applies them all or nothing.
+change stream since the checkpoint), transforms what it read and hands the net changes,
+the new checkpoint and the quota to the store, which applies them all or nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import pyarrow as pa
 
 from profilesync.engine.checks import failures, resolve_mapping, source_checks, test_mapping
 from profilesync.engine.locks import source_lock
-from profilesync.engine.transform import spilled
+from profilesync.engine.transform import transform
 from profilesync.errors import (
     ChangeTrackingError,
     ConcurrentSyncError,
@@ -27,16 +26,9 @@ from profilesync.errors import (
     StoreFullError,
 )
 from profilesync.faults import fault
-from profilesync.model import (
-    MEMORY_LIMIT_SETTING,
-    Source,
-    SyncResult,
-    memory_limit,
-    now,
-    peak_memory_bytes,
-)
+from profilesync.model import Source, SyncResult, now
 from profilesync.store.home import store_error
-from profilesync.store.protocol import TEMP_DIR, Store
+from profilesync.store.protocol import Store
 from profilesync.warehouses import open_warehouse
 from profilesync.warehouses.protocol import Changes, Warehouse
 
@@ -81,7 +73,6 @@ def sync(
             raise  # another sync holds the source (e.g. its Postgres slot): this one never ran
         except ProfilesyncError as exc:
             result.error, result.error_code = str(exc), exc.code
-            result.peak_memory_bytes = peak_memory_bytes()
             store.record_failed_run(source, result)
             raise
         except Exception as exc:  # a bug: still a failed run a person can see, and one error class
@@ -90,7 +81,6 @@ def sync(
                 "was applied. Rerun with --debug for the traceback and report it."
             )
             result.error, result.error_code = str(error), error.code
-            result.peak_memory_bytes = peak_memory_bytes()
             store.record_failed_run(source, result)
             raise error from exc
 
@@ -112,27 +102,14 @@ def _run(
         else:
             changes = warehouse.changes(source.mapping, source.checkpoint)
         reader = _counting(changes.reader, progress) if progress else changes.reader
-        limit = memory_limit(store.get_setting(MEMORY_LIMIT_SETTING))
-        directory = store.home / TEMP_DIR
-        with spilled(
-            reader, source.mapping, directory=directory, name=source.name, memory_limit=limit
-        ) as transformed:
-            fault("after_read")
-            result.read = transformed.read
-            if progress:
-                progress("applying", transformed.read)
-            # what the run record shows: the store raises it to the peak at its commit
-            result.peak_memory_bytes = peak_memory_bytes()
-            applied = store.apply(
-                source,
-                transformed,
-                changes.checkpoint,
-                result,
-                full=changes.full,
-                quota=store.quota(),
-            )
-        applied.peak_memory_bytes = peak_memory_bytes()
-        return applied
+        transformed = transform(reader, source.mapping)
+        fault("after_read")
+        result.read = transformed.read
+        if progress:
+            progress("applying", transformed.read)
+        return store.apply(
+            source, transformed, changes.checkpoint, result, full=changes.full, quota=store.quota()
+        )
     finally:
         warehouse.close()
 

@@ -4,28 +4,19 @@ Input: the rows a source read (table columns + ``_op``/``_ord``, see warehouses/
 Output: one net change per ``user_id`` (last by ``_ord``; insert-then-delete nets to a
 delete, which the store ignores for users it does not hold) and the rejected rows with a
 reason a person can read. No Python runs per row.
-
-A sync runs it through :func:`spilled`: the warehouse's batches stream into a DuckDB file
-in the home's temp directory whose ``memory_limit`` makes it spill to disk, and the
-results leave it as streams of bounded batches, so a sync's memory does not grow with its
-window. :func:`transform` runs the same SQL in memory, for previews.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from profilesync.errors import ConfigurationError, ProfilesyncError
-from profilesync.faults import fault
 from profilesync.mapping import quote
 from profilesync.model import Mapping
 from profilesync.sandbox import lock_down
@@ -35,10 +26,6 @@ from profilesync.warehouses.protocol import OP, ORD, UPSERT
 MIN_USER_ID_LENGTH = 5
 #: rejected rows kept per run (all are counted)
 REJECTED_SAMPLE = 1000
-#: rows per batch handed to the store from the spill database
-STREAM_BATCH_ROWS = 100_000
-#: file names of the spill databases in the home's temp directory
-SPILL_PREFIX = "sync-"
 _INTEGER_TYPES = {
     "TINYINT",
     "SMALLINT",
@@ -55,143 +42,33 @@ _INTEGER_TYPES = {
 
 @dataclass
 class Transformed:
-    """Net changes (``user_id``, ``_deleted``, properties...) and rejected rows, in memory:
-    for previews and small batches (a sync streams through :func:`spilled` instead)."""
+    """Net changes (``user_id``, ``_deleted``, properties...) and rejected rows."""
 
     net: pa.Table
     rejected: pa.Table  # reason, row (JSON text)
     read: int
     rejected_count: int
 
-    def net_reader(self) -> pa.RecordBatchReader:
-        return self.net.to_reader()
-
-    def rejected_reader(self) -> pa.RecordBatchReader:
-        return self.rejected.to_reader()
-
-
-@dataclass
-class _Plan:
-    """What :func:`_prepare` left in a connection: the queries of the net changes and of the
-    rejected rows kept, and the counts."""
-
-    net_sql: str
-    rejected_sql: str
-    read: int
-    rejected_count: int
-
-
-class Streamed:
-    """Net changes and rejected rows as streams over the spill database, in bounded batches.
-
-    Each reader is read once, by the store, while the spill database is open."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, plan: _Plan) -> None:
-        self._con, self._plan = con, plan
-        self.read, self.rejected_count = plan.read, plan.rejected_count
-
-    def net_reader(self) -> pa.RecordBatchReader:
-        return self._stream(self._plan.net_sql)
-
-    def rejected_reader(self) -> pa.RecordBatchReader:
-        return self._stream(self._plan.rejected_sql)
-
-    def _stream(self, sql: str) -> pa.RecordBatchReader:
-        reader: pa.RecordBatchReader = (
-            self._con.cursor().execute(sql).to_arrow_reader(STREAM_BATCH_ROWS)
-        )
-        return reader
-
 
 def transform(reader: pa.RecordBatchReader, mapping: Mapping) -> Transformed:
-    """Run the mapping on an in-memory DuckDB that reaches no file; the result in memory.
+    """Run the mapping on an in-memory DuckDB that reaches no file.
 
-    The mapping's expressions and filter are a user's SQL. For previews and tests: a sync
-    streams through :func:`spilled`.
+    The mapping's expressions and filter are a user's SQL. Spilling to the temp directory
+    keeps working with external access off (DuckDB writes its own temp files).
     """
     con = duckdb.connect()
     lock_down(con)
     try:
-        plan = _prepare(con, reader, mapping)
-        net = con.execute(plan.net_sql).to_arrow_table()
-        rejected = con.execute(plan.rejected_sql).to_arrow_table()
-        return Transformed(net, rejected, plan.read, plan.rejected_count)
+        return _transform(con, reader, mapping)
     finally:
         con.close()
 
 
-@contextmanager
-def spilled(
-    reader: pa.RecordBatchReader,
-    mapping: Mapping,
-    *,
-    directory: Path,
-    name: str,
-    memory_limit: int,
-) -> Iterator[Streamed]:
-    """Run the mapping in a DuckDB file under ``directory`` that spills past ``memory_limit``.
-
-    The file (``sync-<name>-<pid>.duckdb``) and its spill directory are removed when the
-    block ends, whatever happens; those a killed process left for ``name`` are removed
-    first (the caller holds the source's lock, so no other sync uses them). External
-    access is off, as for :func:`transform`: the database's own file and its temp
-    directory stay DuckDB's.
-    """
-    remove_spill_files(directory, name)
-    path = directory / f"{SPILL_PREFIX}{name}-{os.getpid()}.duckdb"
-    try:
-        with _private():
-            directory.mkdir(mode=0o700, exist_ok=True)
-            con = duckdb.connect(
-                str(path),
-                config={
-                    "memory_limit": f"{memory_limit}B",
-                    "temp_directory": str(path.with_suffix(".tmp")),
-                    "preserve_insertion_order": False,
-                },
-            )
-        try:
-            lock_down(con)
-            yield Streamed(con, _prepare(con, reader, mapping, spill=True))
-        finally:
-            con.close()
-    finally:
-        remove_spill_files(directory, name, pid=os.getpid())
-
-
-def remove_spill_files(directory: Path, name: str, *, pid: int | None = None) -> None:
-    """The spill files of source ``name`` (of process ``pid`` only, when given)."""
-    if not directory.is_dir():
-        return
-    owner = str(pid) if pid is not None else r"\d+"
-    pattern = re.compile(rf"{re.escape(SPILL_PREFIX + name)}-{owner}\.(duckdb|duckdb\.wal|tmp)")
-    for entry in directory.iterdir():
-        if pattern.fullmatch(entry.name):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-
-
-@contextmanager
-def _private() -> Iterator[None]:
-    old = os.umask(0o077)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
-def _prepare(
-    con: duckdb.DuckDBPyConnection,
-    reader: pa.RecordBatchReader,
-    mapping: Mapping,
-    *,
-    spill: bool = False,
-) -> _Plan:
-    """Read the stream once into ``checked`` and count; the queries of what to hand over."""
+def _transform(
+    con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, mapping: Mapping
+) -> Transformed:
     names = ", ".join(quote(n) for n in mapping.property_names)
-    with _incoming(con, reader, "spill" if spill else None):
+    with _incoming(con, reader):
         _check(con, mapping)  # one pass over the stream: map, validate, keep
     # Most batches hold one row per user (a keyed snapshot, or one change each): a hash
     # count is far cheaper than the window that picks each user's last change.
@@ -205,20 +82,20 @@ def _prepare(
         con, f"SELECT count(*) FROM checked WHERE _reason IS NOT NULL AND NOT {DELETED}"
     )
     fields = "".join(f", {quote(n)} := {quote(n)}" for n in mapping.property_names)
-    rejected = f"""
+    rejected = con.execute(f"""
         SELECT _reason AS reason, to_json(struct_pack(user_id := _raw_user_id{fields})) AS row
         FROM checked WHERE _reason IS NOT NULL AND NOT {DELETED}
-        ORDER BY {ORD} LIMIT {REJECTED_SAMPLE}"""
+        ORDER BY {ORD} LIMIT {REJECTED_SAMPLE}""").to_arrow_table()
     columns = f"user_id, {DELETED}{', ' + names if names else ''}"
     if not repeated:
-        net = f"SELECT {columns} FROM checked WHERE _reason IS NULL"
+        net = con.execute(f"SELECT {columns} FROM checked WHERE _reason IS NULL").to_arrow_table()
     else:  # each user's last change; within one commit an upsert before a filtered-out row
-        net = f"""
+        net = con.execute(f"""
             SELECT {columns} FROM checked WHERE _reason IS NULL
               AND user_id NOT IN (SELECT user_id FROM _ambiguous)
             QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {ORD} DESC, {DELETED}) = 1
-            UNION ALL BY NAME SELECT user_id, true AS {DELETED} FROM _ambiguous"""
-    return _Plan(net, rejected, read, rejected_count)
+            UNION ALL BY NAME SELECT user_id, true AS {DELETED} FROM _ambiguous""").to_arrow_table()
+    return Transformed(net, rejected, read, rejected_count)
 
 
 def _reject_ambiguous(con: duckdb.DuckDBPyConnection) -> None:
@@ -259,12 +136,8 @@ def _check(con: duckdb.DuckDBPyConnection, mapping: Mapping) -> None:
 
 
 @contextmanager
-def _incoming(
-    con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, point: str | None
-) -> Iterator[None]:
+def _incoming(con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader) -> Iterator[None]:
     """Expose the stream as view ``raw``; an error a source raises mid-read surfaces as itself.
-    DuckDB pulls the batches one by one (never the whole stream at once). ``point``: the
-    fault point reached once the first batch is in.
 
     DuckDB wraps exceptions raised inside an Arrow stream into its own error text, which
     would turn "history expired, run --resync" into an opaque failure.
@@ -273,10 +146,7 @@ def _incoming(
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
-            for number, batch in enumerate(reader):
-                yield batch
-                if number == 0 and point:
-                    fault(point)  # the first batch is in DuckDB, the rest still to come
+            yield from reader
         except Exception as exc:  # the source's own error, not "the mapping failed"
             raised.append(exc)
             raise
@@ -321,12 +191,4 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(row[0]) if row else 0
 
 
-__all__ = [
-    "DELETED",
-    "MIN_USER_ID_LENGTH",
-    "Streamed",
-    "Transformed",
-    "remove_spill_files",
-    "spilled",
-    "transform",
-]
+__all__ = ["DELETED", "MIN_USER_ID_LENGTH", "Transformed", "transform"]

@@ -33,9 +33,6 @@ from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResul
 
 #: the boolean column of a net change that marks a delete (see profilesync.engine.transform)
 DELETED = "_deleted"
-#: the home's directory for spill files (a sync's transform, the store's own queries); the
-#: only place besides the store's own file that a store's or a transform's DuckDB may write
-TEMP_DIR = "tmp"
 
 
 @dataclass(frozen=True)
@@ -72,19 +69,12 @@ class Project:
 
 
 class NetChanges(Protocol):
-    """A sync's transformed changes: one net row per user (``DELETED`` marks deletes).
+    """A sync's transformed changes: one net row per user (``DELETED`` marks deletes)."""
 
-    Both are streams of bounded batches, each read once by :meth:`Profiles.apply`: a store
-    never needs a whole window in memory (stage it in the store instead)."""
-
-    def net_reader(self) -> pa.RecordBatchReader:
-        """Columns ``user_id``, ``DELETED``, then the properties."""
-        ...
-
-    def rejected_reader(self) -> pa.RecordBatchReader:
-        """The rejected rows kept: columns ``reason``, ``row`` (JSON text)."""
-        ...
-
+    @property
+    def net(self) -> pa.Table: ...
+    @property
+    def rejected(self) -> pa.Table: ...  # columns reason, row (JSON text)
     @property
     def rejected_count(self) -> int: ...
 

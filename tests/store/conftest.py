@@ -66,13 +66,6 @@ class Net:
     def rejected_count(self) -> int:
         return self.rejected.num_rows
 
-    def net_reader(self) -> pa.RecordBatchReader:
-        """A stream of small batches, read once, as the engine's spill database hands it."""
-        return pa.RecordBatchReader.from_batches(self.net.schema, self.net.to_batches(2))
-
-    def rejected_reader(self) -> pa.RecordBatchReader:
-        return self.rejected.to_reader()
-
 
 def net(
     rows: dict[str, tuple[Any, Any]] | None = None,

@@ -20,15 +20,7 @@ import pyarrow as pa
 from profilesync.errors import NeedsResyncError, NotFoundError
 from profilesync.faults import fault
 from profilesync.mapping import quote
-from profilesync.model import (
-    Checkpoint,
-    Mapping,
-    Source,
-    SyncResult,
-    json_value,
-    now,
-    peak_memory_bytes,
-)
+from profilesync.model import Checkpoint, Mapping, Source, SyncResult, json_value, now
 from profilesync.store.duckdb.catalog import CatalogTables
 from profilesync.store.protocol import DELETED, NetChanges, PropertyStats, QuotaPolicy
 
@@ -53,20 +45,22 @@ class ProfileTables(CatalogTables):
         Only rows that differ from the store are written and metered. The store, the
         checkpoint, the run and the usage commit together; any error rolls all back.
         """
+        self.con.register("net_arrow", changes.net)
+        self.con.register("rejected_arrow", changes.rejected)
         try:
             with self.transaction() as con:
-                schema = _stage(con, changes)
                 self._ensure_profile_table(con, source.profile_table, full)
-                self._plan(con, source.profile_table, schema, full)
+                self._plan(con, source.profile_table, changes.net.schema, full)
                 self._count(con, result)
                 quota.check(self._used_this_month(con), result.operations)
                 fault("apply")
-                self._write(con, source.profile_table, schema)
-                self._record(con, source, checkpoint, result, changes)
+                self._write(con, source.profile_table, changes.net.schema)
+                self._record(con, source, checkpoint, result, changes.rejected_count)
                 fault("before_commit")
         finally:  # outside the transaction: after a rollback it would fail and hide the cause
-            for table in ("_plan", "_net"):
-                self.con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+            self.con.execute("DROP TABLE IF EXISTS _plan")
+            self.con.unregister("net_arrow")
+            self.con.unregister("rejected_arrow")
         return result
 
     @staticmethod
@@ -103,7 +97,7 @@ class ProfileTables(CatalogTables):
         source: Source,
         checkpoint: Checkpoint,
         result: SyncResult,
-        changes: NetChanges,
+        rejected: int,
     ) -> None:
         """The checkpoint, the run with its rejected rows, and the usage of this sync."""
         con.execute(
@@ -111,18 +105,12 @@ class ProfileTables(CatalogTables):
             [json.dumps(checkpoint.to_json()), source.id],
         )
         result.status, result.checkpoint, result.finished_at = "success", checkpoint.position, now()
-        result.rejected = changes.rejected_count
-        if result.peak_memory_bytes is not None:  # the engine measures: the peak up to here
-            result.peak_memory_bytes = max(result.peak_memory_bytes, peak_memory_bytes())
+        result.rejected = rejected
         self._insert_run(con, source.id, result)
-        con.register("rejected_arrow", changes.rejected_reader())  # streamed, read once
-        try:
-            con.execute(
-                'INSERT INTO rejected_rows SELECT ?, ?, reason, "row" FROM rejected_arrow',
-                [result.run_id, source.name],
-            )
-        finally:
-            con.unregister("rejected_arrow")
+        con.execute(
+            'INSERT INTO rejected_rows SELECT ?, ?, reason, "row" FROM rejected_arrow',
+            [result.run_id, source.name],
+        )
         con.execute(
             "INSERT INTO usage VALUES (?, ?, ?)",
             [result.finished_at.date(), source.name, result.operations],
@@ -138,7 +126,7 @@ class ProfileTables(CatalogTables):
             f"CREATE TABLE IF NOT EXISTS {table} (user_id VARCHAR NOT NULL, _synced_at TIMESTAMPTZ)"
         )
         existing = _types(con, table)
-        wanted = _types(con, "temp._net")
+        wanted = _types(con, "SELECT * FROM net_arrow")
         for name in set(existing) - set(wanted) - set(_OWN_COLUMNS):
             con.execute(f"ALTER TABLE {table} DROP COLUMN {quote(name)}")  # no longer mapped
         for name, dtype in wanted.items():
@@ -169,11 +157,11 @@ class ProfileTables(CatalogTables):
     def _plan(con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema, full: bool) -> None:
         """Classify each net change against the store: new user, real update, no-op, delete."""
         props = [quote(f.name) for f in schema if f.name not in ("user_id", DELETED)]
-        net = "temp._net"
+        net = "net_arrow"
         if full:  # users the snapshot no longer has are deletes
-            net = f"""(SELECT * FROM temp._net UNION ALL BY NAME
+            net = f"""(SELECT * FROM net_arrow UNION ALL BY NAME
                        SELECT s.user_id, true AS {DELETED} FROM {table} s
-                       ANTI JOIN temp._net a ON s.user_id = a.user_id)"""
+                       ANTI JOIN net_arrow a ON s.user_id = a.user_id)"""
         same = " AND ".join(f"n.{p} IS NOT DISTINCT FROM p.{p}" for p in props) or "true"
         con.execute(f"""CREATE TEMP TABLE _plan AS SELECT n.*, p.rowid AS _rowid,
                         p.user_id IS NOT NULL AS _exists,
@@ -286,19 +274,6 @@ class ProfileTables(CatalogTables):
                         k: value for k, v in row.items() if (value := json_value(v)) is not None
                     },
                 }
-
-
-def _stage(con: duckdb.DuckDBPyConnection, changes: NetChanges) -> pa.Schema:
-    """Read the net changes' stream once into temp table ``_net`` (spilled to the home's
-    temp directory past the store's memory limit); their schema."""
-    reader = changes.net_reader()
-    con.register("net_arrow", reader)
-    try:
-        con.execute("CREATE TEMP TABLE _net AS SELECT * FROM net_arrow")
-    finally:
-        con.unregister("net_arrow")
-    schema: pa.Schema = reader.schema
-    return schema
 
 
 def _types(
