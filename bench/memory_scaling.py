@@ -5,7 +5,8 @@
 Each size: a Delta table of narrow rows (six columns), a fresh home, then one
 ``profilesync sync --json`` in its own process; wall time is that process's, peak MB its
 peak RSS (``ru_maxrss`` of the child). ``--python`` runs another interpreter (another
-checkout's, to compare), ``--limit`` sets ``sync_memory_limit`` first.
+checkout's, to compare), ``--limit`` sets ``sync_memory_limit`` first (for a build that has
+that setting).
 """
 
 from __future__ import annotations
