@@ -9,10 +9,19 @@ from pathlib import Path
 from profilesync.errors import ProfilesyncError
 from profilesync.model import json_value
 from profilesync.store import open_store as _open_backend
-from profilesync.store.home import store_error
+from profilesync.store.home import SERVER_FILE, describe, running_server, store_error
 from profilesync.store.protocol import Store
 
-__all__ = ["Store", "explain_store_error", "json_value", "open_store", "session"]
+__all__ = [
+    "SERVER_FILE",
+    "Store",
+    "describe",
+    "explain_store_error",
+    "json_value",
+    "open_store",
+    "running_server",
+    "session",
+]
 
 
 def open_store(home: Path | str) -> Store:

@@ -1,8 +1,8 @@
 """``profilesync serve``: the REST API, the web UI and the scheduler in one process.
 
 ``create_app(home)`` (in :mod:`profilesync.server.app`) builds the FastAPI application.
-This module stays free of web imports: the store uses :func:`running_server` to name a
-running server when the CLI finds the store file locked.
+This module stays free of web imports. Which server owns a home is read by the store's
+home (``server.json``, :func:`running_server`); this module writes and removes that file.
 """
 
 from __future__ import annotations
@@ -11,26 +11,10 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-SERVER_FILE = "server.json"
+from profilesync.app.home import SERVER_FILE, describe, running_server
 
-
-def running_server(home: Path) -> dict[str, Any] | None:
-    """``{"pid", "url", ...}`` of the ``serve`` process that owns ``home``, if it is alive."""
-    path = Path(home) / SERVER_FILE
-    try:
-        info: dict[str, Any] = json.loads(path.read_text())
-        pid = int(info["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None  # a server that died without cleaning up
-    except PermissionError:
-        pass  # alive, owned by another user
-    return info
+__all__ = ["SERVER_FILE", "describe", "remove_server_file", "running_server", "write_server_file"]
 
 
 def write_server_file(home: Path, url: str) -> Path:
@@ -52,8 +36,3 @@ def remove_server_file(home: Path) -> None:
             path.unlink()
     except (OSError, ValueError, KeyError, TypeError):
         pass
-
-
-def describe(info: dict[str, Any]) -> str:
-    """``profilesync serve (PID 123) at http://127.0.0.1:8000``."""
-    return f"`profilesync serve` (PID {info.get('pid')}) at {info.get('url')}"
