@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from profilesync.errors import ConfigurationError
 
@@ -132,3 +132,21 @@ class ConfigSpec:
                 for f in self.fields
             ],
         }
+
+
+class FromSpec:
+    """A warehouse class whose settings are its kind's :class:`ConfigSpec` (``spec``):
+    ``secret_fields`` and ``validate_config`` follow from it, declared once per kind."""
+
+    spec: ClassVar[ConfigSpec]
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "spec" in cls.__dict__:
+            cls.secret_fields = cls.spec.secret_names
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The settings checked against the kind's spec (kept for callers of the class)."""
+        return cls.spec.check(config)

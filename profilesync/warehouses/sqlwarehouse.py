@@ -28,6 +28,7 @@ from profilesync.mapping import QUERY_TABLE
 from profilesync.model import Checkpoint, Connection, Mapping
 from profilesync.warehouses.protocol import Changes, Check
 from profilesync.warehouses.rules import DIFF_NOTE
+from profilesync.warehouses.spec import FromSpec
 
 Row = dict[str, Any]
 #: every timestamp becomes UTC microseconds, what the store keeps (DuckDB TIMESTAMPTZ)
@@ -261,7 +262,7 @@ class TableName(Protocol):
 Ref = TypeVar("Ref", bound=TableName)
 
 
-class SQLWarehouse(ABC, Generic[Ref]):
+class SQLWarehouse(FromSpec, ABC, Generic[Ref]):
     """The plumbing of a source over a DB-API connection, whatever its SQL: one connection
     opened on first use, driver errors as the errors users act on, Arrow readers over
     results, and the query form (a snapshot diff of the user's SELECT)."""

@@ -53,6 +53,7 @@ from profilesync.warehouses.delta.rules import (
 )
 from profilesync.warehouses.delta.rules import change_ops as cdf_ops
 from profilesync.warehouses.protocol import Changes, Check, change_schema, empty_reader
+from profilesync.warehouses.spec import ConfigSpec
 from profilesync.warehouses.sqlwarehouse import (
     QUERY_NOTE,
     TIMESTAMP,
@@ -180,12 +181,7 @@ class DatabricksWarehouse(SQLWarehouse[TableRef]):
     kind: ClassVar[str] = "databricks"
     dialect: ClassVar[str] = "databricks"
     warehouse: ClassVar[str] = "Databricks"
-    secret_fields: ClassVar[tuple[str, ...]] = SPEC.secret_names
-
-    @classmethod
-    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
-        """The settings checked against the kind's spec (kept for callers of the class)."""
-        return SPEC.check(config)
+    spec: ClassVar[ConfigSpec] = SPEC
 
     # -- plumbing -----------------------------------------------------------------
     def _connect(self) -> Any:

@@ -56,6 +56,7 @@ from profilesync.warehouses.delta.rules import (
 from profilesync.warehouses.delta.spec import SPEC
 from profilesync.warehouses.protocol import OP, ORD, Changes, Check, change_schema, empty_reader
 from profilesync.warehouses.rules import DIFF_NOTE
+from profilesync.warehouses.spec import ConfigSpec, FromSpec
 
 LOG = "_delta_log"
 #: delta-rs's message when a column's files hold another type than the table schema says
@@ -75,23 +76,18 @@ _METADATA_OPS = {
 }
 
 
-class DeltaWarehouse:
+class DeltaWarehouse(FromSpec):
     kind: ClassVar[str] = "delta"
     dialect: ClassVar[str] = "databricks"
     supports_cdc: ClassVar[bool] = True
     supports_query: ClassVar[bool] = False
     holds_server_resources: ClassVar[bool] = False
-    secret_fields: ClassVar[tuple[str, ...]] = SPEC.secret_names
+    spec: ClassVar[ConfigSpec] = SPEC
 
     def __init__(self, connection: Connection, source_name: str = "") -> None:
         self.root = Path(connection.config["path"])
         self.connection_name = connection.name
         self.source_name = source_name
-
-    @classmethod
-    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
-        """The settings checked against the kind's spec (kept for callers of the class)."""
-        return SPEC.check(config)
 
     # -- discovery -------------------------------------------------------------------
     def list_tables(self) -> list[str]:

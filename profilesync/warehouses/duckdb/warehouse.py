@@ -33,6 +33,7 @@ from profilesync.sandbox import lock_down, locked
 from profilesync.warehouses.duckdb.checks import DuckDBInspection, judge
 from profilesync.warehouses.duckdb.spec import SPEC
 from profilesync.warehouses.protocol import Changes, Check
+from profilesync.warehouses.spec import ConfigSpec, FromSpec
 
 #: rows per Arrow batch handed to the sync engine
 BATCH_ROWS = 262_144
@@ -113,7 +114,7 @@ def now_position() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class DuckDBWarehouse:
+class DuckDBWarehouse(FromSpec):
     """Tables, views and queries of one DuckDB database file (``--kind duckdb --path FILE``)."""
 
     kind: ClassVar[str] = "duckdb"
@@ -121,17 +122,12 @@ class DuckDBWarehouse:
     supports_cdc: ClassVar[bool] = False
     supports_query: ClassVar[bool] = True
     holds_server_resources: ClassVar[bool] = False
-    secret_fields: ClassVar[tuple[str, ...]] = SPEC.secret_names
+    spec: ClassVar[ConfigSpec] = SPEC
 
     def __init__(self, connection: Connection, source_name: str = "") -> None:
         self.path = Path(connection.config["path"])
         self.source_name = source_name
         self._con: duckdb.DuckDBPyConnection | None = None
-
-    @classmethod
-    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
-        """The settings checked against the kind's spec (kept for callers of the class)."""
-        return SPEC.check(config)
 
     # -- the connection ----------------------------------------------------------------
     @property

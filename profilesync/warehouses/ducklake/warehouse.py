@@ -53,6 +53,7 @@ from profilesync.warehouses.protocol import (
     empty_reader,
 )
 from profilesync.warehouses.rules import expired_error, replaced_error
+from profilesync.warehouses.spec import ConfigSpec
 
 #: catalog string prefix -> (DuckDB extension, wheel package shipping it)
 _CATALOG_EXTENSIONS = {"postgres:": ("postgres_scanner", "duckdb-extension-postgres-scanner")}
@@ -124,7 +125,7 @@ class DuckLakeWarehouse(DuckDBWarehouse):
     supports_cdc: ClassVar[bool] = True
     supports_query: ClassVar[bool] = True
     holds_server_resources: ClassVar[bool] = False
-    secret_fields: ClassVar[tuple[str, ...]] = SPEC.secret_names
+    spec: ClassVar[ConfigSpec] = SPEC
 
     def __init__(self, connection: Connection, source_name: str = "") -> None:
         self.catalog = str(connection.config["catalog"])
@@ -133,11 +134,6 @@ class DuckLakeWarehouse(DuckDBWarehouse):
         self.source_name = source_name
         self._con: duckdb.DuckDBPyConnection | None = None
         self._alias: str | None = None
-
-    @classmethod
-    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
-        """The settings checked against the kind's spec (kept for callers of the class)."""
-        return SPEC.check(config)
 
     # -- the connection ----------------------------------------------------------------
     @property

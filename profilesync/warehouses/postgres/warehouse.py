@@ -67,29 +67,25 @@ from profilesync.warehouses.postgres.snapshot import import_snapshot, read_rows
 from profilesync.warehouses.postgres.spec import SPEC
 from profilesync.warehouses.postgres.wal2json import decode
 from profilesync.warehouses.protocol import Changes, Check
+from profilesync.warehouses.spec import ConfigSpec, FromSpec
 
 if TYPE_CHECKING:
     import psycopg
 
 
-class PostgresWarehouse:
+class PostgresWarehouse(FromSpec):
     kind: ClassVar[str] = "postgres"
     dialect: ClassVar[str] = "postgres"
     supports_cdc: ClassVar[bool] = True
     supports_query: ClassVar[bool] = True
     holds_server_resources: ClassVar[bool] = True
-    secret_fields: ClassVar[tuple[str, ...]] = SPEC.secret_names
+    spec: ClassVar[ConfigSpec] = SPEC
 
     def __init__(self, connection: Connection, source_name: str = "") -> None:
         self.dsn: str = connection.config["dsn"]
         self.password: str | None = connection.config.get("password")
         self.source_name = source_name
         self._open: list[psycopg.Connection[Any]] = []
-
-    @classmethod
-    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
-        """The settings checked against the kind's spec (kept for callers of the class)."""
-        return SPEC.check(config)
 
     @property
     def slot(self) -> str:

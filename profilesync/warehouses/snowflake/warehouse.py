@@ -51,6 +51,7 @@ from profilesync.warehouses.protocol import (
 )
 from profilesync.warehouses.rules import DAY, expired_error, replaced_error, time_travel_check
 from profilesync.warehouses.snowflake.spec import SPEC
+from profilesync.warehouses.spec import ConfigSpec
 from profilesync.warehouses.sqlwarehouse import (
     QUERY_NOTE,
     TIMESTAMP,
@@ -227,12 +228,7 @@ class SnowflakeWarehouse(SQLWarehouse[TableRef]):
     kind: ClassVar[str] = "snowflake"
     dialect: ClassVar[str] = "snowflake"
     warehouse: ClassVar[str] = "Snowflake"
-    secret_fields: ClassVar[tuple[str, ...]] = SPEC.secret_names
-
-    @classmethod
-    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
-        """The settings checked against the kind's spec (kept for callers of the class)."""
-        return SPEC.check(config)
+    spec: ClassVar[ConfigSpec] = SPEC
 
     # -- plumbing -----------------------------------------------------------------
     def _connect(self) -> Any:
