@@ -11,9 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
-from sqlglot import exp
 
-from profilesync.errors import ConfigurationError
 from profilesync.query import lookup as _lookup
 from profilesync.query import runner as _runner
 from profilesync.query.model import (
@@ -30,6 +28,7 @@ from profilesync.query.model import (
     SegmentationQuery,
 )
 from profilesync.query.runner import Plan, known, shape, time_range
+from profilesync.store.duckdb import CursorReader
 from profilesync.store.protocol import Reader, Store
 
 __all__ = [
@@ -55,31 +54,15 @@ __all__ = [
 ]
 
 
-class _Cursor:
-    """A DuckDB connection or cursor as a :class:`Reader`."""
-
-    dialect = "duckdb"
-
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self.con = con
-
-    def read(self, query: exp.Expr, params: Any = ()) -> list[tuple[Any, ...]]:
-        return self.con.execute(query.sql(dialect=self.dialect), list(params)).fetchall()
-
-
 def plan(store: Store, query: SegmentationQuery, now: datetime | None = None) -> Plan:
     return _runner.plan(store, query, now)
 
 
 def run(con: duckdb.DuckDBPyConnection | Reader, p: Plan) -> list[tuple[Any, ...]]:
     """Execute a plan on ``con`` (a cursor of the store's database, or any reader)."""
-    reader = _Cursor(con) if isinstance(con, duckdb.DuckDBPyConnection) else con
-    try:
-        return _runner.run(reader, p)
-    except duckdb.CatalogException as exc:
-        raise ConfigurationError(
-            f"a profile table changed while the query ran ({exc}); run the query again"
-        ) from exc
+    # the store's own reader: a relation dropped meanwhile is a clear error to retry
+    reader = CursorReader(con) if isinstance(con, duckdb.DuckDBPyConnection) else con
+    return _runner.run(reader, p)
 
 
 def segmentation(

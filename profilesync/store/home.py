@@ -210,7 +210,7 @@ def store_error(exc: BaseException, home: Path | str | None) -> ProfilesyncError
     if any(m in message for m in _CORRUPT):
         store = where / STORE_FILE
         return StoreCorruptedError(
-            f"the store {store} is corrupted ({_first_line(str(exc))}). Restore it from a "
+            f"the store {store} is corrupted ({first_line(str(exc))}). Restore it from a "
             f"backup copy, or move it aside (mv {store} {store}.broken) to start with an "
             "empty store and add the connections and sources again"
         )
@@ -237,6 +237,7 @@ def _quoted_path(exc: BaseException) -> str | None:
     return parts[1] if len(parts) >= 3 else None
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
+    """The first line of a driver's message, cut to fit in a one-line error."""
     line = text.strip().splitlines()[0] if text.strip() else text
     return line if len(line) <= 160 else line[:157] + "..."

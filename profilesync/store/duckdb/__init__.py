@@ -26,7 +26,7 @@ from profilesync.sandbox import lock_down, locked
 from profilesync.store.duckdb.events import DuckDBEvents
 from profilesync.store.duckdb.profiles import ProfileTables
 from profilesync.store.duckdb.schema import SCHEMA_VERSION, StoreTooNewError, migrate
-from profilesync.store.home import STORE_FILE, connect, prepare_home
+from profilesync.store.home import STORE_FILE, connect, first_line, prepare_home
 from profilesync.store.protocol import Capabilities, Store
 
 __all__ = [
@@ -69,9 +69,9 @@ class DuckDBStore(ProfileTables):
         return _read(self.con, query, params)
 
     @contextmanager
-    def reader(self) -> Iterator[_CursorReader]:
+    def reader(self) -> Iterator[CursorReader]:
         """A cursor of the store's database: long reads without holding the store's lock."""
-        cursor = _CursorReader(self.con.cursor())
+        cursor = CursorReader(self.con.cursor())
         try:
             yield cursor
         finally:
@@ -90,7 +90,9 @@ class DuckDBStore(ProfileTables):
         self.close()
 
 
-class _CursorReader:
+class CursorReader:
+    """A DuckDB connection or cursor of the store's database as a query reader."""
+
     dialect = DuckDBStore.dialect
 
     def __init__(self, con: Any) -> None:
@@ -107,13 +109,9 @@ def _read(con: Any, query: exp.Expr, params: Sequence[Any]) -> list[tuple[Any, .
         return list(con.execute(query.sql(dialect="duckdb"), list(params)).fetchall())
     except duckdb.CatalogException as exc:
         raise ConfigurationError(
-            f"a profile table changed while the query ran ({_first_line(str(exc))}); "
+            f"a profile table changed while the query ran ({first_line(str(exc))}); "
             "run the query again"
         ) from exc
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
 
 
 #: mypy checks here that the DuckDB store is a whole :class:`Store`
