@@ -1,16 +1,20 @@
-"""The driver plumbing every Postgres module shares: psycopg, its errors, a DuckDB session.
+"""The driver plumbing every Postgres module shares: psycopg, its errors, scratch DuckDB.
 
 psycopg is imported lazily so that the postgres extra is only needed by postgres sources.
+Rows Postgres sends are typed and decoded in a scratch engine
+(:func:`profilesync.scratch.scratch`: a memory limit, spilling to disk past it) that
+:func:`held` keeps open for as long as the reader it feeds is read.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import duckdb
+import pyarrow as pa
 
 from profilesync.errors import (
     ConcurrentSyncError,
@@ -19,6 +23,7 @@ from profilesync.errors import (
     ProfilesyncError,
     WarehouseUnavailableError,
 )
+from profilesync.scratch import scratch
 
 if TYPE_CHECKING:
     import psycopg
@@ -27,9 +32,66 @@ if TYPE_CHECKING:
 SESSION = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 1"
 
 
+T = TypeVar("T")
+#: what the function :func:`held` runs returns: a value for the caller, and the batches
+Start = Callable[[duckdb.DuckDBPyConnection], tuple[T, Iterable[pa.RecordBatch]]]
+
+
+def held(start: Start[T], share: float = 0.5) -> tuple[T, Iterator[pa.RecordBatch]]:
+    """Run ``start`` in a scratch engine opened now and stream the batches it returns.
+
+    The engine is opened in the caller's thread, so it takes the share of the sync's
+    budget (a consumer such as DuckDB pulls batches from threads that see no budget). It
+    stays open, with its spill directory, until the batches are drained or the iterator
+    is dropped (the generator's ``finally``), and closes at once when ``start`` raises.
+    """
+    steps = _holding(start, share)
+    head = next(steps)
+    return cast(T, head), cast(Iterator[pa.RecordBatch], steps)
+
+
+def _holding(start: Start[T], share: float) -> Iterator[object]:
+    with scratch(share) as con:
+        head, batches = start(con)
+        yield head
+        yield from batches
+
+
+def stage(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    schema: pa.Schema,
+    batches: Iterator[pa.RecordBatch],
+) -> None:
+    """Copy a stream into ``table`` of ``con`` (spilling past the engine's memory limit).
+
+    DuckDB wraps an exception raised inside the stream into its own error text; the
+    stream's own error (a driver error a caller turns into a clear one) is raised instead.
+    """
+    raised: list[Exception] = []
+
+    def watched() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from batches
+        except Exception as exc:
+            raised.append(exc)
+            raise
+
+    con.register("_incoming", pa.RecordBatchReader.from_batches(schema, watched()))
+    try:
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM _incoming")
+    except duckdb.Error:
+        if raised:
+            raise raised[0] from None
+        raise
+    finally:
+        con.unregister("_incoming")
+
+
 @functools.cache
 def _duck_database() -> duckdb.DuckDBPyConnection:
-    """Types the rows Postgres sent; no file is any business of it, so none is in reach."""
+    """Kept for the old import path (``profilesync.sources.postgres._duck``); the sync path
+    uses :func:`held`, whose engines have a memory limit."""
     from profilesync.sandbox import lock_down
 
     con = duckdb.connect()
@@ -38,8 +100,8 @@ def _duck_database() -> duckdb.DuckDBPyConnection:
 
 
 def duck() -> duckdb.DuckDBPyConnection:
-    """A session of one in-memory DuckDB per process: opening a database costs ~40 ms, a
-    session ~1 ms. Temporary tables and registered batches stay private to the session."""
+    """A session of one in-memory DuckDB per process, without a memory limit: not for a
+    sync's rows (see :func:`held`)."""
     return _duck_database().cursor()
 
 

@@ -19,10 +19,11 @@ import pyarrow as pa
 from profilesync.errors import ConcurrentSyncError, ConfigurationError, RetentionExceededError
 from profilesync.model import Checkpoint
 from profilesync.warehouses.postgres.catalog import Relation
-from profilesync.warehouses.postgres.driver import first_line, psycopg_module
+from profilesync.warehouses.postgres.driver import first_line, psycopg_module, stage
 from profilesync.warehouses.postgres.snapshot import copy_csv
 
 if TYPE_CHECKING:
+    import duckdb
     import psycopg
 
 PLUGIN = "wal2json"
@@ -136,18 +137,21 @@ class Slot:
             "table against the store."
         )
 
-    def peek(self, conn: psycopg.Connection[Any], relation: Relation) -> pa.Table:
-        """Every decoded change since the slot's position, without consuming it."""
-        sql = """SELECT n, (lsn - '0/0'::pg_lsn)::int8, xid::text::int8, data
+    def peek(
+        self, conn: psycopg.Connection[Any], relation: Relation, into: duckdb.DuckDBPyConnection
+    ) -> None:
+        """Every decoded change since the slot's position, without consuming it, as table
+        ``peeked`` of ``into`` (``n``, ``lsn``, ``data``): streamed from COPY, so a
+        window larger than the engine's memory limit spills to its disk."""
+        sql = """SELECT n, (lsn - '0/0'::pg_lsn)::int8, data
                   FROM pg_logical_slot_peek_changes(%s, NULL, NULL, 'format-version', '2',
                        'include-types', 'false', 'add-tables', %s) WITH ORDINALITY AS p(lsn, xid, data, n)
                   WHERE data <> '{"action":"B"}'"""
         filter_ = f"{escape_filter(relation.schema)}.{escape_filter(relation.name)}"
-        names = ["n", "lsn", "xid", "data"]
-        types = [pa.int64(), pa.int64(), pa.int64(), pa.string()]
-        batches = list(copy_csv(conn, sql, 4, [self.name, filter_], names, types))
-        schema = pa.schema(list(zip(names, types, strict=True)))
-        return pa.Table.from_batches(batches, schema)
+        names = ["n", "lsn", "data"]
+        types = [pa.int64(), pa.int64(), pa.string()]
+        batches = copy_csv(conn, sql, 3, [self.name, filter_], names, types)
+        stage(into, "peeked", pa.schema(list(zip(names, types, strict=True))), batches)
 
     def drop(self, conn: psycopg.Connection[Any]) -> None:
         state = self.state(conn)

@@ -20,11 +20,17 @@ import pyarrow.csv as pacsv
 from profilesync.mapping import quote
 from profilesync.model import Checkpoint, Mapping
 from profilesync.warehouses.postgres.catalog import Column, pick
-from profilesync.warehouses.postgres.driver import duck, errors
+from profilesync.warehouses.postgres.driver import errors, held
 from profilesync.warehouses.protocol import Changes
 
 if TYPE_CHECKING:
+    import duckdb
     import psycopg
+
+#: the share of the sync's memory budget typing takes: one COPY block at a time
+TYPING_SHARE = 0.1
+#: bytes of COPY output Arrow's CSV parser reads at once (a batch is about this size)
+BLOCK_SIZE = 1 << 22
 
 
 def import_snapshot(conn: psycopg.Connection[Any], snapshot: str) -> None:
@@ -85,12 +91,12 @@ def copy_csv(
     names = names or [f"c{i}" for i in range(width)]
     types = types or [pa.string()] * width
     with conn.cursor().copy(f"COPY ({select}) TO STDOUT (FORMAT csv)", params) as copy:
-        stream = io.BufferedReader(CopyStream(iter(copy)), 1 << 22)
+        stream = io.BufferedReader(CopyStream(iter(copy)), BLOCK_SIZE)
         if not stream.peek(1):
             return
         yield from pacsv.open_csv(
             stream,
-            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 22),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=BLOCK_SIZE),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict(zip(names, types, strict=True)),
@@ -104,21 +110,19 @@ def copy_csv(
 def typed(
     batches: Iterator[pa.RecordBatch], columns: tuple[Column, ...], schema: pa.Schema
 ) -> Iterator[pa.RecordBatch]:
-    """Postgres text -> typed Arrow, by the same casts the change stream uses."""
-    con = duck()
+    """Postgres text -> typed Arrow, by the same casts the change stream uses, one batch
+    at a time in a scratch engine opened now (one per read: opening one costs ~40 ms)."""
     select = ", ".join(f"{c.cast(f'c{i}')} AS {quote(c.name)}" for i, c in enumerate(columns))
-    try:
+
+    def each(con: duckdb.DuckDBPyConnection) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             con.register("text_batch", batch)
-            yield from (
-                con.execute(f"SELECT {select} FROM text_batch")
-                .to_arrow_table()
-                .cast(schema)
-                .to_batches()
-            )
+            table = con.execute(f"SELECT {select} FROM text_batch").to_arrow_table()
             con.unregister("text_batch")
-    finally:
-        con.close()
+            yield from table.cast(schema).to_batches()
+
+    _, typed_batches = held(lambda con: (None, each(con)), share=TYPING_SHARE)
+    return typed_batches
 
 
 def commit_after(

@@ -1,12 +1,19 @@
 """Decoding the changes wal2json (format version 2) wrote into mapped Arrow rows.
 
-The JSON is parsed in DuckDB over Arrow batches and every value is converted from
-Postgres' text form by the same SQL casts as a snapshot, so snapshot and change values are
-identical. Only transactions that committed after the checkpoint count; a TRUNCATE, or an
-update whose unchanged large value was not sent, stops the sync instead of guessing.
+The JSON is parsed in DuckDB and every value is converted from Postgres' text form by the
+same SQL casts as a snapshot, so snapshot and change values are identical. Only
+transactions that committed after the checkpoint count; a TRUNCATE, or an update whose
+unchanged large value was not sent, stops the sync instead of guessing.
+
+The window is staged in a scratch engine (a memory limit, spilling to disk past it): the
+peeked rows, then one row per change. The checks that need the whole window run there
+before anything is returned; the mapped rows then stream out of the engine, which stays
+open until they are read.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -15,9 +22,9 @@ from profilesync.errors import ChangeTrackingError, TableReplacedError
 from profilesync.mapping import quote
 from profilesync.model import Checkpoint, Mapping
 from profilesync.warehouses.postgres.catalog import Column, Relation, pick
-from profilesync.warehouses.postgres.driver import duck, scalar_duck
+from profilesync.warehouses.postgres.driver import held, scalar_duck
 from profilesync.warehouses.postgres.slot import lsn_int, lsn_text
-from profilesync.warehouses.protocol import DELETE, OP, ORD, UPSERT, Changes
+from profilesync.warehouses.protocol import DELETE, OP, ORD, UPSERT, Changes, change_schema
 
 #: one wal2json v2 change, as much of it as profilesync reads
 _CHANGE_JSON = (
@@ -26,43 +33,55 @@ _CHANGE_JSON = (
 )
 #: wal2json's commit marker as written without include-xids / include-timestamp
 _COMMIT = '{"action":"C"}'
+#: rows per batch the decoded window streams in
+BATCH_ROWS = 100_000
+#: stages the peeked window as table ``peeked`` of the engine, returns the table read
+Peek = Callable[[duckdb.DuckDBPyConnection], Relation]
+#: the checkpoint the window reaches and the schema of its rows
+Head = tuple[Checkpoint, pa.Schema]
 
 
-def decode(
-    raw: pa.Table, relation: Relation, mapping: Mapping, checkpoint: Checkpoint, source_name: str
-) -> Changes:
-    """wal2json rows -> mapped columns + ``_op``/``_ord``, all in DuckDB."""
-    wanted = pick(relation.columns, mapping.columns, relation.label)
-    since = lsn_int(checkpoint.position)
-    con = duck()
-    try:
-        con.register("peeked", raw)
-        _stage(con, wanted, since)
-        position = scalar_duck(con, f"SELECT coalesce(max(commit_lsn), {since}) FROM commits")
+def decode(peek: Peek, mapping: Mapping, checkpoint: Checkpoint, source_name: str) -> Changes:
+    """wal2json rows -> mapped columns + ``_op``/``_ord``, all in DuckDB, streamed.
+
+    Errors about the window (a TRUNCATE, an unsent value) are raised here, before the
+    reader exists; the reader keeps the engine open until it is drained or dropped.
+    """
+
+    def start(con: duckdb.DuckDBPyConnection) -> tuple[Head, Iterator[pa.RecordBatch]]:
+        relation = peek(con)
+        wanted = pick(relation.columns, mapping.columns, relation.label)
+        since = lsn_int(checkpoint.position)
+        position = _stage(con, wanted, since)
         _refuse_unreadable(con, wanted, relation, source_name)
-        schema = pa.schema(
-            [
-                *(pa.field(c.name, c.arrow) for c in wanted),
-                pa.field(OP, pa.string()),
-                pa.field(ORD, pa.int64()),
-            ]
-        )
-        table = con.execute(_rows_sql(wanted)).to_arrow_table()
-    finally:
-        con.close()
-    new = Checkpoint(lsn_text(max(position, since)), checkpoint.identity, checkpoint.extra)
-    return Changes(
-        pa.RecordBatchReader.from_batches(schema, table.cast(schema).to_batches()), new, full=False
-    )
+        schema = change_schema(pa.schema([pa.field(c.name, c.arrow) for c in wanted]))
+        new = Checkpoint(lsn_text(position), checkpoint.identity, checkpoint.extra)
+        reader = con.execute(_rows_sql(wanted)).to_arrow_reader(BATCH_ROWS)
+        return (new, schema), _cast(reader, schema)
+
+    (new, schema), batches = held(start)
+    return Changes(pa.RecordBatchReader.from_batches(schema, batches), new, full=False)
 
 
-def _stage(con: duckdb.DuckDBPyConnection, wanted: tuple[Column, ...], since: int) -> None:
-    """One row per change of a transaction that committed after the checkpoint.
+def _cast(reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    for batch in reader:
+        yield batch.cast(schema)
+
+
+def _stage(con: duckdb.DuckDBPyConnection, wanted: tuple[Column, ...], since: int) -> int:
+    """One row per change of a transaction that committed after the checkpoint, as table
+    ``changes``; returns the position of the last commit (``since`` when there is none).
 
     For each mapped column ``i``: whether the new row (``np{i}``) and the old row
-    (``op{i}``) hold it, and its text (``nv{i}``, ``ov{i}``). Transactions arrive in commit
-    order; ``n`` is the position in that stream.
+    (``op{i}``) hold it, and its text (``nv{i}``, ``ov{i}``). Logical decoding sends whole
+    transactions in commit order, so those that committed after ``since`` are the rows
+    after the last commit marker at or before it (``n`` is the position in the stream):
+    no join, which under a small memory limit a hash table of the window could not fit.
+    ``peeked`` is dropped once staged.
     """
+    commits = f"FROM peeked WHERE data = '{_COMMIT}'"
+    after = scalar_duck(con, f"SELECT coalesce(max(n), 0) {commits} AND lsn <= {since}")
+    position = scalar_duck(con, f"SELECT coalesce(max(lsn), {since}) {commits}")
     positions, values = [], []
     for i, c in enumerate(wanted):
         name = c.name.replace("'", "''")
@@ -72,17 +91,16 @@ def _stage(con: duckdb.DuckDBPyConnection, wanted: tuple[Column, ...], since: in
                 f"{side}x{i} IS NOT NULL AS {side}p{i}, {key}[{side}x{i}].value->>'$' AS {side}v{i}"
             )
     con.execute(f"""
-        CREATE TEMP TABLE commits AS SELECT xid, max(lsn) AS commit_lsn FROM peeked
-        WHERE data = '{_COMMIT}' GROUP BY xid;
         CREATE TEMP TABLE changes AS SELECT n, action, {", ".join(values)} FROM (
             SELECT *, {", ".join(positions)} FROM (
                 SELECT n, s.action AS action, s.columns AS cols, s.identity AS ids,
                        list_transform(s.columns, x -> x.name) AS n_names,
                        list_transform(s.identity, x -> x.name) AS o_names
-                FROM (SELECT p.n, json_transform(p.data, '{_CHANGE_JSON}') AS s FROM peeked p
-                      JOIN commits c ON c.xid = p.xid
-                      WHERE c.commit_lsn > {since} AND p.data <> '{_COMMIT}')))
-        WHERE action IN ('I', 'U', 'D', 'T')""")
+                FROM (SELECT n, json_transform(data, '{_CHANGE_JSON}') AS s FROM peeked
+                      WHERE n > {after} AND data <> '{_COMMIT}')))
+        WHERE action IN ('I', 'U', 'D', 'T');
+        DROP TABLE peeked""")
+    return max(position, since)
 
 
 def _refuse_unreadable(

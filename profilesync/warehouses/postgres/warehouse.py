@@ -70,6 +70,7 @@ from profilesync.warehouses.protocol import Changes, Check
 from profilesync.warehouses.spec import ConfigSpec, FromSpec
 
 if TYPE_CHECKING:
+    import duckdb
     import psycopg
 
 
@@ -220,12 +221,16 @@ class PostgresWarehouse(FromSpec):
 
     def changes(self, mapping: Mapping, checkpoint: Checkpoint) -> Changes:
         slot = self._slot
-        with self.session() as conn:
-            relation = self._same_table(conn, mapping.table, checkpoint)
-            slot.advance(conn, checkpoint)
-            raw = slot.peek(conn, relation)
-            self._same_table(conn, mapping.table, checkpoint)  # replaced while we peeked?
-        return decode(raw, relation, mapping, checkpoint, self.source_name)
+
+        def peek(into: duckdb.DuckDBPyConnection) -> Relation:
+            with self.session() as conn:
+                relation = self._same_table(conn, mapping.table, checkpoint)
+                slot.advance(conn, checkpoint)
+                slot.peek(conn, relation, into)
+                self._same_table(conn, mapping.table, checkpoint)  # replaced while we peeked?
+            return relation
+
+        return decode(peek, mapping, checkpoint, self.source_name)
 
     def _same_table(
         self, conn: psycopg.Connection[Any], table: str, checkpoint: Checkpoint
