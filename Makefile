@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,server,postgres,ducklake
+EXTRAS ?= dev,server,postgres,ducklake,clickhouse
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help

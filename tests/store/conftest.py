@@ -22,13 +22,15 @@ from profilesync.model import Checkpoint, Connection, Source, SyncResult, now
 from profilesync.store import open_store
 from profilesync.store.protocol import DELETED, Store
 
-#: every store backend the suite runs against
-BACKENDS = ["duckdb"]
+#: every store backend the suite runs against (chdb when the clickhouse extra is installed)
+BACKENDS = ["duckdb", "chdb"]
 PROPS = [("title", "Title"), ("score", "Score")]
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "chdb":
+        pytest.importorskip("chdb", reason="needs the clickhouse extra: pip install .[clickhouse]")
     return str(request.param)
 
 

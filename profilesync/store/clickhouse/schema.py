@@ -1,0 +1,107 @@
+"""The ClickHouse tables: events, and per source a table of versioned profile rows.
+
+Property types are named as the DuckDB store names them (``VARCHAR``, ``DOUBLE``, ...)
+everywhere a person or the query compiler sees them; each ClickHouse column keeps that
+name in its comment, so the mapping back needs no guessing.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlglot import exp
+
+from profilesync.errors import ConfigurationError
+from profilesync.store.clickhouse.driver import quote_name
+
+EVENTS = "events"
+#: the profile table's own columns (besides the properties)
+OWN = ("user_id", "_synced_at", "_version", "_is_deleted")
+
+# Events as the DuckDB store keeps them, with ClickHouse types. Ordered for the segmentation
+# queries (a project's events of some types over a time range); partitioned by month so
+# old months can be dropped whole. ``batch_id`` says which append batch stored a row.
+EVENTS_DDL = f"""CREATE TABLE IF NOT EXISTS {EVENTS} (
+    project_id Int64, event_type String, user_id Nullable(String),
+    device_id Nullable(String), `time` DateTime64(6), event_properties Nullable(String),
+    user_properties Nullable(String), insert_id Nullable(String), session_id Nullable(Int64),
+    app_version Nullable(String), platform Nullable(String), os_name Nullable(String),
+    device_model Nullable(String), country Nullable(String), region Nullable(String),
+    city Nullable(String), language Nullable(String), ip Nullable(String),
+    revenue Nullable(Float64), received_at DateTime64(6), batch_id Int64,
+    INDEX batches batch_id TYPE minmax GRANULARITY 1
+) ENGINE = MergeTree PARTITION BY toYYYYMM(`time`) ORDER BY (project_id, event_type, `time`)"""
+
+#: scalar DuckDB types and their ClickHouse columns (sqlglot's defaults lose precision here)
+_SCALARS = {
+    "VARCHAR": "String",
+    "JSON": "String",
+    "BLOB": "String",
+    "BOOLEAN": "Bool",
+    "TINYINT": "Int8",
+    "SMALLINT": "Int16",
+    "INTEGER": "Int32",
+    "BIGINT": "Int64",
+    "HUGEINT": "Int128",
+    "UTINYINT": "UInt8",
+    "USMALLINT": "UInt16",
+    "UINTEGER": "UInt32",
+    "UBIGINT": "UInt64",
+    "FLOAT": "Float32",
+    "DOUBLE": "Float64",
+    "DATE": "Date32",
+    "TIMESTAMP": "DateTime64(6)",
+    "TIMESTAMP_S": "DateTime64(0)",
+    "TIMESTAMP_MS": "DateTime64(3)",
+    "TIMESTAMP_NS": "DateTime64(9)",
+    "TIMESTAMP WITH TIME ZONE": "DateTime64(6, 'UTC')",
+    "UUID": "UUID",
+}
+_DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
+
+
+def column_type(duckdb_type: str, name: str) -> str:
+    """The ClickHouse column of a property of ``duckdb_type`` (nullable where it can be)."""
+    if duckdb_type in _SCALARS:
+        return f"Nullable({_SCALARS[duckdb_type]})"
+    if match := _DECIMAL.fullmatch(duckdb_type):
+        return f"Nullable(Decimal({match[1]}, {match[2]}))"
+    try:
+        nested = exp.DataType.build(duckdb_type, dialect="duckdb")
+    except Exception:
+        nested = None
+    if nested is not None and nested.is_type(
+        exp.DataType.Type.ARRAY, exp.DataType.Type.STRUCT, exp.DataType.Type.MAP
+    ):
+        rendered = nested.sql("clickhouse")
+        if not re.search(r"\b(TIME|INTERVAL|DateTime)\b", rendered):
+            return rendered
+    raise ConfigurationError(
+        f"property {name!r} has type {duckdb_type}, which the ClickHouse store does not keep: "
+        "cast it in the mapping (for example to VARCHAR)"
+    )
+
+
+def profile_ddl(table: str, columns: dict[str, str]) -> str:
+    """A source's rows: the newest ``_version`` of a user wins, ``_is_deleted`` marks a delete."""
+    props = "".join(
+        f", {quote_name(n)} {column_type(t, n)} COMMENT {literal(t)}" for n, t in columns.items()
+    )
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} (user_id String{props}, "
+        "_synced_at DateTime64(6, 'UTC'), _version UInt64, _is_deleted UInt8) "
+        "ENGINE = ReplacingMergeTree(_version, _is_deleted) ORDER BY user_id"
+    )
+
+
+def current_view(view: str, table: str) -> str:
+    """The current rows of a source: the newest version of each user, deletes left out."""
+    return (
+        f"CREATE OR REPLACE VIEW {view} AS SELECT * EXCEPT (_version, _is_deleted) "
+        f"FROM {table} FINAL WHERE _is_deleted = 0"
+    )
+
+
+def literal(text: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
