@@ -24,9 +24,15 @@ import pyarrow as pa
 
 from profilesync.errors import ConfigurationError
 
-#: settings of every connection: UTC wall-clock times, deletes and ALTERs done when they return
+#: settings of every connection: UTC wall-clock times; SQL's scoping and NULLs (a column
+#: of the FROM wins over a SELECT alias of the same name, outer joins and grouping sets
+#: give NULL where ClickHouse would fill in default values); deletes and ALTERs done when
+#: they return
 SETTINGS = {
     "session_timezone": "UTC",
+    "prefer_column_name_to_alias": "1",
+    "join_use_nulls": "1",
+    "group_by_use_nulls": "1",
     "mutations_sync": "2",
     "alter_sync": "2",
     "lightweight_deletes_sync": "2",

@@ -1,0 +1,146 @@
+"""What the ClickHouse store adds to the conformance suite: a sync's rows become visible
+with its catalog commit even when the process dies between the two steps, events of a
+batch that never committed disappear, and a home keeps the backend it was made with."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlglot import exp
+
+from profilesync.errors import ConfigurationError
+from profilesync.events import dedup, ingest
+from profilesync.events.projects import create_project
+from profilesync.events.validate import scratch
+from profilesync.mapping import from_columns
+from profilesync.model import Connection, Source
+from profilesync.store import open_store
+from profilesync.store.clickhouse import ClickHouseStore
+from profilesync.store.protocol import Store
+from tests.store.conftest import PROPS, apply, net, profiles
+from tests.store.test_events import DAY, append, events, view
+
+pytest.importorskip("chdb", reason="needs the clickhouse extra: pip install .[clickhouse]")
+
+ROOT = Path(__file__).resolve().parents[2]
+COUNT_EVENTS = exp.select("count(*)").from_("events")
+
+# a sync in another process, killed (SIGKILL) at a fault point
+_KILLED_SYNC = """
+import os, sys
+from profilesync.store import open_store
+from tests.store.conftest import apply, net
+os.environ["PROFILESYNC_FAULT"] = sys.argv[2]
+store = open_store(sys.argv[1], backend="chdb")
+apply(store, net({"u-0001": ("A", 1.0), "u-0003": ("c", 3.0)}, deleted=["u-0002"]), position="2")
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(tmp_path / "home", backend="chdb")
+    opened.add_connection(Connection("lake", "delta", {"path": "warehouse"}))
+    opened.add_source(Source("users", "lake", from_columns("prod.users", "uid", PROPS)))
+    yield opened
+    opened.close()  # a test may have closed it already
+
+
+def observed(store: Store) -> tuple[object, ...]:
+    checkpoint = store.get_source("users").checkpoint
+    return (
+        profiles(store),
+        checkpoint.position if checkpoint else None,
+        store.usage()["used"],
+        [r["status"] for r in store.runs("users")],
+    )
+
+
+@pytest.mark.parametrize("point", ["mid_apply", "before_commit"])
+def test_a_sync_killed_before_its_commit_leaves_nothing_visible(
+    store: Store, tmp_path: Path, point: str
+) -> None:
+    apply(store, net({"u-0001": ("a", 1.0), "u-0002": ("b", 2.0)}))
+    before = observed(store)
+    store.close()
+    killed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_KILLED_SYNC), str(tmp_path / "home"), point],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -9, killed.stderr
+    with open_store(tmp_path / "home", backend="chdb") as reopened:
+        assert observed(reopened) == before
+        # the window applies again, metered once
+        again = apply(
+            reopened,
+            net({"u-0001": ("A", 1.0), "u-0003": ("c", 3.0)}, deleted=["u-0002"]),
+            position="2",
+        )
+        assert (again.inserted, again.updated, again.deleted) == (1, 1, 1)
+        assert profiles(reopened) == {
+            "u-0001": {"Title": "A", "Score": 1.0},
+            "u-0003": {"Title": "c", "Score": 3.0},
+        }
+        assert reopened.usage()["used"] == 2 + 3
+
+
+def test_rows_committed_before_a_crash_are_attached_when_the_store_opens(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apply(store, net({"u-0001": ("a", 1.0)}))
+    settle = ClickHouseStore.settle
+    # the process dies right after the catalog commit: the pending rows stay pending
+    monkeypatch.setattr(ClickHouseStore, "settle", lambda self, source, present=None: None)
+    apply(store, net({"u-0001": ("A", 1.0), "u-0002": ("b", 2.0)}), position="2")
+    assert profiles(store) == {"u-0001": {"Title": "a", "Score": 1.0}}
+    store.close()
+    monkeypatch.setattr(ClickHouseStore, "settle", settle)
+    with open_store(tmp_path / "home", backend="chdb") as reopened:
+        assert reopened.get_source("users").checkpoint.position == "2"  # type: ignore[union-attr]
+        assert profiles(reopened) == {
+            "u-0001": {"Title": "A", "Score": 1.0},
+            "u-0002": {"Title": "b", "Score": 2.0},
+        }
+        assert reopened.usage()["used"] == 3
+
+
+def test_events_of_a_batch_that_never_committed_are_gone_after_a_restart(
+    store: Store, tmp_path: Path
+) -> None:
+    project, _ = create_project(store, "web")
+    writer = ingest.Writer(store, project.id, now=DAY).__enter__()
+    writer.append(ingest.prepare(scratch(), events([view("u-0001", "x"), view("u-0002", "y")])))
+    writer.index.lock.release()
+    store.close()  # the process dies: the catalog never saw the batch commit
+    dedup._indexes.clear()
+    with open_store(tmp_path / "home", backend="chdb") as reopened:
+        assert reopened.read(COUNT_EVENTS) == [(0,)]
+        # the ids were never stored: they are not duplicates now
+        assert append(reopened, project.id, [view("u-0001", "x")]).stored == 1
+        assert reopened.read(COUNT_EVENTS) == [(1,)]
+
+
+def test_a_home_keeps_the_backend_it_was_made_with(store: Store, tmp_path: Path) -> None:
+    store.close()
+    with pytest.raises(ConfigurationError, match="created with --store chdb"):
+        open_store(tmp_path / "home")
+    with open_store(tmp_path / "duck") as duck:
+        duck.add_connection(Connection("lake", "delta", {"path": "warehouse"}))
+    with pytest.raises(ConfigurationError, match="created with --store duckdb"):
+        open_store(tmp_path / "duck", backend="chdb")
+
+
+def test_chdb_runs_one_data_directory_per_process(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "other").mkdir()
+    with pytest.raises(ConfigurationError, match="one data directory per process"):
+        open_store(tmp_path / "other", backend="chdb")
+    store.close()
+    with open_store(tmp_path / "other", backend="chdb") as other:
+        assert other.list_sources() == []

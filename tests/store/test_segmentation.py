@@ -1,0 +1,79 @@
+"""The segmentation suite of ``tests/events/test_query.py`` (answers computed by hand on its
+fixed world) run on the chdb store: the same syncs through the engine, the same HTTP V2
+batch, the same questions, the same answers as on DuckDB."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from profilesync.events import ingest
+from profilesync.events.projects import create_project
+from profilesync.model import Connection
+from profilesync.store import open_store
+from tests.conftest import Warehouse, run_sync, table_source
+from tests.events.conftest import EVENTS, PROPS, World, users
+from tests.events.test_query import (  # noqa: F401 - collected here, on the chdb world
+    test_buckets_are_the_days_asked_for,
+    test_filters_on_profile_and_event_properties,
+    test_group_by_event_property_and_field,
+    test_grouped_by_a_profile_property_uses_the_current_value,
+    test_grouped_by_the_value_at_event_time,
+    test_known_lists_types_and_properties,
+    test_profile_filter_with_profile_group,
+    test_several_events_give_one_series_each,
+    test_sum_and_average_of_an_event_property,
+    test_top_groups_and_other,
+    test_unique_users_do_not_add_up_across_days,
+    test_unknown_names_are_refused_with_what_exists,
+    test_user_lookup_shows_profile_and_events,
+)
+from tests.events.test_query import test_values_are_bound_not_spliced as values_are_bound
+from tests.events.test_query import test_week_and_hour_intervals as week_and_hour_intervals
+
+pytest.importorskip("chdb", reason="needs the clickhouse extra: pip install .[clickhouse]")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """``tests/events/conftest.py``'s world, built on chdb."""
+    lake = Warehouse(tmp_path / "lake")
+    lake.create("prod.users", users(["pro", "free", "free", "enterprise"]))
+    store = open_store(tmp_path / "home", backend="chdb")
+    try:
+        store.add_connection(Connection("lake", "delta", {"path": str(lake.root)}))
+        table_source(store, "users", "prod.users", "uid", PROPS)  # type: ignore[arg-type]
+        run_sync(store, "users")  # type: ignore[arg-type]
+        _, key = create_project(store, "web")
+        answer = ingest.ingest(store, json.dumps({"api_key": key, "events": EVENTS}).encode())
+        assert answer["events_ingested"] == len(EVENTS)
+        lake.update("prod.users", "uid = 'user-0002'", {"plan": "'pro'"})
+        run_sync(store, "users")  # type: ignore[arg-type]
+        yield World(store, tmp_path / "home", lake, key)  # type: ignore[arg-type]
+    finally:
+        store.close()
+
+
+# Where the compiler's ClickHouse rendering still differs from DuckDB's (fixes belong in
+# profilesync/query/compiler.py; strict: these fail until then)
+
+
+@pytest.mark.xfail(
+    reason="JSONExtractString gives '' for a key a JSON object lacks, not NULL: "
+    "'is set' holds for every event",
+    strict=True,
+)
+def test_values_are_bound_not_spliced_on_chdb(world: World) -> None:
+    values_are_bound(world)
+
+
+@pytest.mark.xfail(
+    reason="dateTrunc('week', time) is a Date in ClickHouse, a timestamp in DuckDB: "
+    "week buckets do not match",
+    strict=True,
+)
+def test_week_and_hour_intervals_on_chdb(world: World) -> None:
+    week_and_hour_intervals(world)
