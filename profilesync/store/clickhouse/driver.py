@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from profilesync.errors import ConfigurationError
+from profilesync.store.home import private_files
 
 #: settings of every connection: UTC wall-clock times; SQL's scoping and NULLs (a column
 #: of the FROM wins over a SELECT alias of the same name, outer joins and grouping sets
@@ -94,9 +95,10 @@ class ChdbDriver:
                     f"this process has the chdb store in {_Engine.path} open; chdb runs one "
                     f"data directory per process, so {path} can be opened after it is closed"
                 )
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
             query = "&".join(f"{k}={v}" for k, v in SETTINGS.items())
-            self.con = chdb.connect(f"{path}?{query}")
+            with private_files():  # profiles and events: this user's only, as the store file
+                path.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self.con = chdb.connect(f"{path}?{query}")
             _Engine.path, _Engine.users = path, _Engine.users + 1
         self.lock = threading.RLock()
         self.closed = False
