@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import resource
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -23,6 +25,47 @@ MAX_FREQUENCY_SECONDS = 365 * 86400
 #: the one rule for connection and source names: they appear in URLs, file names and logs
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 NAME_RULE = "1-63 letters, digits, '_', '-' or '.', starting with a letter or digit"
+
+
+#: the setting that bounds a sync's working memory (the transform's and the store's DuckDB)
+MEMORY_LIMIT_SETTING = "sync_memory_limit"
+DEFAULT_MEMORY_LIMIT = 1000**3  # 1GB: a laptop spares that for a sync of any size
+MIN_MEMORY_LIMIT = 16 * 1000**2
+MAX_MEMORY_LIMIT = 1000**4
+_BYTES = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
+_BYTES.update({"kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4})
+_SIZE = re.compile(r"^\s*(\d{1,15})\s*([a-z]*)\s*$")
+
+
+def parse_memory_limit(text: str) -> int:
+    """``"1GB"`` -> 1,000,000,000 bytes; KB, MB, GB, TB count in powers of 1000 and KiB, MiB,
+    GiB, TiB in powers of 1024, as DuckDB's ``memory_limit`` does. Bounded to [16MB, 1TB]."""
+    match = _SIZE.match(str(text).lower())
+    unit = match.group(2) if match else ""
+    if not match or unit not in _BYTES:
+        raise ConfigurationError(
+            f"{MEMORY_LIMIT_SETTING} {_shown(text)} is not understood: write a whole number and "
+            "a unit, like 512MB, 1GB or 4GB, or `default`"
+        )
+    value = int(match.group(1)) * _BYTES[unit]
+    if not MIN_MEMORY_LIMIT <= value <= MAX_MEMORY_LIMIT:
+        raise ConfigurationError(
+            f"{MEMORY_LIMIT_SETTING} {_shown(text)} is out of range: give from 16MB to 1TB, "
+            "or `default`"
+        )
+    return value
+
+
+def peak_memory_bytes() -> int:
+    """This process's peak resident memory since it started (``ru_maxrss``; Linux counts
+    KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def memory_limit(stored: str | None) -> int:
+    """The limit in force from the stored setting (None: the default)."""
+    return DEFAULT_MEMORY_LIMIT if stored is None else parse_memory_limit(stored)
 
 
 def check_name(name: str, what: str) -> str:
@@ -206,6 +249,9 @@ class SyncResult:
     run_id: int | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: the process's peak resident memory (ru_maxrss) when the sync ended: the peak of the
+    #: whole process since it started, which bounds the sync's own from above
+    peak_memory_bytes: int | None = None
 
     @property
     def operations(self) -> int:
@@ -237,6 +283,7 @@ class SyncResult:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "duration_seconds": self.duration_seconds,
+            "peak_memory_bytes": self.peak_memory_bytes,
         }
 
 

@@ -1,4 +1,5 @@
-"""Store settings: the plan, a lower monthly operations limit, and this month's usage."""
+"""Store settings: the plan, a lower monthly operations limit, a sync's memory limit, and
+this month's usage."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Any
 from profilesync.app._engine import PLANS
 from profilesync.app.home import Store
 from profilesync.errors import ConfigurationError
+from profilesync.model import MEMORY_LIMIT_SETTING, memory_limit, parse_memory_limit
 from profilesync.store.protocol import QuotaPolicy as PlanQuota
 
-SETTINGS = ("plan", "operations_limit")
+SETTINGS = ("plan", "operations_limit", MEMORY_LIMIT_SETTING)
 
 
 def quota(store: Store) -> PlanQuota:
@@ -26,9 +28,18 @@ def set_setting(store: Store, key: str, value: str) -> PlanQuota:
         store.set_setting("plan", value)
     elif key == "operations_limit":
         store.set_setting("operations_limit", _operations_limit(value, store.quota().plan))
+    elif key == MEMORY_LIMIT_SETTING:
+        stored = None if value.strip() == "default" else f"{parse_memory_limit(value)}B"
+        store.set_setting(MEMORY_LIMIT_SETTING, stored)
     else:
-        raise ConfigurationError(f"unknown setting {key!r}: plan or operations_limit")
+        raise ConfigurationError(f"unknown setting {key!r}: {', '.join(SETTINGS)}")
     return store.quota()
+
+
+def sync_memory_limit(store: Store) -> int:
+    """Bytes a sync's transform and the store's queries may hold before spilling to disk
+    (the store applies a new value from its next opening)."""
+    return memory_limit(store.get_setting(MEMORY_LIMIT_SETTING))
 
 
 def _operations_limit(value: str, plan: str) -> str | None:

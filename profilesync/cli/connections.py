@@ -13,7 +13,9 @@ from profilesync.errors import ConfigurationError
 connection_app = typer.Typer(
     help="Warehouse connections (reusable by many sources).", no_args_is_help=True
 )
-config_app = typer.Typer(help="Store settings: plan and operation limit.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Store settings: plan, operation limit and a sync's memory limit.", no_args_is_help=True
+)
 
 
 @connection_app.command("add")
@@ -151,10 +153,15 @@ def connection_delete(name: str) -> None:
 # a value such as -5 is the setting's (bad) value, not an unknown option: refused with exit 1
 @config_app.command("set", context_settings={"ignore_unknown_options": True})
 def config_set(key: str, value: str) -> None:
-    """Set `plan` (growth|enterprise) or `operations_limit` (a lower monthly limit; `default` resets)."""
+    """Set `plan` (growth|enterprise), `operations_limit` (a lower monthly limit) or
+    `sync_memory_limit` (e.g. 512MB, 1GB: a sync spills to disk past it); `default` resets."""
     with store() as opened:
         quota = settings.set_setting(opened, key, value)
-    out.print(f"plan {quota.plan}, limit {quota.limit:,} operations per month")
+        limit = settings.sync_memory_limit(opened)
+    if key == settings.MEMORY_LIMIT_SETTING:
+        out.print(f"sync memory limit {_size(limit)}")
+    else:
+        out.print(f"plan {quota.plan}, limit {quota.limit:,} operations per month")
 
 
 @config_app.command("get")
@@ -162,9 +169,26 @@ def config_get(json_out: JsonOpt = False) -> None:
     """Show the plan and limit."""
     with store() as opened:
         quota = settings.quota(opened)
-    doc = {"plan": quota.plan, "operations_limit": quota.limit, "home": str(state["home"])}
+        limit = settings.sync_memory_limit(opened)
+    doc = {
+        "plan": quota.plan,
+        "operations_limit": quota.limit,
+        settings.MEMORY_LIMIT_SETTING: limit,
+        "home": str(state["home"]),
+    }
     if json_out:
         print_json(doc)
     else:
         for k, v in doc.items():
             out.print(f"{k}: {v}")
+
+
+def _size(count: int) -> str:
+    """Bytes as the largest whole unit they are a multiple of: ``1000000000`` -> ``1GB``."""
+    for unit, factor in (("TB", 1000**4), ("GB", 1000**3), ("MB", 1000**2)):
+        if count % factor == 0:
+            return f"{count // factor}{unit}"
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count % factor == 0:
+            return f"{count // factor}{unit}"
+    return f"{count:,} bytes"

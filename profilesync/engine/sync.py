@@ -2,8 +2,10 @@
 
 Read top to bottom: :func:`sync` takes the source's lock and records a failed run when
 anything goes wrong; :func:`_run` picks how to read (initial snapshot, diff, resync or the
-change stream since the checkpoint), transforms what it read and hands the net changes,
-the new checkpoint and the quota to the store, which applies them all or nothing.
+change stream since the checkpoint) and streams what it read through the transform into
+the store, with the new checkpoint and the quota; the store applies them all or nothing.
+Every engine on the way spills to the home's temp directory past the
+``sync_memory_limit`` setting, so a window of any size syncs in bounded memory.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pyarrow as pa
 
 from profilesync.engine.checks import failures, resolve_mapping, source_checks, test_mapping
 from profilesync.engine.locks import source_lock
-from profilesync.engine.transform import transform
+from profilesync.engine.transform import transformed
 from profilesync.errors import (
     ChangeTrackingError,
     ConcurrentSyncError,
@@ -26,9 +28,17 @@ from profilesync.errors import (
     StoreFullError,
 )
 from profilesync.faults import fault
-from profilesync.model import Source, SyncResult, now
+from profilesync.model import (
+    MEMORY_LIMIT_SETTING,
+    Source,
+    SyncResult,
+    memory_limit,
+    now,
+    peak_memory_bytes,
+)
+from profilesync.scratch import budget
 from profilesync.store.home import store_error
-from profilesync.store.protocol import Store
+from profilesync.store.protocol import TEMP_DIR, Store
 from profilesync.warehouses import open_warehouse
 from profilesync.warehouses.protocol import Changes, Warehouse
 
@@ -73,6 +83,7 @@ def sync(
             raise  # another sync holds the source (e.g. its Postgres slot): this one never ran
         except ProfilesyncError as exc:
             result.error, result.error_code = str(exc), exc.code
+            result.peak_memory_bytes = peak_memory_bytes()
             store.record_failed_run(source, result)
             raise
         except Exception as exc:  # a bug: still a failed run a person can see, and one error class
@@ -81,11 +92,20 @@ def sync(
                 "was applied. Rerun with --debug for the traceback and report it."
             )
             result.error, result.error_code = str(error), error.code
+            result.peak_memory_bytes = peak_memory_bytes()
             store.record_failed_run(source, result)
             raise error from exc
 
 
 def _run(
+    store: Store, source: Source, result: SyncResult, resync: bool, progress: Progress | None
+) -> SyncResult:
+    limit = memory_limit(store.get_setting(MEMORY_LIMIT_SETTING))
+    with budget(limit, store.home / TEMP_DIR, source.name):
+        return _read_and_apply(store, source, result, resync, progress)
+
+
+def _read_and_apply(
     store: Store, source: Source, result: SyncResult, resync: bool, progress: Progress | None
 ) -> SyncResult:
     connection = store.get_connection(source.connection)
@@ -102,14 +122,15 @@ def _run(
         else:
             changes = warehouse.changes(source.mapping, source.checkpoint)
         reader = _counting(changes.reader, progress) if progress else changes.reader
-        transformed = transform(reader, source.mapping)
-        fault("after_read")
-        result.read = transformed.read
-        if progress:
-            progress("applying", transformed.read)
-        return store.apply(
-            source, transformed, changes.checkpoint, result, full=changes.full, quota=store.quota()
-        )
+        with transformed(reader, source.mapping) as stream:
+            fault("after_read")
+            # the run record shows the process's peak so far; set again once applied
+            result.peak_memory_bytes = peak_memory_bytes()
+            applied = store.apply(
+                source, stream, changes.checkpoint, result, full=changes.full, quota=store.quota()
+            )
+        applied.peak_memory_bytes = peak_memory_bytes()
+        return applied
     finally:
         warehouse.close()
 

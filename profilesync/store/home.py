@@ -42,7 +42,7 @@ PRIVATE_FILE = 0o600
 OWN_FILES = frozenset(
     {STORE_FILE, f"{STORE_FILE}.wal", f"{STORE_FILE}.tmp", "secret.key", SERVER_FILE}
 )
-OWN_DIRS = frozenset({"locks"})
+OWN_DIRS = frozenset({"locks", "tmp"})
 
 _FULL = ("no space left on device", "disk is full", "disk full")
 _DENIED = ("permission denied", "read-only file system", "operation not permitted")
@@ -107,7 +107,7 @@ def tighten(home: Path) -> None:
         elif entry.name in OWN_DIRS and entry.is_dir():
             _restrict(entry, PRIVATE_DIR)
             for item in entry.iterdir():
-                _restrict(item, PRIVATE_FILE)
+                _restrict(item, PRIVATE_DIR if item.is_dir() else PRIVATE_FILE)
         else:
             ours = False
     if ours:

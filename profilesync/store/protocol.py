@@ -33,6 +33,19 @@ from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResul
 
 #: the boolean column of a net change that marks a delete (see profilesync.engine.transform)
 DELETED = "_deleted"
+#: the home's directory for spill files (a sync's scratch engines, the store's own queries)
+TEMP_DIR = "tmp"
+#: rejected rows kept per run (all are counted)
+REJECTED_SAMPLE = 1000
+
+
+def ambiguous_reason(user_id: str, rows: str) -> str:
+    """SQL for the reason a user's rows are rejected when it has several current rows at
+    once; ``user_id`` and ``rows`` are SQL expressions (the id, how many rows)."""
+    return (
+        f"'user_id ' || to_json({user_id}) || ' has ' || {rows} || ' rows at once (duplicate "
+        "keys in the table or in one commit): a profile takes one row per user'"
+    )
 
 
 @dataclass(frozen=True)
@@ -69,14 +82,30 @@ class Project:
 
 
 class NetChanges(Protocol):
-    """A sync's transformed changes: one net row per user (``DELETED`` marks deletes)."""
+    """A sync's transformed rows, handed to :meth:`Profiles.apply` as one stream.
+
+    :meth:`rows` is a stream of bounded batches, read once: columns ``user_id``,
+    ``DELETED``, then the properties. A store never needs the whole window in memory
+    (it stages the stream in its own engine, which spills to disk). When :attr:`compacted`
+    holds, the stream has at most one row per user (the net change of a change window).
+    Otherwise it is a snapshot as read: a user on several rows at once that are not
+    deletes is *ambiguous*, and the store rejects those rows (reason
+    :func:`ambiguous_reason`) and removes the user's profile; a user whose rows are all
+    deletes (filtered out by the mapping) is deleted.
+
+    :attr:`read`, :attr:`rejected_count` and :meth:`rejected` (columns ``reason``, ``row``
+    as JSON text; at most :data:`REJECTED_SAMPLE` rows) are complete once the stream is
+    read to its end.
+    """
 
     @property
-    def net(self) -> pa.Table: ...
+    def compacted(self) -> bool: ...
+    def rows(self) -> pa.RecordBatchReader: ...
     @property
-    def rejected(self) -> pa.Table: ...  # columns reason, row (JSON text)
+    def read(self) -> int: ...
     @property
     def rejected_count(self) -> int: ...
+    def rejected(self) -> pa.Table: ...
 
 
 class QuotaPolicy(Protocol):
@@ -132,7 +161,9 @@ class Profiles(Protocol):
     ) -> SyncResult:
         """Apply net changes; with ``full`` users absent from them are deleted. Only real
         differences are written and metered; rows, checkpoint, run and usage commit together
-        where :attr:`Capabilities.atomic_apply` holds."""
+        where :attr:`Capabilities.atomic_apply` holds. ``result.read`` and
+        ``result.rejected`` are set from ``changes`` after its stream is read (ambiguous
+        rows of a snapshot count as rejected)."""
         ...
 
     def profile_tables(self) -> list[tuple[Source, list[str]]]: ...

@@ -55,18 +55,34 @@ def store(open_home: Callable[[], Store]) -> Iterator[Store]:
 
 @dataclass
 class Net:
-    """Net changes as the engine hands them to a store (see profilesync.store.protocol)."""
+    """Changes as the engine hands them to a store (see profilesync.store.protocol.NetChanges):
+    a stream of small batches, read once; ``compacted=False`` is a snapshot as read, where a
+    user may come on several rows."""
 
     net: pa.Table
-    rejected: pa.Table = field(
+    rejected_rows: pa.Table = field(
         default_factory=lambda: pa.table(
             {"reason": pa.array([], pa.string()), "row": pa.array([], pa.string())}
         )
     )
+    compacted: bool = True
+    taken: bool = False
+
+    @property
+    def read(self) -> int:
+        return self.net.num_rows + self.rejected_count
 
     @property
     def rejected_count(self) -> int:
-        return self.rejected.num_rows
+        return self.rejected_rows.num_rows
+
+    def rejected(self) -> pa.Table:
+        return self.rejected_rows
+
+    def rows(self) -> pa.RecordBatchReader:
+        assert not self.taken, "a store reads the stream once"
+        self.taken = True
+        return pa.RecordBatchReader.from_batches(self.net.schema, self.net.to_batches(2))
 
 
 def net(

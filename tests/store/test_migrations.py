@@ -19,6 +19,7 @@ from profilesync.engine import sync as engine
 from profilesync.errors import ConfigurationError
 from profilesync.events import ingest
 from profilesync.store import open_store
+from profilesync.store.duckdb import SCHEMA_VERSION
 from tests.store.fixtures.make_store_v1 import API_KEY
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store-v1.tar.gz"
@@ -40,12 +41,13 @@ def profiles(home: Path) -> dict[str, dict[str, object]]:
 
 def test_a_version_1_file_is_migrated_and_keeps_its_history(v1_home: Path) -> None:
     with open_store(v1_home) as store:
-        assert store.get_setting("schema_version") == "2"
+        assert store.get_setting("schema_version") == str(SCHEMA_VERSION)
         runs = store.runs("users")
         assert [(r["id"], r["mode"], r["inserted"], r["updated"], r["deleted"]) for r in runs] == [
             (2, "incremental", 0, 1, 1),
             (1, "initial", 5, 0, 0),
         ]
+        assert [r["peak_memory_bytes"] for r in runs] == [None, None]  # not measured then
         # usage() counts this month only: the fixture's days are older than that
         assert store.read(sqlglot.parse_one("SELECT sum(operations) FROM usage")) == [(7,)]
         assert [p.name for p in store.events.list_projects()] == ["web"]

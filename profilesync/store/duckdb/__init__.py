@@ -21,13 +21,14 @@ from sqlglot import exp
 
 from profilesync.errors import ConfigurationError
 from profilesync.faults import fault as _fault
-from profilesync.model import Source, json_value, now
+from profilesync.model import MEMORY_LIMIT_SETTING, Source, json_value, memory_limit, now
 from profilesync.sandbox import lock_down, locked
+from profilesync.scratch import threads_for
 from profilesync.store.duckdb.events import DuckDBEvents
 from profilesync.store.duckdb.profiles import ProfileTables
-from profilesync.store.duckdb.schema import SCHEMA_VERSION, StoreTooNewError, migrate
-from profilesync.store.home import STORE_FILE, connect, first_line, prepare_home
-from profilesync.store.protocol import Capabilities, Store
+from profilesync.store.duckdb.schema import SCHEMA_VERSION, StoreTooNewError, migrate, version
+from profilesync.store.home import STORE_FILE, connect, first_line, prepare_home, private_files
+from profilesync.store.protocol import TEMP_DIR, Capabilities, Store
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -55,6 +56,11 @@ class DuckDBStore(ProfileTables):
         self.con = connect(self.path, wait_seconds)
         if not locked(self.con):  # a second store on this file shares the first's database
             self.con.execute("SET GLOBAL TimeZone = 'UTC'")  # for cursors and connections too
+            try:
+                _bound_memory(self.con, self.home)
+            except BaseException:
+                self.con.close()
+                raise
             lock_down(self.con)  # event queries run here: only the store's file is in reach
         try:
             migrate(self.con)
@@ -88,6 +94,33 @@ class DuckDBStore(ProfileTables):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _bound_memory(con: duckdb.DuckDBPyConnection, home: Path) -> None:
+    """The store's memory limit, half the ``sync_memory_limit`` setting (read before the
+    configuration is locked; the sync's scratch engine has the other half), and its spill
+    directory in the home's temp directory."""
+    temp = home / TEMP_DIR
+    with private_files():
+        temp.mkdir(mode=0o700, exist_ok=True)
+    quoted = str(temp / "store").replace("'", "''")
+    con.execute(f"SET temp_directory = '{quoted}'")
+    stored = None
+    if version(con) >= 1:
+        row = con.execute(
+            "SELECT value FROM settings WHERE key = ?", [MEMORY_LIMIT_SETTING]
+        ).fetchone()
+        stored = row[0] if row else None
+    try:
+        limit = memory_limit(stored)
+    except ConfigurationError:  # a value this code cannot read: the default, not a dead store
+        limit = memory_limit(None)
+    con.execute(f"SET memory_limit = '{int(limit) // 2}B'")
+    con.execute(f"SET threads = {threads_for(int(limit) // 2)}")
+    con.execute("SET enable_progress_bar = false")  # it would print into --json output
+    # parallel inserts and joins need not hold batches back to keep their order: every
+    # query that shows rows in an order says ORDER BY
+    con.execute("SET preserve_insertion_order = false")
 
 
 class CursorReader:

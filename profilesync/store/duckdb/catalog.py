@@ -37,6 +37,7 @@ RUN_COLUMNS = (
     "error_code",
     "started_at",
     "finished_at",
+    "peak_memory_bytes",
 )
 
 
@@ -259,6 +260,7 @@ class CatalogTables(Connected):
             result.error_code,
             result.started_at,
             result.finished_at,
+            result.peak_memory_bytes,
         ]
         row = con.execute(
             f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) SELECT coalesce(max(id), 0) + 1, "

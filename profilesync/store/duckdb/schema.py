@@ -62,6 +62,11 @@ INSERT OR IGNORE INTO settings
     SELECT 'events_store_id', substr(replace(CAST(uuid() AS VARCHAR), '-', ''), 1, 16);
 """
 
+# Version 3: a run records the syncing process's peak resident memory (NULL for older runs).
+_V3 = """
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS peak_memory_bytes BIGINT;
+"""
+
 
 def _run(sql: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
     def migrate(con: duckdb.DuckDBPyConnection) -> None:
@@ -74,6 +79,7 @@ def _run(sql: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
 MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     (1, "settings, connections, sources, runs, rejected rows, usage", _run(_V1)),
     (2, "events, projects and the event catalog in every file", _run(_V2)),
+    (3, "runs record the process's peak memory", _run(_V3)),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
