@@ -35,15 +35,43 @@ Bind = Callable[[Any], exp.Expr]
 
 
 # -- where dialects differ and sqlglot cannot carry the meaning -------------------------
-# Both take a *bound* value, which sqlglot cannot rewrite:
-# - json_text: DuckDB extracts by a JSON path (``$."name"``), ClickHouse by a key (``name``);
+# - json_text: a property of a JSON document as text, NULL when the key is missing or its
+#   value is JSON null; a string unquoted, any other value as its JSON text. DuckDB extracts
+#   by a JSON path (``$."name"``, a *bound* value sqlglot cannot rewrite); ClickHouse by a
+#   key, and its ``JSONExtractString`` gives '' for a missing key, so the value's JSON type
+#   decides (``JSONType`` is 'Null' for a missing key and for null);
 # - try_cast: sqlglot renders TRY_CAST for ClickHouse as a CAST that fails on bad text,
-#   where the query needs NULL (``accurateCastOrNull``).
-# Everything else (date_trunc, contains, ||, grouping sets) is sqlglot's transpilation.
+#   where the query needs NULL (``accurateCastOrNull``);
+# - bucket: ``dateTrunc`` gives a Date in ClickHouse for a week or a month, a timestamp
+#   for an hour or a day; DuckDB a timestamp for all (a bucket is a timestamp everywhere).
+# Everything else (contains, ||, grouping sets) is sqlglot's transpilation.
 
 
 def _json_path(name: str) -> str:
     return '$."' + name.replace('"', '\\"') + '"'
+
+
+def _duckdb_json_text(doc: exp.Expr, name: str, bind: Bind) -> exp.Expr:
+    return exp.func("json_extract_string", doc, bind(_json_path(name)), dialect="duckdb")
+
+
+def _clickhouse_json_text(doc: exp.Expr, name: str, bind: Bind) -> exp.Expr:
+    key = bind(name)  # numbered: the same $n in all three places
+
+    def call(function: str) -> exp.Expr:
+        return exp.Anonymous(this=function, expressions=[doc.copy(), key.copy()])
+
+    json_type = exp.func("toString", call("JSONType"))
+    return exp.Case(
+        ifs=[
+            exp.If(this=json_type.eq(exp.Literal.string("Null")), true=exp.null()),
+            exp.If(
+                this=json_type.copy().eq(exp.Literal.string("String")),
+                true=call("JSONExtractString"),
+            ),
+        ],
+        default=call("JSONExtractRaw"),
+    )
 
 
 def _try_cast(value: exp.Expr, to: exp.DataType) -> exp.Expr:
@@ -56,24 +84,25 @@ def _clickhouse_try_cast(value: exp.Expr, to: exp.DataType) -> exp.Expr:
     return exp.func("accurateCastOrNull", value, exp.Literal.string(plain.sql("clickhouse")))
 
 
+def _bucket(interval: str, time: exp.Expr) -> exp.Expr:
+    return exp.func("date_trunc", exp.Literal.string(interval), time, dialect="duckdb")
+
+
+def _clickhouse_bucket(interval: str, time: exp.Expr) -> exp.Expr:
+    return exp.func("toDateTime64", _bucket(interval, time), exp.Literal.number(6))
+
+
 @dataclass(frozen=True)
 class Dialect:
     json_text: Callable[[exp.Expr, str, Bind], exp.Expr]
     try_cast: Callable[[exp.Expr, exp.DataType], exp.Expr]
+    bucket: Callable[[str, exp.Expr], exp.Expr]
 
 
 DIALECTS: dict[str, Dialect] = {
-    "duckdb": Dialect(
-        json_text=lambda doc, name, bind: exp.func(
-            "json_extract_string", doc, bind(_json_path(name)), dialect="duckdb"
-        ),
-        try_cast=_try_cast,
-    ),
+    "duckdb": Dialect(json_text=_duckdb_json_text, try_cast=_try_cast, bucket=_bucket),
     "clickhouse": Dialect(
-        json_text=lambda doc, name, bind: exp.Anonymous(
-            this="JSONExtractString", expressions=[doc, bind(name)]
-        ),
-        try_cast=_clickhouse_try_cast,
+        json_text=_clickhouse_json_text, try_cast=_clickhouse_try_cast, bucket=_clickhouse_bucket
     ),
 }
 
@@ -243,9 +272,7 @@ def _base(
         exp.DPipe(this=exp.Literal.string("device:"), expression=exp.column("device_id", "e")),
     )
     select = exp.select(
-        exp.func("date_trunc", exp.Literal.string(query.interval), time, dialect="duckdb").as_(
-            "bucket"
-        ),
+        dialect.bucket(query.interval, time).as_("bucket"),
         exp.column("event_type", "e").as_("ev"),
         group.as_("grp"),
         uid.as_("uid"),

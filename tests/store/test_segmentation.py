@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from profilesync.events import ingest
+from profilesync.events import query as q
 from profilesync.events.projects import create_project
 from profilesync.model import Connection
 from profilesync.store import open_store
+from profilesync.store.protocol import Store
 from tests.conftest import Warehouse, run_sync, table_source
 from tests.events.conftest import EVENTS, PROPS, World, users
 from tests.events.test_query import (  # noqa: F401 - collected here, on the chdb world
@@ -33,6 +35,7 @@ from tests.events.test_query import (  # noqa: F401 - collected here, on the chd
 )
 from tests.events.test_query import test_values_are_bound_not_spliced as values_are_bound
 from tests.events.test_query import test_week_and_hour_intervals as week_and_hour_intervals
+from tests.store.test_events import append, view
 
 pytest.importorskip("chdb", reason="needs the clickhouse extra: pip install .[clickhouse]")
 
@@ -57,23 +60,40 @@ def world(tmp_path: Path) -> Iterator[World]:
         store.close()
 
 
-# Where the compiler's ClickHouse rendering still differs from DuckDB's (fixes belong in
-# profilesync/query/compiler.py; strict: these fail until then)
+# The two questions whose ClickHouse rendering differs most from DuckDB's: a key a JSON
+# document lacks is NULL ("is set" holds for none), and a week bucket is a timestamp.
 
 
-@pytest.mark.xfail(
-    reason="JSONExtractString gives '' for a key a JSON object lacks, not NULL: "
-    "'is set' holds for every event",
-    strict=True,
-)
 def test_values_are_bound_not_spliced_on_chdb(world: World) -> None:
     values_are_bound(world)
 
 
-@pytest.mark.xfail(
-    reason="dateTrunc('week', time) is a Date in ClickHouse, a timestamp in DuckDB: "
-    "week buckets do not match",
-    strict=True,
-)
 def test_week_and_hour_intervals_on_chdb(world: World) -> None:
     week_and_hour_intervals(world)
+
+
+# A property of an event as every backend reads it from the JSON document: a string as
+# itself, another value as its JSON text, a JSON null and a missing key as not set.
+VALUES = ['"x"', '"2"', "12.5", "true", '{"c": 1}', '""', "null", None]
+
+
+def test_an_event_property_reads_the_same_on_every_backend(store: Store) -> None:
+    project, _ = create_project(store, "web")
+    docs = [None if v is None else f'{{"p": {v}, "q": 1}}' for v in VALUES]
+    append(store, project.id, [view(f"u-{i}", None, props=doc) for i, doc in enumerate(docs)])
+
+    def ask(**spec: object) -> dict[str, list[int | float]]:
+        day = {"start": "2024-05-01", "end": "2024-05-01", "events": ["View"]}
+        answer = q.segmentation(store, q.SegmentationQuery(**{**day, **spec}))  # type: ignore[arg-type]
+        return {s["label"]: s["values"] for s in answer["series"]}
+
+    prop = {"kind": "event", "name": "p"}
+    assert ask(filters=[{**prop, "op": "is set"}]) == {"View": [6]}
+    assert ask(filters=[{**prop, "op": "is not set"}]) == {"View": [2]}
+    assert ask(filters=[{**prop, "op": "is", "values": ["x", 12.5, True]}]) == {"View": [3]}
+    assert ask(filters=[{**prop, "op": ">", "values": [1]}]) == {"View": [2]}
+    assert ask(metric="sum", property=prop) == {"View": [14.5]}
+    grouped = ask(group_by=prop, limit=10)
+    assert grouped == {label: [1] for label in ("x", "2", "12.5", "true", '{"c":1}', "")} | {
+        "(none)": [2]
+    }
