@@ -54,15 +54,24 @@ class PayloadTooLargeError(ConfigurationError):
 
 
 class InvalidApiKeyError(ConfigurationError):
+    """No project has this API key: a 400 whose ``error`` starts with ``Invalid API key:``,
+    as Amplitude answers it (the SDKs recognise a bad key by that text and stop retrying)."""
+
     code = "invalid_api_key"
 
-    def __init__(self) -> None:
-        message = (
-            "invalid api_key: use the key shown when the project was created "
-            "(`profilesync events projects rotate-key NAME` makes a new one)"
-        )
-        super().__init__(message)
-        self.body: dict[str, Any] = {"code": 401, "error": message}
+    def __init__(self, api_key: str = "") -> None:
+        super().__init__(f"{INVALID_KEY_HINT} (Invalid API key: {api_key[:100]})")
+        self.body: dict[str, Any] = {
+            "code": 400,
+            "error": f"Invalid API key: {api_key[:100]}",
+            "hint": INVALID_KEY_HINT,
+        }
+
+
+INVALID_KEY_HINT = (
+    "no project has this api_key: use the key shown when the project was created "
+    "(`profilesync events projects rotate-key NAME` makes a new one)"
+)
 
 
 # -- HTTP V2 batches --------------------------------------------------------------------
@@ -305,12 +314,12 @@ def ingest(store: Store, body: bytes) -> dict[str, Any]:
     """Parse, authenticate and store one HTTP V2 request body; the 200 answer's body.
 
     Raises :class:`InvalidBatchError` (400), :class:`PayloadTooLargeError` (413) or
-    :class:`InvalidApiKeyError` (401); nothing is stored then.
+    :class:`InvalidApiKeyError` (400); nothing is stored then.
     """
     batch = parse_batch(body)
     project = project_for_key(store, batch.api_key)
     if project is None:
-        raise InvalidApiKeyError()
+        raise InvalidApiKeyError(batch.api_key)
     done = store_batch(store, project.id, batch)
     return answer(batch, done)
 

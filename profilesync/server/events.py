@@ -51,10 +51,12 @@ _nav.extend(item for item in NAV if item not in _nav)
         'Body: `{"api_key": "<project key>", "events": [{"event_type", "user_id" or "device_id", '
         '"time" (ms since epoch), "event_properties", "user_properties", "insert_id", ...}]}`. '
         "At most 2,000 events and 1 MB. 200 once the events are committed; 400 names each "
-        "invalid event index and field (nothing is stored); 413 over a limit; 401 for a wrong "
-        "api_key. An event whose insert_id arrived in the last 7 days is ignored."
+        "invalid event index and field (nothing is stored), and a wrong api_key is a 400 "
+        '`{"code": 400, "error": "Invalid API key: ..."}`; 413 over a limit (the body is read '
+        "first, so the client sees the answer). An event whose device_id and insert_id "
+        "arrived in the last 7 days is ignored."
     ),
-    responses={400: {}, 401: {}, 413: {}},
+    responses={400: {}, 413: {}},
 )
 async def http_api(request: Request) -> Response:
     response = await _ingest(request)
@@ -90,20 +92,39 @@ async def _ingest(request: Request) -> Response:
 
 
 async def _read_body(request: Request) -> bytes:
-    """The body, refused with 413 as soon as it passes the size limit."""
+    """The body; past the size limit the rest is read and thrown away (up to
+    :data:`DRAIN_BYTES`) before the 413 is raised, so the client, still sending, reads the
+    answer instead of a reset connection."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit():
-        app_events.check_size(int(declared))
+    refused: app_events.PayloadTooLargeError | None = None
+    try:
+        app_events.check_size(int(declared) if declared.isdigit() else 0)
+    except app_events.PayloadTooLargeError as exc:
+        refused = exc
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        app_events.check_size(size)
-        chunks.append(chunk)
+        if refused is None:
+            try:
+                app_events.check_size(size)
+                chunks.append(chunk)
+            except app_events.PayloadTooLargeError as exc:
+                refused, chunks = exc, []
+        elif size > DRAIN_BYTES:
+            break  # the answer closes the connection: the rest is never read
+    if refused is not None:
+        raise refused
     return b"".join(chunks)
+
+
+#: how much of a body over the limit is read (and dropped) before answering 413
+DRAIN_BYTES = 20 << 20
 
 
 def _store_batch(request: Request, batch: app_events.Batch) -> dict[str, Any]:
     with store_session(request) as store:
+        if app_projects.project_for_key(store, batch.api_key) is None:
+            raise app_events.InvalidApiKeyError(batch.api_key)
         return app_events.ingest_batch(store, batch)
 
 

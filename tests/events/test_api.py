@@ -73,7 +73,8 @@ def test_projects_are_managed_and_keys_never_listed(served: Served) -> None:
     assert sent.status_code == 200
     gone = served.api.delete("/api/projects/ios").json()
     assert gone == {"deleted": "ios", "events_deleted": 1}
-    assert served.anon.post("/2/httpapi", json={"api_key": key, "events": []}).status_code == 401
+    refused = served.anon.post("/2/httpapi", json={"api_key": key, "events": []})
+    assert refused.status_code == 400 and refused.json()["error"].startswith("Invalid API key")
     assert served.anon.get("/api/projects").status_code == 401
 
 

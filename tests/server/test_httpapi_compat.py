@@ -1,0 +1,126 @@
+"""What real Amplitude clients rely on, spoken over the wire to a real server: the answer
+to a wrong key, a readable 413, dedup on device_id + insert_id.
+
+Each test sends what an SDK sends (JSON bodies over HTTP, or raw bytes on a socket where
+the connection itself is the point) and asserts what the SDK would read back.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from profilesync.events import projects
+from profilesync.store import DuckDBStore
+from tests.events.conftest import Served, ms, serving
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> str:
+    """A home with a project ``web``; its API key."""
+    with DuckDBStore(tmp_path / "home") as store:
+        _, api_key = projects.create_project(store, "web")
+    return api_key
+
+
+@pytest.fixture
+def served(tmp_path: Path, key: str) -> Iterator[Served]:
+    with serving(tmp_path / "home") as s:
+        yield s
+
+
+def view(i: int, **extra: Any) -> dict[str, Any]:
+    return {"event_type": "View", "user_id": f"user-{i:05d}", "time": ms(1) + i, **extra}
+
+
+def rows(served: Served, sql: str) -> list[tuple[Any, ...]]:
+    with served.app.state.store_lock:
+        return served.app.state.store.con.execute(sql).fetchall()
+
+
+# -- 1. a wrong api_key --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/2/httpapi"])
+def test_a_wrong_key_is_amplitudes_400(served: Served, key: str, path: str) -> None:
+    resp = served.anon.post(path, json={"api_key": "not-a-key", "events": [view(1)]})
+    assert resp.status_code == 400
+    body = resp.json()
+    assert body["code"] == 400
+    # the SDKs stop retrying a batch only on this exact text
+    assert body["error"] == "Invalid API key: not-a-key"
+    assert "rotate-key" in body["hint"]
+    assert rows(served, "SELECT count(*) FROM events") == [(0,)]
+    good = served.anon.post(path, json={"api_key": key, "events": [view(1)]})
+    assert good.status_code == 200, good.text
+
+
+# -- 2. a readable 413 ----------------------------------------------------------------------
+
+
+def post_raw(url: str, path: str, body: bytes, chunk: int = 65_536) -> tuple[int, dict[str, Any]]:
+    """POST ``body`` over a plain socket, all of it, as a client that does not look at the
+    answer before it has sent everything; the status and JSON it then reads.
+
+    A server that answers early and closes makes ``sendall`` or ``recv`` fail with a reset:
+    that is what the SDKs saw (and took for a network error to retry unchanged)."""
+    parts = urlsplit(url)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+        sock.sendall(head)
+        for start in range(0, len(body), chunk):
+            sock.sendall(body[start : start + chunk])
+        answer = b""
+        while data := sock.recv(65_536):
+            answer += data
+    status_line, _, rest = answer.partition(b"\r\n")
+    payload = rest.partition(b"\r\n\r\n")[2]
+    return int(status_line.split()[1]), json.loads(payload)
+
+
+@pytest.mark.parametrize("megabytes", [1.2, 4, 8])
+def test_a_body_over_1_mb_gets_a_413_the_client_can_read(
+    served: Served, key: str, megabytes: float
+) -> None:
+    size = int(megabytes * 1_048_576)
+    blob = "x" * 1000
+    events = [view(i, event_properties={"blob": blob}) for i in range(size // 1050)]
+    body = json.dumps({"api_key": key, "events": events}).encode()
+    assert len(body) > 1_048_576
+    status, answer = post_raw(served.url, "/2/httpapi", body)
+    assert status == 413
+    assert answer["code"] == 413 and "1 MB" in answer["error"]
+    assert rows(served, "SELECT count(*) FROM events") == [(0,)]
+    # the server is fine afterwards
+    ok = served.anon.post("/2/httpapi", json={"api_key": key, "events": [view(1)]})
+    assert ok.status_code == 200, ok.text
+
+
+def test_a_body_far_past_the_limit_is_cut_off_without_hanging(served: Served, key: str) -> None:
+    """Past the read-and-drop cap (20 MB) the server stops reading: the client may see a
+    reset, but the server answers other clients at once."""
+    parts = urlsplit(served.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /2/httpapi HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 104857600\r\n\r\n"
+        )
+        started = time.monotonic()
+        try:
+            for _ in range(1600):  # up to 100 MB, as fast as the server reads
+                sock.sendall(b" " * 65_536)
+        except OSError:
+            pass
+        assert time.monotonic() - started < 30
+    ok = served.anon.post("/2/httpapi", json={"api_key": key, "events": [view(1)]})
+    assert ok.status_code == 200, ok.text
