@@ -3,9 +3,9 @@
 A request body is parsed and validated by one DuckDB statement (see
 :mod:`profilesync.events.validate`) on a per-thread in-memory database, outside the
 store's lock; nothing loops over events in Python. Valid events are appended through
-:class:`Writer` to the store's events part, ignoring events whose ``insert_id`` arrived
-within the last 7 days (see :mod:`profilesync.events.dedup`); it commits before anyone
-is told they are stored.
+:class:`Writer` to the store's events part, ignoring events whose ``device_id`` and
+``insert_id`` arrived within the last 7 days (see :mod:`profilesync.events.dedup`); it
+commits before anyone is told they are stored.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from profilesync.errors import ConfigurationError
-from profilesync.events.dedup import RecentIds, index_for, key
+from profilesync.events.dedup import ID_HASH, RecentIds, index_for, key
 from profilesync.events.projects import project_for_key
 from profilesync.events.validate import (
     MIN_ID_LENGTH,
@@ -191,17 +191,17 @@ class Prepared:
     """Valid events with what storing them needs, computed outside the store's lock."""
 
     events: pa.Table
-    id_hashes: np.ndarray[Any, Any]  # DuckDB hash(insert_id)
+    id_hashes: np.ndarray[Any, Any]  # dedup.ID_HASH: device_id and insert_id
     has_id: np.ndarray[Any, Any]
     catalog: pa.Table  # distinct (event_type, kind, name) the events bring
 
 
 def prepare(con: duckdb.DuckDBPyConnection, events: pa.Table) -> Prepared:
-    """Hash the insert_ids and list the event types and property names of ``events``."""
+    """Hash the dedup keys and list the event types and property names of ``events``."""
     con.register("_prepare", events)
     try:
         hashed = con.execute(
-            "SELECT hash(insert_id) AS h, insert_id IS NOT NULL AS has_id FROM _prepare"
+            f"SELECT {ID_HASH} AS h, insert_id IS NOT NULL AS has_id FROM _prepare"
         ).to_arrow_table()
         catalog = con.execute(
             """SELECT DISTINCT event_type, kind, name FROM (
@@ -222,7 +222,8 @@ def prepare(con: duckdb.DuckDBPyConnection, events: pa.Table) -> Prepared:
 
 
 class Writer:
-    """One transaction appending events of one project, ignoring recent ``insert_id`` s.
+    """One transaction appending events of one project, ignoring recent ``insert_id`` s (of
+    the same ``device_id``).
 
     Use as a context manager; the events are durable when the ``with`` block ends
     without an error (the store commits). Callers serialize writers of one store (the
@@ -292,7 +293,7 @@ class Writer:
         return done
 
     def _fresh(self, batch: Prepared) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-        """Which events to keep (the first of each new insert_id), and their index keys."""
+        """Which events to keep (the first of each new device_id + insert_id), and their keys."""
         keys = key(batch.id_hashes, self.project_id)
         seen = self.index.seen(keys, self.now) | self.pending.seen(keys, self.now)
         first = np.zeros(len(keys), bool)

@@ -124,3 +124,43 @@ def test_a_body_far_past_the_limit_is_cut_off_without_hanging(served: Served, ke
         assert time.monotonic() - started < 30
     ok = served.anon.post("/2/httpapi", json={"api_key": key, "events": [view(1)]})
     assert ok.status_code == 200, ok.text
+
+
+# -- 3. dedup on device_id + insert_id ------------------------------------------------------
+
+
+def test_one_insert_id_from_two_devices_keeps_both_events(served: Served, key: str) -> None:
+    def sent(device: str | None, kind: str = "View") -> dict[str, Any]:
+        doc = {"event_type": kind, "user_id": "user-00001", "insert_id": "same-id", "time": ms(1)}
+        return {**doc, "device_id": device} if device else doc
+
+    first = [sent("phone-0001"), sent("laptop-001"), sent(None)]
+    resp = served.anon.post("/2/httpapi", json={"api_key": key, "events": first})
+    assert resp.status_code == 200 and resp.json()["events_deduplicated"] == 0
+    # a retry of each, and a copy inside one batch: all dropped
+    again = [*first, sent("phone-0001", "Other")]
+    resp = served.anon.post("/2/httpapi", json={"api_key": key, "events": again})
+    assert resp.json()["events_deduplicated"] == 4
+    assert rows(served, "SELECT device_id, event_type FROM events ORDER BY 1 NULLS LAST") == [
+        ("laptop-001", "View"),
+        ("phone-0001", "View"),
+        (None, "View"),
+    ]
+
+
+def test_dedup_by_device_holds_after_a_restart(tmp_path: Path, key: str) -> None:
+    """A new process rebuilds its dedup index from the stored events, devices included."""
+    from profilesync.events import dedup
+
+    doc = {"event_type": "View", "device_id": "phone-0001", "insert_id": "i-1", "time": ms(1)}
+    with serving(tmp_path / "home") as s:
+        assert s.anon.post("/2/httpapi", json={"api_key": key, "events": [doc]}).status_code == 200
+    dedup._indexes.clear()  # what a new process starts with
+    with serving(tmp_path / "home") as s:
+        other = {**doc, "device_id": "laptop-001"}
+        resp = s.anon.post("/2/httpapi", json={"api_key": key, "events": [doc, other]})
+        assert resp.json()["events_deduplicated"] == 1
+        assert rows(s, "SELECT device_id FROM events ORDER BY 1") == [
+            ("laptop-001",),
+            ("phone-0001",),
+        ]

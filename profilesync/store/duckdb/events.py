@@ -119,7 +119,8 @@ class DuckDBEvents:
 
     def recent_ids(self, since_batch: int, cutoff: datetime) -> tuple[pa.Table, int]:
         table = self.con.execute(
-            "SELECT insert_id, project_id, epoch_ms(received_at) AS received_ms FROM events "
+            "SELECT insert_id, device_id, project_id, epoch_ms(received_at) AS received_ms "
+            "FROM events "
             "WHERE batch_id > ? AND insert_id IS NOT NULL AND received_at >= ?",
             [since_batch, _naive(cutoff)],
         ).to_arrow_table()
