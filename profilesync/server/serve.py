@@ -46,6 +46,9 @@ def admin_password(password_file: Path | None, *, interactive: bool) -> str | No
 
 def check_port(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # as uvicorn binds: connections of a server stopped a moment ago, waiting out
+        # TIME_WAIT, do not make the port busy (a listening socket still does)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
