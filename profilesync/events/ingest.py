@@ -10,6 +10,7 @@ commits before anyone is told they are stored.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -33,6 +34,8 @@ from profilesync.store.protocol import Store
 
 MAX_EVENTS = 2_000
 MAX_BYTES = 1_048_576  # 1 MB
+#: the event type of an identify call: user property operations, applied to the user
+IDENTIFY = "$identify"
 
 
 class InvalidBatchError(ConfigurationError):
@@ -77,49 +80,82 @@ INVALID_KEY_HINT = (
 # -- HTTP V2 batches --------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one request to an ingestion endpoint may hold."""
+
+    path: str
+    max_bytes: int
+    max_events: int | None  # None: only the size limits it
+    advice: str  # what to do about a request over the limit
+
+
+#: the ingestion APIs by name, as Amplitude limits them (``identify``: ours, see the README)
+LIMITS = {
+    "httpapi": Limits(
+        "/2/httpapi", MAX_BYTES, MAX_EVENTS, "send smaller batches (or bulk loads to /batch)"
+    ),
+    "batch": Limits("/batch", 20 * MAX_BYTES, None, "split the events array in half"),
+    "identify": Limits("/identify", MAX_BYTES, MAX_EVENTS, "send fewer identifications"),
+}
+
+
 @dataclass
 class Batch:
-    """A parsed HTTP V2 request: its API key and its typed, valid events."""
+    """A parsed ingestion request: its API key, its typed valid events, and the API it
+    came through (a key of :data:`LIMITS`)."""
 
     api_key: str
     prepared: Prepared
     size_bytes: int
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    api: str = "httpapi"
 
 
-def check_size(size: int) -> None:
-    if size > MAX_BYTES:
+def _limits(api: str) -> Limits:
+    if api not in LIMITS:
+        raise ValueError(f"no ingestion API named {api!r}")
+    return LIMITS[api]
+
+
+def check_size(size: int, api: str = "httpapi") -> None:
+    """Raise the 413 of ``api`` for a request of ``size`` bytes over its limit."""
+    limits = _limits(api)
+    if size > limits.max_bytes:
         raise PayloadTooLargeError(
-            f"the request is {size:,} bytes, over the limit of {MAX_BYTES:,} bytes (1 MB) "
-            "per request: send smaller batches"
+            f"the request is {size:,} bytes, over the limit of {limits.max_bytes:,} bytes "
+            f"({limits.max_bytes // MAX_BYTES} MB) per request to {limits.path}: {limits.advice}"
         )
 
 
-def parse_batch(body: bytes) -> Batch:
-    """Check and type a request body; raise the error a client must see (400 or 413)."""
-    check_size(len(body))
+def parse_batch(body: bytes, api: str = "httpapi", api_key: str | None = None) -> Batch:
+    """Check and type a request body; raise the error a client must see (400 or 413).
+
+    ``body`` is the JSON of an HTTP V2 request (``api`` ``httpapi`` or ``batch``), or for
+    ``identify`` the ``identification`` form field (one object or a list), sent with
+    ``api_key``: each identification becomes an ``$identify`` event.
+    """
+    limits = _limits(api)
+    check_size(len(body), api)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidBatchError("the request body is not UTF-8 encoded JSON") from exc
+    if api == "identify":
+        text = _identify_request(text, api_key)
     con = scratch()
-    valid = con.execute("SELECT json_valid(?)", [text]).fetchone()
-    head = (
-        con.execute(
-            "SELECT json_type(b), b->>'api_key', json_type(b->'events'), "
-            "json_array_length(b->'events'), b->'options'->'min_id_length' "
-            "FROM (SELECT ?::JSON AS b)",
-            [text],
-        ).fetchone()
-        if valid and valid[0]
-        else None
-    )
-    kind, api_key, events_kind, count, min_len = head or (None,) * 5
+    head = con.execute(
+        "SELECT json_type(b), b->>'api_key', json_type(b->'events'), "
+        "json_array_length(b->'events'), b->'options'->'min_id_length' "
+        "FROM (SELECT TRY_CAST(? AS JSON) AS b)",
+        [text],
+    ).fetchone()
+    kind, key, events_kind, count, min_len = head or (None,) * 5
     if kind != "OBJECT":
         raise InvalidBatchError(
             'the request body must be a JSON object {"api_key": ..., "events": [...]}'
         )
-    if not api_key:
+    if not key:
         raise InvalidBatchError(
             "the request has no api_key: add the project's API key", {"missing_field": "api_key"}
         )
@@ -128,17 +164,38 @@ def parse_batch(body: bytes) -> Batch:
             "the request has no events array: send events as a JSON array",
             {"missing_field": "events"},
         )
-    if count > MAX_EVENTS:
+    if limits.max_events is not None and count > limits.max_events:
         raise PayloadTooLargeError(
-            f"the request has {count:,} events, over the limit of {MAX_EVENTS:,} events "
-            "per request: split it into smaller batches"
+            f"the request has {count:,} events, over the limit of {limits.max_events:,} "
+            f"events per request to {limits.path}: {limits.advice}"
         )
     typed = _typed_events(con, text, _min_id_length(min_len))
     events, rejected = split(typed)
     if rejected.num_rows:
         raise InvalidBatchError("some events are invalid; nothing was stored", _report(rejected))
     prepared = prepare(con, events.drop_columns(["idx"]))
-    return Batch(api_key=str(api_key), prepared=prepared, size_bytes=len(body))
+    return Batch(api_key=str(key), prepared=prepared, size_bytes=len(body), api=api)
+
+
+def _identify_request(identification: str, api_key: str | None) -> str:
+    """An Identify API request as an HTTP V2 body of ``$identify`` events."""
+    if not api_key:
+        raise InvalidBatchError(
+            "the request has no api_key: add the project's API key", {"missing_field": "api_key"}
+        )
+    if not identification.strip():
+        raise InvalidBatchError(
+            "the request has no identification: send a JSON object or a list of them",
+            {"missing_field": "identification"},
+        )
+    try:
+        found = json.loads(identification)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidBatchError("identification is not valid JSON") from exc
+    docs = found if isinstance(found, list) else [found]
+    # one object per identify call: a short list, so plain Python
+    events = [{**d, "event_type": IDENTIFY} if isinstance(d, dict) else d for d in docs]
+    return json.dumps({"api_key": api_key, "events": events})
 
 
 def _min_id_length(value: Any) -> int:

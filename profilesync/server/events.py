@@ -1,7 +1,8 @@
-"""HTTP for events: the HTTP V2 ingestion endpoint, the query API, projects, and two pages.
+"""HTTP for events: ingestion, the query API, projects, and three pages.
 
-``router`` holds the JSON endpoints (``/2/httpapi`` is authenticated by the project's
-``api_key`` in the body, the rest by the admin token); ``pages`` holds the chart page
+``router`` holds the JSON endpoints: the ingestion APIs of :mod:`profilesync.server.ingest`
+(``/2/httpapi``, ``/batch``, ``/identify``: authenticated by the project's ``api_key`` in
+the body), the rest by the admin token; ``pages`` holds the chart page
 (``/segmentation``), the user lookup page (``/users``) and the projects page
 (``/projects``: create, rotate a key, delete). Both are included by
 :func:`profilesync.server.app.create_app`.
@@ -22,110 +23,24 @@ from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from profilesync.app import events as app_events
 from profilesync.app import projects as app_projects
 from profilesync.errors import ConfigurationError, ProfilesyncError
 from profilesync.model import NAME_PATTERN
+from profilesync.server import ingest
 from profilesync.server.deps import render, require_token, require_user, store_session, templates
 
 router = APIRouter()
+router.include_router(ingest.router)
 pages = APIRouter(include_in_schema=False)
+CORS = ingest.CORS
 
 NAV = [("Segmentation", "/segmentation"), ("User lookup", "/users"), ("Projects", "/projects")]
 _nav: list[tuple[str, str]] = templates.env.globals["extra_nav"]  # type: ignore[assignment]
 _nav.extend(item for item in NAV if item not in _nav)
-
-
-# -- ingestion --------------------------------------------------------------------------
-
-
-@router.post(
-    "/2/httpapi",
-    tags=["events"],
-    summary="Send events (HTTP V2 batch format)",
-    description=(
-        'Body: `{"api_key": "<project key>", "events": [{"event_type", "user_id" or "device_id", '
-        '"time" (ms since epoch), "event_properties", "user_properties", "insert_id", ...}]}`. '
-        "At most 2,000 events and 1 MB. 200 once the events are committed; 400 names each "
-        "invalid event index and field (nothing is stored), and a wrong api_key is a 400 "
-        '`{"code": 400, "error": "Invalid API key: ..."}`; 413 over a limit (the body is read '
-        "first, so the client sees the answer). An event whose device_id and insert_id "
-        "arrived in the last 7 days is ignored."
-    ),
-    responses={400: {}, 413: {}},
-)
-async def http_api(request: Request) -> Response:
-    response = await _ingest(request)
-    response.headers.update(CORS)
-    return response
-
-
-#: browsers may send events from any site: the api_key in the body is the credential, no cookie
-CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Content-Type",
-    "Access-Control-Max-Age": "86400",
-}
-
-
-@router.options("/2/httpapi", include_in_schema=False)
-def http_api_preflight() -> Response:
-    return Response(status_code=204, headers=CORS)
-
-
-async def _ingest(request: Request) -> Response:
-    try:
-        body = await _read_body(request)
-        batch = await run_in_threadpool(app_events.parse_batch, body)
-        answer = await run_in_threadpool(_store_batch, request, batch)
-    except app_events.INGEST_ERRORS as exc:
-        return JSONResponse(exc.body, status_code=exc.body["code"])
-    except ProfilesyncError as exc:  # e.g. the store is busy: the client should retry
-        status = 503 if exc.retriable else 500
-        return JSONResponse({"code": status, "error": str(exc)}, status_code=status)
-    return JSONResponse(answer)
-
-
-async def _read_body(request: Request) -> bytes:
-    """The body; past the size limit the rest is read and thrown away (up to
-    :data:`DRAIN_BYTES`) before the 413 is raised, so the client, still sending, reads the
-    answer instead of a reset connection."""
-    declared = request.headers.get("content-length", "")
-    refused: app_events.PayloadTooLargeError | None = None
-    try:
-        app_events.check_size(int(declared) if declared.isdigit() else 0)
-    except app_events.PayloadTooLargeError as exc:
-        refused = exc
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if refused is None:
-            try:
-                app_events.check_size(size)
-                chunks.append(chunk)
-            except app_events.PayloadTooLargeError as exc:
-                refused, chunks = exc, []
-        elif size > DRAIN_BYTES:
-            break  # the answer closes the connection: the rest is never read
-    if refused is not None:
-        raise refused
-    return b"".join(chunks)
-
-
-#: how much of a body over the limit is read (and dropped) before answering 413
-DRAIN_BYTES = 20 << 20
-
-
-def _store_batch(request: Request, batch: app_events.Batch) -> dict[str, Any]:
-    with store_session(request) as store:
-        if app_projects.project_for_key(store, batch.api_key) is None:
-            raise app_events.InvalidApiKeyError(batch.api_key)
-        return app_events.ingest_batch(store, batch)
 
 
 # -- queries ----------------------------------------------------------------------------

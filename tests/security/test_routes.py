@@ -30,6 +30,8 @@ PUBLIC = {
     "/docs-assets": "Swagger UI's files; the /docs page itself needs a login",
     "/2/httpapi": "event ingestion, authenticated by a project API key in the body and "
     "posted to from other sites by browser SDKs",
+    "/batch": "bulk event ingestion (Amplitude's Batch API), authenticated like /2/httpapi",
+    "/identify": "user property updates (Amplitude's Identify API), authenticated like /2/httpapi",
 }
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 EVIL = "https://evil.example"

@@ -48,7 +48,7 @@ def rows(served: Served, sql: str) -> list[tuple[Any, ...]]:
 # -- 1. a wrong api_key --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/2/httpapi"])
+@pytest.mark.parametrize("path", ["/2/httpapi", "/batch"])
 def test_a_wrong_key_is_amplitudes_400(served: Served, key: str, path: str) -> None:
     resp = served.anon.post(path, json={"api_key": "not-a-key", "events": [view(1)]})
     assert resp.status_code == 400
@@ -164,3 +164,68 @@ def test_dedup_by_device_holds_after_a_restart(tmp_path: Path, key: str) -> None
             ("laptop-001",),
             ("phone-0001",),
         ]
+
+
+# -- 5. /batch and /identify ------------------------------------------------------------------
+
+
+def test_batch_takes_bodies_past_1_mb_and_answers_like_amplitude(served: Served, key: str) -> None:
+    events = [view(i, insert_id=f"b-{i}", event_properties={"s": "x" * 500}) for i in range(3000)]
+    body = json.dumps({"api_key": key, "events": events}).encode()
+    assert len(body) > 1_048_576  # over /2/httpapi's limits (size and count)
+    assert served.anon.post("/2/httpapi", content=body).status_code == 413
+    resp = served.anon.post("/batch", content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 200, resp.text
+    answer = resp.json()
+    assert answer["code"] == 200 and answer["events_ingested"] == 3000
+    assert answer["payload_size_bytes"] == len(body)
+    assert abs(answer["server_upload_time"] - time.time() * 1000) < 60_000
+    assert rows(served, "SELECT count(DISTINCT insert_id) FROM events") == [(3000,)]
+    again = served.anon.post("/batch", content=body).json()  # a retry: stored once
+    assert again["events_deduplicated"] == 3000
+    assert rows(served, "SELECT count(*) FROM events") == [(3000,)]
+
+
+def test_batch_over_20_mb_gets_a_readable_413(served: Served, key: str) -> None:
+    blob = "x" * 10_000
+    events = [view(i, event_properties={"blob": blob}) for i in range(2_150)]
+    body = json.dumps({"api_key": key, "events": events}).encode()
+    assert len(body) > 20 * 1_048_576
+    status, answer = post_raw(served.url, "/batch", body, chunk=1 << 20)
+    assert status == 413 and "20 MB" in answer["error"]
+    assert rows(served, "SELECT count(*) FROM events") == [(0,)]
+
+
+def test_identify_takes_form_fields_one_or_a_list(served: Served, key: str) -> None:
+    one = {"user_id": "user-00001", "user_properties": {"$set": {"plan": "pro"}}}
+    resp = served.anon.post("/identify", data={"api_key": key, "identification": json.dumps(one)})
+    assert resp.status_code == 200 and resp.text == "success"
+    many = [
+        {"user_id": "user-00002", "user_properties": {"plan": "free"}},
+        {"device_id": "device-0003", "user_properties": {"$set": {"plan": "team"}}},
+    ]
+    resp = served.anon.post(
+        "/identify", files={"api_key": (None, key), "identification": (None, json.dumps(many))}
+    )
+    assert resp.status_code == 200 and resp.text == "success"
+    assert rows(served, "SELECT event_type, coalesce(user_id, device_id) FROM events") == [
+        ("$identify", "user-00001"),
+        ("$identify", "user-00002"),
+        ("$identify", "device-0003"),
+    ]
+
+
+def test_identify_refusals_name_the_field(served: Served, key: str) -> None:
+    def send(**form: str) -> Any:
+        return served.anon.post("/identify", data=form)
+
+    missing = send(api_key=key)
+    assert missing.status_code == 400 and missing.json()["missing_field"] == "identification"
+    assert send(api_key=key, identification="{not json").status_code == 400
+    no_id = send(api_key=key, identification=json.dumps({"user_properties": {"a": 1}}))
+    assert no_id.status_code == 400 and no_id.json()["events_with_missing_fields"] == {
+        "user_id": [0]
+    }
+    wrong = send(api_key="nope", identification=json.dumps({"user_id": "user-00001"}))
+    assert wrong.status_code == 400 and wrong.json()["error"] == "Invalid API key: nope"
+    assert rows(served, "SELECT count(*) FROM events") == [(0,)]
