@@ -37,7 +37,7 @@ T = TypeVar("T")
 Start = Callable[[duckdb.DuckDBPyConnection], tuple[T, Iterable[pa.RecordBatch]]]
 
 
-def held(start: Start[T], share: float = 0.5) -> tuple[T, Iterator[pa.RecordBatch]]:
+def held(start: Start[T], share: float) -> tuple[T, Iterator[pa.RecordBatch]]:
     """Run ``start`` in a scratch engine opened now and stream the batches it returns.
 
     The engine is opened in the caller's thread, so it takes the share of the sync's

@@ -2,9 +2,10 @@
 
 A first sync reads inside the snapshot the replication slot exported (``import_snapshot``),
 so the rows read and the changes the slot decodes later meet exactly; diffs and previews
-read in a plain ``REPEATABLE READ`` transaction. Either way the reader streams: COPY output
-is handed to Arrow's CSV parser many rows at a time and the transaction commits (and the
-session closes) when the last batch has been read.
+read in a plain ``REPEATABLE READ`` transaction. Either way the reader streams in bounded
+memory: COPY output is handed to Arrow's CSV parser a block (``BLOCK_SIZE``) at a time,
+each block is typed on its own in one scratch DuckDB per read, and the transaction commits
+(and the session closes) when the last batch has been read.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
     import duckdb
     import psycopg
 
-#: the share of the sync's memory budget typing takes: one COPY block at a time
+#: the share of the sync's memory budget typing takes (one COPY block at a time; scratch
+#: engines get at least 16 MB)
 TYPING_SHARE = 0.1
 #: bytes of COPY output Arrow's CSV parser reads at once (a batch is about this size)
 BLOCK_SIZE = 1 << 22

@@ -27,14 +27,20 @@ from profilesync.warehouses.postgres.slot import lsn_int, lsn_text
 from profilesync.warehouses.protocol import DELETE, OP, ORD, UPSERT, Changes, change_schema
 
 #: one wal2json v2 change, as much of it as profilesync reads
+#: (values as text: JSON strings unquoted, numbers as written or as DuckDB prints the
+#: double, which the casts read back to the same value; one JSON function per row, as
+#: each one holds a parse buffer per thread against the engine's memory limit)
 _CHANGE_JSON = (
-    '{"action": "VARCHAR", "columns": [{"name": "VARCHAR", "value": "JSON"}], '
-    '"identity": [{"name": "VARCHAR", "value": "JSON"}]}'
+    '{"action": "VARCHAR", "columns": [{"name": "VARCHAR", "value": "VARCHAR"}], '
+    '"identity": [{"name": "VARCHAR", "value": "VARCHAR"}]}'
 )
 #: wal2json's commit marker as written without include-xids / include-timestamp
 _COMMIT = '{"action":"C"}'
 #: rows per batch the decoded window streams in
 BATCH_ROWS = 100_000
+#: the decoder's share of the sync's memory budget: the transform takes a quarter and
+#: the store stages under half (see profilesync.engine.transform)
+MEMORY_SHARE = 0.25
 #: stages the peeked window as table ``peeked`` of the engine, returns the table read
 Peek = Callable[[duckdb.DuckDBPyConnection], Relation]
 #: the checkpoint the window reaches and the schema of its rows
@@ -59,7 +65,7 @@ def decode(peek: Peek, mapping: Mapping, checkpoint: Checkpoint, source_name: st
         reader = con.execute(_rows_sql(wanted)).to_arrow_reader(BATCH_ROWS)
         return (new, schema), _cast(reader, schema)
 
-    (new, schema), batches = held(start)
+    (new, schema), batches = held(start, MEMORY_SHARE)
     return Changes(pa.RecordBatchReader.from_batches(schema, batches), new, full=False)
 
 
@@ -69,15 +75,18 @@ def _cast(reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa.Record
 
 
 def _stage(con: duckdb.DuckDBPyConnection, wanted: tuple[Column, ...], since: int) -> int:
-    """One row per change of a transaction that committed after the checkpoint, as table
-    ``changes``; returns the position of the last commit (``since`` when there is none).
+    """The changes of transactions that committed after the checkpoint, parsed once into
+    table ``parsed``, and view ``changes`` over it; returns the position of the last
+    commit (``since`` when there is none). ``peeked`` is dropped once parsed.
 
-    For each mapped column ``i``: whether the new row (``np{i}``) and the old row
-    (``op{i}``) hold it, and its text (``nv{i}``, ``ov{i}``). Logical decoding sends whole
-    transactions in commit order, so those that committed after ``since`` are the rows
-    after the last commit marker at or before it (``n`` is the position in the stream):
-    no join, which under a small memory limit a hash table of the window could not fit.
-    ``peeked`` is dropped once staged.
+    Logical decoding sends whole transactions in commit order, so those that committed
+    after ``since`` are the rows after the last commit marker at or before it (``n`` is
+    the position in the stream): no join, whose hash table of the window a small memory
+    limit could not hold. The parsed table keeps the JSON's lists as they are: a few
+    columns, which a table being written under a small memory limit can afford.
+
+    ``changes`` has one row per change and, for each mapped column ``i``, whether the new
+    row (``np{i}``) and the old row (``op{i}``) hold it, and its text (``nv{i}``, ``ov{i}``).
     """
     commits = f"FROM peeked WHERE data = '{_COMMIT}'"
     after = scalar_duck(con, f"SELECT coalesce(max(n), 0) {commits} AND lsn <= {since}")
@@ -88,18 +97,19 @@ def _stage(con: duckdb.DuckDBPyConnection, wanted: tuple[Column, ...], since: in
         for side, key in (("n", "cols"), ("o", "ids")):
             positions.append(f"list_position({side}_names, '{name}') AS {side}x{i}")
             values.append(
-                f"{side}x{i} IS NOT NULL AS {side}p{i}, {key}[{side}x{i}].value->>'$' AS {side}v{i}"
+                f"{side}x{i} IS NOT NULL AS {side}p{i}, {key}[{side}x{i}].value AS {side}v{i}"
             )
     con.execute(f"""
-        CREATE TEMP TABLE changes AS SELECT n, action, {", ".join(values)} FROM (
+        CREATE TEMP TABLE parsed AS SELECT n, s.action AS action, s.columns AS cols,
+               s.identity AS ids
+        FROM (SELECT n, json_transform(data, '{_CHANGE_JSON}') AS s FROM peeked
+              WHERE n > {after} AND data <> '{_COMMIT}');
+        DROP TABLE peeked;
+        CREATE TEMP VIEW changes AS SELECT n, action, {", ".join(values)} FROM (
             SELECT *, {", ".join(positions)} FROM (
-                SELECT n, s.action AS action, s.columns AS cols, s.identity AS ids,
-                       list_transform(s.columns, x -> x.name) AS n_names,
-                       list_transform(s.identity, x -> x.name) AS o_names
-                FROM (SELECT n, json_transform(data, '{_CHANGE_JSON}') AS s FROM peeked
-                      WHERE n > {after} AND data <> '{_COMMIT}')))
-        WHERE action IN ('I', 'U', 'D', 'T');
-        DROP TABLE peeked""")
+                SELECT n, action, cols, ids, list_transform(cols, x -> x.name) AS n_names,
+                       list_transform(ids, x -> x.name) AS o_names
+                FROM parsed WHERE action IN ('I', 'U', 'D', 'T')))""")
     return max(position, since)
 
 

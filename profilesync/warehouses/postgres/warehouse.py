@@ -25,9 +25,11 @@ Every CDC source owns one logical replication slot, ``profilesync_<source>``, wi
   current rows in one ``REPEATABLE READ`` transaction and create no slot
   (``diff_snapshot``; the engine calls it for diff sources).
 
-The JSON that wal2json writes is parsed in DuckDB over Arrow batches and every value is
-converted from Postgres' text form by the same SQL casts as a snapshot, so snapshot and
-change values are identical. Drop-and-replace shows as a different relation OID; a slot
+The JSON that wal2json writes is parsed in DuckDB and every value is converted from
+Postgres' text form by the same SQL casts as a snapshot, so snapshot and change values are
+identical. Both ways stream in bounded memory: a peeked window is staged in a scratch
+DuckDB with the sync's memory limit, spilling to disk past it, and read back in batches;
+a snapshot is typed one COPY block at a time. Drop-and-replace shows as a different relation OID; a slot
 that is gone or invalidated (``wal_status = 'lost'``, see ``max_slot_wal_keep_size``)
 needs a resync.
 
