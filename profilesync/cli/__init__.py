@@ -14,7 +14,8 @@ from typing import Annotated, NoReturn
 import typer
 
 from profilesync.app import explain_store_error
-from profilesync.cli._shared import err, out, state
+from profilesync.app.home import STORE_ENV, check_backend_name
+from profilesync.cli._shared import err, home, out, state
 from profilesync.cli.connections import config_app, connection_app
 from profilesync.cli.demo import demo_cmd
 from profilesync.cli.events import events_app
@@ -51,10 +52,24 @@ def _main(
             "--home", help="State directory [env PROFILESYNC_HOME; default ./.profilesync]."
         ),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            envvar=STORE_ENV,
+            show_envvar=False,
+            help="Where profiles and events are kept: duckdb (the default), chdb (ClickHouse "
+            "in this process, under the home) or clickhouse://user@host:8123/database "
+            "(?cluster=NAME). Needed only when the home is made: it keeps its backend "
+            f"[env {STORE_ENV}].",
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     state["home"] = home or Path(os.environ.get("PROFILESYNC_HOME", ".profilesync"))
     state["debug"] = debug
+    state["store"] = check_backend_name(store) if store else None
+    state["pinned"] = False
 
 
 @app.command("serve")
@@ -80,7 +95,7 @@ def serve_cmd(
     from profilesync.server.serve import serve
 
     serve(
-        state["home"],
+        home(),
         host,
         port,
         password_file=admin_password_file,

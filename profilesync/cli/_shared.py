@@ -17,25 +17,33 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from profilesync.app import Store, session
+from profilesync.app.home import Store, pin_backend, session
 
 out = Console()
 err = Console(stderr=True)
-#: set by the root callback from ``--home`` / ``--debug``
-state: dict[str, Any] = {"home": None, "debug": False}
+#: set by the root callback from ``--home`` / ``--store`` / ``--debug``; ``pinned``: the
+#: home's backend was checked against ``--store`` (and recorded in a new home)
+state: dict[str, Any] = {"home": None, "store": None, "debug": False, "pinned": False}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
 def home() -> Path:
+    """The home, on the backend ``--store`` names (checked once; a new home records it):
+    for code that opens the home's store by its path."""
     path: Path = state["home"]
+    if state["store"] and not state["pinned"]:
+        pin_backend(path, state["store"])
+        state["pinned"] = True
     return path
 
 
 @contextmanager
 def store() -> Iterator[Store]:
-    """The home's store, closed when the command is done."""
-    with session(state["home"]) as opened:
+    """The home's store (on ``--store``, else the backend it was made with), closed when
+    the command is done."""
+    with session(state["home"], state["store"]) as opened:
+        state["pinned"] = True
         yield opened
 
 

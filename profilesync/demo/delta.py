@@ -15,7 +15,7 @@ from rich.table import Table
 
 from profilesync.app import Store, open_store
 from profilesync.app.runs import sync_source
-from profilesync.demo.common import cli_command
+from profilesync.demo.common import cli_command, describe_backend
 from profilesync.demo.events import add_demo_events
 from profilesync.mapping import from_columns, from_query
 from profilesync.model import Connection, Mapping, Source
@@ -110,7 +110,8 @@ def change_warehouse(root: Path) -> list[str]:
     ]
 
 
-def run_demo(directory: Path, console: Console) -> None:
+def run_demo(directory: Path, console: Console, backend: str | None = None) -> None:
+    """The demo in ``directory`` (replaced), its home on ``backend`` (duckdb by default)."""
     directory = directory.resolve()
     if directory.exists():
         shutil.rmtree(directory)
@@ -118,7 +119,8 @@ def run_demo(directory: Path, console: Console) -> None:
     build_warehouse(warehouse)
     console.print(f"[bold]profilesync demo[/] in {directory}")
     console.print(f"  warehouse: Delta tables under {warehouse} (change data feed on)")
-    with open_store(home) as store:
+    with open_store(home, backend) as store:
+        console.print(f"  store: {describe_backend(backend)}")
         store.add_connection(Connection("lake", "delta", {"path": str(warehouse)}))
         store.add_source(Source("users", "lake", users_mapping()))
         store.add_source(Source("scores", "lake", from_query(SCORES_QUERY, "databricks")))

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from profilesync import pgserver
 from profilesync.app import Store, open_store
-from profilesync.demo.common import cli_command
+from profilesync.demo.common import cli_command, describe_backend
 from profilesync.demo.delta import (
     DMAS,
     SCORES_QUERY,
@@ -86,7 +86,8 @@ def build_warehouse(conn: psycopg.Connection[Any], users: int = 20, seed: int = 
         )
 
 
-def run_demo(directory: Path, console: Console) -> None:
+def run_demo(directory: Path, console: Console, backend: str | None = None) -> None:
+    """The demo in ``directory`` (replaced), its home on ``backend`` (duckdb by default)."""
     import psycopg
 
     directory = directory.resolve()
@@ -102,7 +103,8 @@ def run_demo(directory: Path, console: Console) -> None:
         console.print(
             f"  warehouse: PostgreSQL 15 on 127.0.0.1:{server.port} ({server.data_dir}), wal_level = logical"
         )
-        with psycopg.connect(dsn, autocommit=True) as conn, open_store(home) as store:
+        with psycopg.connect(dsn, autocommit=True) as conn, open_store(home, backend) as store:
+            console.print(f"  store: {describe_backend(backend)}")
             build_warehouse(conn)
             _add_sources(store, dsn)
             console.print("\n[bold]1. first sync[/] (snapshot + a replication slot per source)")

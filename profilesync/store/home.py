@@ -42,7 +42,7 @@ PRIVATE_FILE = 0o600
 OWN_FILES = frozenset(
     {STORE_FILE, f"{STORE_FILE}.wal", f"{STORE_FILE}.tmp", "secret.key", SERVER_FILE}
 )
-OWN_DIRS = frozenset({"locks", "tmp"})
+OWN_DIRS = frozenset({"locks", "tmp", "clickhouse"})  # clickhouse: the chdb store's data
 
 _FULL = ("no space left on device", "disk is full", "disk full")
 _DENIED = ("permission denied", "read-only file system", "operation not permitted")

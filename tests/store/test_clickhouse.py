@@ -21,6 +21,7 @@ from profilesync.mapping import from_columns
 from profilesync.model import Connection, Source
 from profilesync.store import open_store
 from profilesync.store.clickhouse import ClickHouseStore
+from profilesync.store.duckdb import DuckDBStore
 from profilesync.store.protocol import Store
 from tests.store.conftest import PROPS, apply, net, profiles
 from tests.store.test_events import DAY, append, events, view
@@ -128,13 +129,30 @@ def test_events_of_a_batch_that_never_committed_are_gone_after_a_restart(
 
 
 def test_a_home_keeps_the_backend_it_was_made_with(store: Store, tmp_path: Path) -> None:
+    apply(store, net({"u-0001": ("a", 1.0)}))
     store.close()
+    with open_store(tmp_path / "home") as reopened:  # no backend named: the recorded one
+        assert reopened.capabilities.dialect == "clickhouse"
+        assert profiles(reopened) == {"u-0001": {"Title": "a", "Score": 1.0}}
+    with pytest.raises(ConfigurationError, match="created with --store chdb, not duckdb"):
+        open_store(tmp_path / "home", backend="duckdb")
+    # the DuckDB store opened directly would show an empty store where the profiles are
     with pytest.raises(ConfigurationError, match="created with --store chdb"):
-        open_store(tmp_path / "home")
+        DuckDBStore(tmp_path / "home")
     with open_store(tmp_path / "duck") as duck:
         duck.add_connection(Connection("lake", "delta", {"path": "warehouse"}))
-    with pytest.raises(ConfigurationError, match="created with --store duckdb"):
+    with pytest.raises(ConfigurationError, match="created with --store duckdb, not chdb"):
         open_store(tmp_path / "duck", backend="chdb")
+
+
+def test_a_duckdb_home_with_only_events_is_not_taken_by_chdb(tmp_path: Path) -> None:
+    with DuckDBStore(tmp_path / "home") as duck:  # made before homes recorded their backend
+        project, _ = create_project(duck, "web")
+        append(duck, project.id, [view("u-0001", "a")])
+    with pytest.raises(ConfigurationError, match="created with --store duckdb, not chdb"):
+        open_store(tmp_path / "home", backend="chdb")
+    with open_store(tmp_path / "home") as reopened:
+        assert reopened.read(COUNT_EVENTS) == [(1,)]
 
 
 def test_chdb_runs_one_data_directory_per_process(store: Store, tmp_path: Path) -> None:

@@ -47,20 +47,19 @@ from sqlglot import exp
 from profilesync.errors import ConfigurationError
 from profilesync.model import Source
 from profilesync.query.compiler import inline
+from profilesync.store.backends import Backend, choose_backend, parse_backend, record_backend
 from profilesync.store.clickhouse.driver import ChdbDriver, Driver, naive_times
 from profilesync.store.clickhouse.events import ClickHouseEvents
 from profilesync.store.clickhouse.profiles import ProfileRows
 from profilesync.store.clickhouse.schema import EVENTS, EVENTS_DDL
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.store.home import first_line
-from profilesync.store.protocol import Capabilities, Catalog, Store
+from profilesync.store.protocol import Capabilities, Store
 
-__all__ = ["BACKEND_SETTING", "DATA_DIR", "ClickHouseStore", "check_backend"]
+__all__ = ["DATA_DIR", "ClickHouseStore"]
 
 #: the home's directory of chdb data
 DATA_DIR = "clickhouse"
-#: the catalog setting naming the backend a home was created with (absent: duckdb)
-BACKEND_SETTING = "store_backend"
 
 
 class ClickHouseStore(ProfileRows):
@@ -71,17 +70,30 @@ class ClickHouseStore(ProfileRows):
     dialect = "clickhouse"
     events_relation = EVENTS
 
-    def __init__(self, home: Path | str, *, wait_seconds: float = 10.0) -> None:
-        self.catalog_store = DuckDBStore(home, wait_seconds=wait_seconds)
+    def __init__(
+        self,
+        home: Path | str,
+        *,
+        wait_seconds: float = 10.0,
+        backend: str | Backend = "chdb",
+        catalog: DuckDBStore | None = None,
+    ) -> None:
+        """The store of ``home`` on ``backend`` (``chdb`` or a ``clickhouse://`` URL); its
+        catalog is ``catalog`` when the caller opened it (closed with this store)."""
+        self.catalog_store = catalog or DuckDBStore(
+            home, wait_seconds=wait_seconds, check_backend=False
+        )
         self.home = self.catalog_store.home
         self.con = self.catalog_store.con
         try:
-            check_backend(self, self.home, "chdb")
-            self.driver: Driver = ChdbDriver(self.home / DATA_DIR)
+            wanted = parse_backend(backend) if isinstance(backend, str) else backend
+            self.backend = choose_backend(self, self.home, wanted)
+            self.driver: Driver = _driver(self.home, self.backend)
         except BaseException:
             self.catalog_store.close()
             raise
         try:
+            record_backend(self, self.home, self.backend)
             self.driver.execute(EVENTS_DDL)
             self.events = ClickHouseEvents(self.con, self.driver)
             self.events.clean_up()
@@ -148,20 +160,12 @@ def _read(driver: Driver, query: exp.Expr, params: Sequence[Any]) -> list[tuple[
     return [tuple(row.values()) for row in naive_times(table).to_pylist()]
 
 
-def check_backend(store: Catalog, home: Path, backend: str, *, record: bool = True) -> None:
-    """Refuse a home made with another backend; with ``record``, note ``backend`` in a new
-    home (one without sources or connections; such a home with none noted is duckdb's)."""
-    recorded = store.get_setting(BACKEND_SETTING)
-    if recorded is None and (store.list_sources() or store.list_connections()):
-        recorded = "duckdb"  # a home from before backends were recorded
-    if recorded is None:
-        if record:
-            store.set_setting(BACKEND_SETTING, backend)
-    elif recorded != backend:
-        raise ConfigurationError(
-            f"the store in {home} was created with --store {recorded}, not {backend}: "
-            f"open it with --store {recorded} (a home keeps the backend it was created with)"
-        )
+def _driver(home: Path, backend: Backend) -> Driver:
+    if backend.kind == "chdb":
+        return ChdbDriver(home / DATA_DIR)
+    raise ConfigurationError(
+        f"--store {backend.name}: the ClickHouse server store is not available in this build"
+    )
 
 
 #: mypy checks here that the ClickHouse store is a whole :class:`Store`

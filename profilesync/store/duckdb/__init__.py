@@ -24,6 +24,7 @@ from profilesync.faults import fault as _fault
 from profilesync.model import MEMORY_LIMIT_SETTING, Source, json_value, memory_limit, now
 from profilesync.sandbox import lock_down, locked
 from profilesync.scratch import threads_for
+from profilesync.store.backends import DUCKDB, refuse_other_backend
 from profilesync.store.duckdb.events import DuckDBEvents
 from profilesync.store.duckdb.profiles import ProfileTables
 from profilesync.store.duckdb.schema import SCHEMA_VERSION, StoreTooNewError, migrate, version
@@ -49,7 +50,11 @@ class DuckDBStore(ProfileTables):
     dialect = "duckdb"
     events_relation = DuckDBEvents.relation
 
-    def __init__(self, home: Path | str, *, wait_seconds: float = 10.0) -> None:
+    def __init__(
+        self, home: Path | str, *, wait_seconds: float = 10.0, check_backend: bool = True
+    ) -> None:
+        """Open (or create) the store of ``home``; a home made with another backend is
+        refused unless ``check_backend`` is False (the caller opening the catalog of it)."""
         self.home = Path(home)
         prepare_home(self.home)
         self.path = self.home / STORE_FILE
@@ -61,13 +66,16 @@ class DuckDBStore(ProfileTables):
             except BaseException:
                 self.con.close()
                 raise
-            lock_down(self.con)  # event queries run here: only the store's file is in reach
+            # event queries run here: only the store's file and the sync's spill files
+            lock_down(self.con, allowed_dirs=[str(self.home / TEMP_DIR)])
         try:
             migrate(self.con)
+            self.events = DuckDBEvents(self.con)
+            if check_backend:
+                refuse_other_backend(self, self.home, DUCKDB)
         except BaseException:
             self.con.close()
             raise
-        self.events = DuckDBEvents(self.con)
 
     def read(self, query: exp.Expr, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one compiled read-only query (a sqlglot expression over this store's
