@@ -5,7 +5,9 @@ rows, usage, projects and the catalog of event names need transactions and stay 
 they stay in the home's transactional DuckDB file (the DuckDB store's own catalog code,
 :class:`profilesync.store.duckdb.catalog.CatalogTables`). Profile rows and events need
 scale: they go to ClickHouse, through a :class:`~.driver.Driver` (chdb in this process
-with its data under ``<home>/clickhouse``; a server's driver fits the same seam).
+with its data under ``<home>/clickhouse``, or a server over HTTP for a ``clickhouse://``
+URL). Every table is made, changed and dropped by :mod:`.cluster` (one server's plain
+tables, or a cluster's replicated tables with distributed ones over them).
 
 **Atomicity without multi-statement transactions.** Profile rows are versioned: each
 source has a table ``ReplacingMergeTree(_version, _is_deleted) ORDER BY user_id``, and a
@@ -48,10 +50,11 @@ from profilesync.errors import ConfigurationError
 from profilesync.model import Source
 from profilesync.query.compiler import inline
 from profilesync.store.backends import Backend, choose_backend, parse_backend, record_backend
-from profilesync.store.clickhouse.driver import ChdbDriver, Driver, naive_times
+from profilesync.store.clickhouse.cluster import CLUSTER_SETTINGS, Layout
+from profilesync.store.clickhouse.driver import ChdbDriver, Driver, HttpDriver, naive_times
 from profilesync.store.clickhouse.events import ClickHouseEvents
 from profilesync.store.clickhouse.profiles import ProfileRows
-from profilesync.store.clickhouse.schema import EVENTS, EVENTS_DDL
+from profilesync.store.clickhouse.schema import EVENTS
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.store.home import first_line
 from profilesync.store.protocol import Capabilities, Store
@@ -77,9 +80,12 @@ class ClickHouseStore(ProfileRows):
         wait_seconds: float = 10.0,
         backend: str | Backend = "chdb",
         catalog: DuckDBStore | None = None,
+        layout: Layout | None = None,
+        driver: Driver | None = None,
     ) -> None:
         """The store of ``home`` on ``backend`` (``chdb`` or a ``clickhouse://`` URL); its
-        catalog is ``catalog`` when the caller opened it (closed with this store)."""
+        catalog is ``catalog`` when the caller opened it (closed with this store). The
+        tables' ``layout`` and the ``driver`` follow from the backend unless given."""
         self.catalog_store = catalog or DuckDBStore(
             home, wait_seconds=wait_seconds, check_backend=False
         )
@@ -88,14 +94,15 @@ class ClickHouseStore(ProfileRows):
         try:
             wanted = parse_backend(backend) if isinstance(backend, str) else backend
             self.backend = choose_backend(self, self.home, wanted)
-            self.driver: Driver = _driver(self.home, self.backend)
+            self.layout = layout or layout_of(self.backend)
+            self.driver: Driver = driver or _driver(self.home, self.backend, self.layout)
         except BaseException:
             self.catalog_store.close()
             raise
         try:
             record_backend(self, self.home, self.backend)
-            self.driver.execute(EVENTS_DDL)
-            self.events = ClickHouseEvents(self.con, self.driver)
+            self.run(self.layout.events())
+            self.events = ClickHouseEvents(self.con, self.driver, self.layout)
             self.events.clean_up()
             self.settle_all()
         except BaseException:
@@ -160,12 +167,18 @@ def _read(driver: Driver, query: exp.Expr, params: Sequence[Any]) -> list[tuple[
     return [tuple(row.values()) for row in naive_times(table).to_pylist()]
 
 
-def _driver(home: Path, backend: Backend) -> Driver:
-    if backend.kind == "chdb":
+def layout_of(backend: Backend) -> Layout:
+    """One server's tables, or a cluster's (``?cluster=NAME``)."""
+    server = backend.server
+    if server is None or server.cluster is None:
+        return Layout()
+    return Layout(cluster=server.cluster, database=server.database)
+
+
+def _driver(home: Path, backend: Backend, layout: Layout) -> Driver:
+    if backend.server is None:
         return ChdbDriver(home / DATA_DIR)
-    raise ConfigurationError(
-        f"--store {backend.name}: the ClickHouse server store is not available in this build"
-    )
+    return HttpDriver(backend.server, CLUSTER_SETTINGS if layout.cluster else None)
 
 
 #: mypy checks here that the ClickHouse store is a whole :class:`Store`

@@ -22,8 +22,8 @@ from profilesync.faults import fault
 from profilesync.mapping import quote
 from profilesync.model import Checkpoint, Source, SyncResult, now
 from profilesync.store.clickhouse.driver import quote_name
-from profilesync.store.clickhouse.schema import column_type, literal, profile_ddl
-from profilesync.store.clickhouse.tables import Tables
+from profilesync.store.clickhouse.schema import column_type, literal
+from profilesync.store.clickhouse.tables import SCRATCH, Tables
 from profilesync.store.protocol import (
     DELETED,
     REJECTED_SAMPLE,
@@ -74,7 +74,7 @@ class Applier(Tables):
             self.drop(pending)  # not committed: never visible
             raise
         finally:
-            self.drop(*(f"{table}{s}" for s in ("_stage", "_plan", "_repeats")))
+            self.drop_scratch(*(f"{table}{s}" for s in SCRATCH))
         self.settle(source)  # committed: attach the pending rows
         return result
 
@@ -95,11 +95,11 @@ class Applier(Tables):
         re-fills the column, and a change stream asks for a resync.
         """
         table = source.profile_table
-        self.driver.execute(profile_ddl(table, wanted))
+        self.run(self.layout.profiles(table, wanted))
         existing = self.columns([table])[table]
         changed = False
         for name in set(existing) - set(wanted):
-            self.driver.execute(f"ALTER TABLE {table} DROP COLUMN {quote_name(name)}")
+            self.run(self.layout.alter(table, f"DROP COLUMN {quote_name(name)}"))
             changed = True
         for name, dtype in wanted.items():
             if existing.get(name) == dtype:
@@ -114,11 +114,9 @@ class Applier(Tables):
                     "applied. Run the sync with --resync to re-read the table as it is now."
                 )
             if name in existing:
-                self.driver.execute(f"ALTER TABLE {table} DROP COLUMN {quote_name(name)}")
-            self.driver.execute(
-                f"ALTER TABLE {table} ADD COLUMN {quote_name(name)} "
-                f"{column_type(dtype, name)} COMMENT {literal(dtype)}"
-            )
+                self.run(self.layout.alter(table, f"DROP COLUMN {quote_name(name)}"))
+            added = f"{quote_name(name)} {column_type(dtype, name)} COMMENT {literal(dtype)}"
+            self.run(self.layout.alter(table, f"ADD COLUMN {added}"))
         if changed or self.view_name(source) not in self.tables():
             self.refresh_view(source)
 
@@ -129,12 +127,9 @@ class Applier(Tables):
         ``EXCHANGE``; a value that does not cast drops the copy and changes nothing.
         """
         table, copy = source.profile_table, f"{source.profile_table}_convert"
-        self.drop(copy)
-        self.driver.execute(f"CREATE TABLE {copy} AS {table}")
-        self.driver.execute(
-            f"ALTER TABLE {copy} MODIFY COLUMN {quote_name(name)} "
-            f"{column_type(dtype, name)} COMMENT {literal(dtype)}"
-        )
+        self.run(self.layout.like(copy, table))
+        changed = f"{quote_name(name)} {column_type(dtype, name)} COMMENT {literal(dtype)}"
+        self.run(self.layout.alter(copy, f"MODIFY COLUMN {changed}"))
         reader = self.driver.connect()
         try:
             stream = reader.stream_arrow(f"SELECT * FROM {table} FINAL WHERE _is_deleted = 0")
@@ -157,7 +152,7 @@ class Applier(Tables):
                 self.driver.insert_arrow(copy, cast.column_names, cast)
         finally:
             reader.close()
-        self.driver.execute(f"EXCHANGE TABLES {copy} AND {table}")
+        self.run(self.layout.exchange(copy, table))
         self.drop(copy)
         return True
 
@@ -201,11 +196,12 @@ class Applier(Tables):
             f"(p.user_id IS NOT NULL AND {same or 'true'}) AS _same "
             f"FROM ({net}) n LEFT JOIN {view} p ON n.user_id = p.user_id {_JOIN}"
         )
-        if full:  # users the snapshot no longer has are deletes
+        if full:  # users the snapshot no longer has are deletes (GLOBAL: on a cluster the
+            # scratch table is on this node only, the view on every shard)
             self.driver.execute(
                 f"INSERT INTO {table}_plan (user_id, {DELETED}, _exists, _same) "
                 f"SELECT p.user_id, true, true, false FROM {view} p "
-                f"LEFT ANTI JOIN {table}_stage s ON p.user_id = s.user_id"
+                f"GLOBAL LEFT ANTI JOIN {table}_stage s ON p.user_id = s.user_id"
             )
         return ambiguous
 
@@ -235,8 +231,7 @@ class Applier(Tables):
     def _write(self, source: Source, props: list[str], version: int) -> None:
         """The changed users' new rows and deletes, into the pending table."""
         table, pending = source.profile_table, self.pending_name(source)
-        self.drop(pending)
-        self.driver.execute(f"CREATE TABLE {pending} AS {table}")
+        self.run(self.layout.like(pending, table))
         stamp = {"t": now().isoformat(sep=" ").split("+")[0], "v": version}
         synced = "toDateTime64({t:String}, 6, 'UTC'), {v:UInt64}"
         self.driver.execute(

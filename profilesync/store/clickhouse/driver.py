@@ -3,9 +3,11 @@
 The store writes ClickHouse SQL and moves data as Arrow; a :class:`Driver` only carries
 them: :meth:`~Driver.execute` a statement, :meth:`~Driver.query_arrow` a result,
 :meth:`~Driver.insert_arrow` a stream of batches into a table. :class:`ChdbDriver` runs
-ClickHouse in this process (chdb) on a data directory; a driver for a ClickHouse server
-over HTTP (clickhouse-connect: ``command``, ``query_arrow``, ``insert_arrow``) fits the
-same three calls.
+ClickHouse in this process (chdb) on a data directory; :class:`HttpDriver` talks to a
+ClickHouse server over HTTP (clickhouse-connect: ``command``, ``query_arrow``,
+``query_arrow_stream``, ``insert_arrow``). Both bind values as server-side ``{name:Type}``
+parameters, use the same connection :data:`SETTINGS` and raise ``RuntimeError`` with the
+server's message for a statement that fails.
 
 chdb runs one embedded server per process, on one data directory at a time: connections
 to the same directory share it, and a second directory can be opened only after every
@@ -16,13 +18,15 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
 
 from profilesync.errors import ConfigurationError
+from profilesync.store.backends import ServerURL
 from profilesync.store.home import private_files
 
 #: settings of every connection: UTC wall-clock times; SQL's scoping and NULLs (a column
@@ -84,18 +88,20 @@ class _Engine:
 
 
 class ChdbDriver:
-    """ClickHouse in this process (chdb) with its data in ``path``."""
+    """ClickHouse in this process (chdb) with its data in ``path``; ``options`` are more
+    settings (or ``config-file``) for the engine."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, options: Mapping[str, str] | None = None) -> None:
         chdb = import_chdb()
         self.path = path
+        self.options = dict(options or {})
         with _Engine.lock:
             if _Engine.users and _Engine.path != path:
                 raise ConfigurationError(
                     f"this process has the chdb store in {_Engine.path} open; chdb runs one "
                     f"data directory per process, so {path} can be opened after it is closed"
                 )
-            query = "&".join(f"{k}={v}" for k, v in SETTINGS.items())
+            query = "&".join(f"{k}={v}" for k, v in {**SETTINGS, **self.options}.items())
             with private_files():  # profiles and events: this user's only, as the store file
                 path.mkdir(mode=0o700, parents=True, exist_ok=True)
                 self.con = chdb.connect(f"{path}?{query}")
@@ -136,7 +142,7 @@ class ChdbDriver:
         return written
 
     def connect(self) -> ChdbDriver:
-        return ChdbDriver(self.path)
+        return ChdbDriver(self.path, self.options)
 
     def close(self) -> None:
         with _Engine.lock:
@@ -147,6 +153,126 @@ class ChdbDriver:
             _Engine.users -= 1
             if not _Engine.users:
                 _Engine.path = None
+
+
+class HttpDriver:
+    """A ClickHouse server over HTTP (clickhouse-connect); ``settings`` add to
+    :data:`SETTINGS` (a cluster's, for one)."""
+
+    def __init__(self, server: ServerURL, settings: Mapping[str, str] | None = None) -> None:
+        module = import_clickhouse_connect()
+        self.server = server
+        self.extra = dict(settings or {})
+        try:
+            self.client = module.get_client(
+                host=server.host,
+                port=server.port,
+                username=server.user,
+                password=server.password,
+                database=server.database,
+                secure=server.secure,
+                settings={**SETTINGS, **self.extra},
+            )
+        except Exception as exc:
+            raise ConfigurationError(
+                f"cannot reach the ClickHouse server {server.name}: {_first_line(exc)}"
+            ) from None
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        with _errors():
+            self.client.command(sql, parameters=dict(params or {}))
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        with _errors():
+            table: pa.Table = self.client.query_arrow(
+                sql, parameters=dict(params or {}), use_strings=True
+            )
+        return table
+
+    def stream_arrow(
+        self, sql: str, params: Mapping[str, Any] | None = None, rows: int = 65_536
+    ) -> pa.RecordBatchReader:
+        with _errors():
+            stream = self.client.query_arrow_stream(
+                sql,
+                parameters=dict(params or {}),
+                settings={"max_block_size": rows},
+                use_strings=True,
+            )
+            batches = iter(stream.__enter__())
+            first = next(batches, None)
+        if first is None:
+            stream.__exit__(None, None, None)
+            return pa.RecordBatchReader.from_batches(pa.schema([]), [])
+
+        def rest() -> Iterator[pa.RecordBatch]:
+            try:
+                yield first
+                with _errors():
+                    yield from batches
+            finally:
+                stream.__exit__(None, None, None)
+
+        return pa.RecordBatchReader.from_batches(first.schema, rest())
+
+    def insert_arrow(
+        self, table: str, columns: list[str], batches: pa.RecordBatchReader | pa.Table
+    ) -> int:
+        """The batches in inserts of up to about 8 MB (one insert for a small table)."""
+        source = batches.to_reader() if isinstance(batches, pa.Table) else batches
+        written, chunk, size = 0, [], 0
+        for batch in source:
+            chunk.append(batch.rename_columns(columns))
+            size += batch.nbytes
+            if size >= 8 << 20:
+                written += self._insert(table, chunk)
+                chunk, size = [], 0
+        if chunk:
+            written += self._insert(table, chunk)
+        return written
+
+    def _insert(self, table: str, chunk: list[pa.RecordBatch]) -> int:
+        rows = pa.Table.from_batches(chunk)
+        with _errors():
+            self.client.insert_arrow(table, rows)
+        return rows.num_rows
+
+    def connect(self) -> HttpDriver:
+        return HttpDriver(self.server, self.extra)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def import_clickhouse_connect() -> Any:
+    """The clickhouse-connect module, or the install line when it is missing."""
+    try:
+        import clickhouse_connect
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ConfigurationError(
+            'a ClickHouse server store needs the clickhouse extra: pip install "profilesync[clickhouse]"'
+        ) from exc
+    return clickhouse_connect
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """A statement the server refused as ``RuntimeError`` (as chdb raises it), with the
+    server's message; a lost connection as a clear error."""
+    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+    try:
+        yield
+    except OperationalError as exc:
+        raise ConfigurationError(
+            f"the ClickHouse server did not answer: {_first_line(exc)}"
+        ) from None
+    except DatabaseError as exc:
+        raise RuntimeError(str(exc)) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _ipc_chunks(batches: pa.RecordBatchReader | pa.Table) -> Iterable[bytes]:
@@ -177,3 +303,7 @@ def naive_times(table: pa.Table, keep: frozenset[str] = frozenset()) -> pa.Table
             column = column.cast(pa.timestamp(field.type.unit))
         columns.append(column)
     return pa.table(columns, names=table.column_names) if columns else table
+
+
+#: mypy checks here that both drivers are whole :class:`Driver` s
+_drivers: tuple[type[Driver], ...] = (ChdbDriver, HttpDriver)

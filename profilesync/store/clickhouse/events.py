@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from profilesync.store.clickhouse.cluster import Layout
 from profilesync.store.clickhouse.driver import Driver
 from profilesync.store.clickhouse.schema import EVENTS
 from profilesync.store.duckdb.events import DuckDBEvents
@@ -54,9 +55,12 @@ class ClickHouseEvents:
 
     relation = EVENTS
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, driver: Driver) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, driver: Driver, layout: Layout | None = None
+    ) -> None:
         self.con = con
         self.driver = driver
+        self.layout = layout or Layout()
         self.catalog_part = DuckDBEvents(con)  # projects, batch ids and names seen
         self.batch = 0  # the largest batch appended in the open transaction
 
@@ -71,9 +75,8 @@ class ClickHouseEvents:
             .as_py()
         )
         if left:
-            self.driver.execute(
-                f"DELETE FROM {EVENTS} WHERE batch_id > {{b:Int64}}", {"b": committed}
-            )
+            for statement in self.layout.delete(EVENTS, "batch_id > {b:Int64}"):
+                self.driver.execute(statement, {"b": committed})
         return int(left)
 
     def _committed(self) -> int:
@@ -106,10 +109,12 @@ class ClickHouseEvents:
         """Delete a project's events, then the project and its names; the events deleted.
         A crash in between leaves the project without some events: deleting it again
         finishes the job."""
-        where = f"FROM {EVENTS} WHERE project_id = {{p:Int64}}"
-        params = {"p": project_id}
-        count = self.driver.query_arrow(f"SELECT count() AS n {where}", params).column("n")[0]
-        self.driver.execute(f"DELETE {where}", params)
+        where, params = "project_id = {p:Int64}", {"p": project_id}
+        count = self.driver.query_arrow(
+            f"SELECT count() AS n FROM {EVENTS} WHERE {where}", params
+        ).column("n")[0]
+        for statement in self.layout.delete(EVENTS, where):
+            self.driver.execute(statement, params)
         with _transaction(self.con):
             self.con.execute("DELETE FROM event_catalog WHERE project_id = ?", [project_id])
             self.con.execute("DELETE FROM projects WHERE id = ?", [project_id])

@@ -59,9 +59,7 @@ class ProfileRows(Applier):
         present = {s.id: cols for s, cols in self.profile_tables()}
         updated = self.update_source(source.name, mapping=mapping)
         if name in present.get(source.id, []):
-            self.driver.execute(
-                f"ALTER TABLE {source.profile_table} DROP COLUMN {quote_name(name)}"
-            )
+            self.run(self.layout.alter(source.profile_table, f"DROP COLUMN {quote_name(name)}"))
             self.refresh_view(source)
         return updated
 

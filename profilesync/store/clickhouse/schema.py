@@ -1,4 +1,5 @@
-"""The ClickHouse tables: events, and per source a table of versioned profile rows.
+"""The ClickHouse columns: events, and the types of profile properties (the statements
+that make the tables are :mod:`.cluster`'s).
 
 Property types are named as the DuckDB store names them (``VARCHAR``, ``DOUBLE``, ...)
 everywhere a person or the query compiler sees them; each ClickHouse column keeps that
@@ -12,25 +13,21 @@ import re
 from sqlglot import exp
 
 from profilesync.errors import ConfigurationError
-from profilesync.store.clickhouse.driver import quote_name
 
 EVENTS = "events"
 #: the profile table's own columns (besides the properties)
 OWN = ("user_id", "_synced_at", "_version", "_is_deleted")
 
-# Events as the DuckDB store keeps them, with ClickHouse types. Ordered for the segmentation
-# queries (a project's events of some types over a time range); partitioned by month so
-# old months can be dropped whole. ``batch_id`` says which append batch stored a row.
-EVENTS_DDL = f"""CREATE TABLE IF NOT EXISTS {EVENTS} (
-    project_id Int64, event_type String, user_id Nullable(String),
+# Events as the DuckDB store keeps them, with ClickHouse types (the table, ordered for the
+# segmentation queries and partitioned by month, is made by :mod:`.cluster`).
+# ``batch_id`` says which append batch stored a row.
+EVENTS_COLUMNS = """project_id Int64, event_type String, user_id Nullable(String),
     device_id Nullable(String), `time` DateTime64(6), event_properties Nullable(String),
     user_properties Nullable(String), insert_id Nullable(String), session_id Nullable(Int64),
     app_version Nullable(String), platform Nullable(String), os_name Nullable(String),
     device_model Nullable(String), country Nullable(String), region Nullable(String),
     city Nullable(String), language Nullable(String), ip Nullable(String),
-    revenue Nullable(Float64), received_at DateTime64(6), batch_id Int64,
-    INDEX batches batch_id TYPE minmax GRANULARITY 1
-) ENGINE = MergeTree PARTITION BY toYYYYMM(`time`) ORDER BY (project_id, event_type, `time`)"""
+    revenue Nullable(Float64), received_at DateTime64(6), batch_id Int64"""
 
 #: scalar DuckDB types and their ClickHouse columns (sqlglot's defaults lose precision here)
 _SCALARS = {
@@ -79,26 +76,6 @@ def column_type(duckdb_type: str, name: str) -> str:
     raise ConfigurationError(
         f"property {name!r} has type {duckdb_type}, which the ClickHouse store does not keep: "
         "cast it in the mapping (for example to VARCHAR)"
-    )
-
-
-def profile_ddl(table: str, columns: dict[str, str]) -> str:
-    """A source's rows: the newest ``_version`` of a user wins, ``_is_deleted`` marks a delete."""
-    props = "".join(
-        f", {quote_name(n)} {column_type(t, n)} COMMENT {literal(t)}" for n, t in columns.items()
-    )
-    return (
-        f"CREATE TABLE IF NOT EXISTS {table} (user_id String{props}, "
-        "_synced_at DateTime64(6, 'UTC'), _version UInt64, _is_deleted UInt8) "
-        "ENGINE = ReplacingMergeTree(_version, _is_deleted) ORDER BY user_id"
-    )
-
-
-def current_view(view: str, table: str) -> str:
-    """The current rows of a source: the newest version of each user, deletes left out."""
-    return (
-        f"CREATE OR REPLACE VIEW {view} AS SELECT * EXCEPT (_version, _is_deleted) "
-        f"FROM {table} FINAL WHERE _is_deleted = 0"
     )
 
 

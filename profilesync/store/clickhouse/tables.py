@@ -12,14 +12,15 @@ from typing import Any
 import duckdb
 
 from profilesync.model import Source
-from profilesync.store.clickhouse.driver import Driver, quote_name
-from profilesync.store.clickhouse.schema import OWN, current_view, literal
+from profilesync.store.clickhouse.cluster import Layout
+from profilesync.store.clickhouse.driver import Driver
+from profilesync.store.clickhouse.schema import OWN, literal
 from profilesync.store.duckdb.catalog import CatalogTables
 
 #: the catalog setting of a source's committed version
 VERSION_KEY = "clickhouse_version_{}"
 #: suffixes of a sync's scratch tables (dropped after it, and after a crash)
-SCRATCH = ("_stage", "_plan", "_repeats", "_convert")
+SCRATCH = ("_stage", "_plan", "_repeats")
 _OURS = re.compile(r"profiles_(\d+)(_\w+)?")
 
 
@@ -27,6 +28,7 @@ class Tables(CatalogTables):
     """The catalog (DuckDB, ``con``) and the ClickHouse tables of the sources (``driver``)."""
 
     driver: Driver
+    layout: Layout
 
     # -- names -----------------------------------------------------------------------
     @staticmethod
@@ -53,6 +55,11 @@ class Tables(CatalogTables):
         con.execute("INSERT INTO settings VALUES (?, ?)", [key, str(version)])
 
     # -- ClickHouse helpers ------------------------------------------------------------
+    def run(self, statements: list[str], params: dict[str, Any] | None = None) -> None:
+        """Statements of :attr:`layout`, in order."""
+        for statement in statements:
+            self.driver.execute(statement, params)
+
     def scalar(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         table = self.driver.query_arrow(sql, params)
         return table.column(0)[0].as_py() if table.num_rows else None
@@ -81,11 +88,17 @@ class Tables(CatalogTables):
         return found
 
     def refresh_view(self, source: Source) -> None:
-        self.driver.execute(current_view(self.view_name(source), source.profile_table))
+        self.run(self.layout.current_view(self.view_name(source), source.profile_table))
 
     def drop(self, *tables: str) -> None:
+        """Drop tables or views of the store (and their local tables on a cluster)."""
         for table in tables:
-            self.driver.execute(f"DROP TABLE IF EXISTS {quote_name(table)} SYNC")
+            self.run(self.layout.drop(table))
+
+    def drop_scratch(self, *tables: str) -> None:
+        """Drop a sync's scratch tables (kept on the node the store talks to)."""
+        for table in tables:
+            self.run(self.layout.drop_scratch(table))
 
     # -- settling ------------------------------------------------------------------------
     def settle(self, source: Source, present: set[str] | None = None) -> None:
@@ -96,13 +109,12 @@ class Tables(CatalogTables):
         if pending in present:
             top = self.scalar(f"SELECT max(_version) FROM {pending}")
             if top and top <= self.committed(source):
-                self.driver.execute(
-                    f"ALTER TABLE {source.profile_table} ATTACH PARTITION tuple() FROM {pending}"
-                )
+                self.run(self.layout.attach(source.profile_table, pending))
             self.drop(pending)
-        self.drop(
-            *(source.profile_table + s for s in SCRATCH if source.profile_table + s in present)
-        )
+        scratch = [source.profile_table + s for s in SCRATCH]
+        self.drop_scratch(*(name for name in scratch if name in present))
+        if source.profile_table + "_convert" in present:  # a copy of the profile table
+            self.drop(source.profile_table + "_convert")
 
     def settle_all(self) -> None:
         """Settle every source; drop the tables of sources deleted meanwhile."""
@@ -110,16 +122,15 @@ class Tables(CatalogTables):
         ids = {s.id: s for s in self.list_sources()}
         for source in ids.values():
             self.settle(source, present)
-        for name in present:
+        left = {self.layout.logical(name) for name in present}
+        for name in sorted(left, key=lambda n: not n.endswith("_current")):  # views first
             match = _OURS.fullmatch(name)
             if match and int(match[1]) not in ids:
-                kind = "VIEW" if name.endswith("_current") else "TABLE"
-                self.driver.execute(f"DROP {kind} IF EXISTS {quote_name(name)}")
+                self.drop(name)
 
     def delete_source(self, name: str) -> None:
         """Remove the source (in the catalog first) and its tables; history stays."""
         source = self.get_source(name)
         super().delete_source(name)
-        self.driver.execute(f"DROP VIEW IF EXISTS {self.view_name(source)}")
-        self.drop(source.profile_table, self.pending_name(source))
+        self.drop(self.view_name(source), source.profile_table, self.pending_name(source))
         self.con.execute("DELETE FROM settings WHERE key = ?", [VERSION_KEY.format(source.id)])
