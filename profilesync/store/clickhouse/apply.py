@@ -75,6 +75,7 @@ class Applier(Tables):
             raise
         finally:
             self.drop_scratch(*(f"{table}{s}" for s in SCRATCH))
+        fault("after_commit")  # committed, not attached: the next open attaches them
         self.settle(source)  # committed: attach the pending rows
         return result
 
