@@ -13,15 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
 from profilesync.errors import ConfigurationError
-from profilesync.events.dedup import ID_HASH, RecentIds, index_for, key
 from profilesync.events.projects import project_for_key
 from profilesync.events.validate import (
     MIN_ID_LENGTH,
@@ -30,7 +27,24 @@ from profilesync.events.validate import (
     split,
     validate_sql,
 )
+from profilesync.events.writer import Appended, Prepared, Writer, prepare, store_batch
 from profilesync.store.protocol import Store
+
+__all__ = [
+    "Appended",
+    "Batch",
+    "InvalidApiKeyError",
+    "InvalidBatchError",
+    "PayloadTooLargeError",
+    "Prepared",
+    "Writer",
+    "answer",
+    "check_size",
+    "ingest",
+    "parse_batch",
+    "prepare",
+    "store_batch",
+]
 
 MAX_EVENTS = 2_000
 MAX_BYTES = 1_048_576  # 1 MB
@@ -232,140 +246,6 @@ def _report(rejected: pa.Table) -> dict[str, Any]:
             problems.append({"index": row["idx"], **reason})
     body["invalid_events"] = problems
     return body
-
-
-# -- storing ----------------------------------------------------------------------------
-
-
-@dataclass
-class Appended:
-    stored: int = 0
-    duplicates: int = 0
-
-
-@dataclass
-class Prepared:
-    """Valid events with what storing them needs, computed outside the store's lock."""
-
-    events: pa.Table
-    id_hashes: np.ndarray[Any, Any]  # dedup.ID_HASH: device_id and insert_id
-    has_id: np.ndarray[Any, Any]
-    catalog: pa.Table  # distinct (event_type, kind, name) the events bring
-
-
-def prepare(con: duckdb.DuckDBPyConnection, events: pa.Table) -> Prepared:
-    """Hash the dedup keys and list the event types and property names of ``events``."""
-    con.register("_prepare", events)
-    try:
-        hashed = con.execute(
-            f"SELECT {ID_HASH} AS h, insert_id IS NOT NULL AS has_id FROM _prepare"
-        ).to_arrow_table()
-        catalog = con.execute(
-            """SELECT DISTINCT event_type, kind, name FROM (
-                SELECT event_type, 'type' AS kind, '' AS name FROM _prepare
-                UNION ALL SELECT event_type, 'event', unnest(json_keys(event_properties))
-                    FROM _prepare WHERE event_properties IS NOT NULL
-                UNION ALL SELECT event_type, 'user', unnest(json_keys(user_properties))
-                    FROM _prepare WHERE user_properties IS NOT NULL)"""
-        ).to_arrow_table()
-    finally:
-        con.unregister("_prepare")
-    return Prepared(
-        events,
-        hashed.column("h").to_numpy(),
-        hashed.column("has_id").to_numpy(zero_copy_only=False).astype(bool),
-        catalog,
-    )
-
-
-class Writer:
-    """One transaction appending events of one project, ignoring recent ``insert_id`` s (of
-    the same ``device_id``).
-
-    Use as a context manager; the events are durable when the ``with`` block ends
-    without an error (the store commits). Callers serialize writers of one store (the
-    server holds the store lock; the CLI owns the file).
-    """
-
-    def __init__(self, store: Store, project_id: int, now: datetime | None = None) -> None:
-        self.events = store.events
-        self.project_id = project_id
-        self.now = (now or datetime.now(UTC)).astimezone(UTC)
-        self.now_ms = int(self.now.timestamp() * 1000)
-        self.index = index_for(self.events.store_id())
-        self.pending = RecentIds()  # ids of this transaction, known to the index at commit
-        self.batch_id = 0
-        self.total = Appended()
-
-    def __enter__(self) -> Writer:
-        self.index.lock.acquire()
-        try:
-            self.events.begin()
-            self.index.catch_up(self.events, self.now)
-            self.batch_id = self.events.next_batch_id()
-        except BaseException:
-            self._abort()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if kind is not None:
-            self._abort()
-            return
-        try:
-            self.events.commit()
-        except BaseException:
-            self._abort()
-            raise
-        keys = np.concatenate([self.pending.big.keys, self.pending.small.keys])
-        self.index.add(keys, np.full(len(keys), self.now_ms, np.int64), self.now)
-        self.index.batch_id = max(self.index.batch_id, self.batch_id)
-        self.index.lock.release()
-
-    def _abort(self) -> None:
-        try:
-            self.events.rollback()
-        finally:
-            self.index.lock.release()
-
-    def append(self, batch: Prepared) -> Appended:
-        """Append prepared valid events (the columns :func:`validate_sql` yields)."""
-        keep, keys = self._fresh(batch)
-        self.events.append(
-            self.project_id,
-            batch.events.filter(pa.array(keep, pa.bool_())),
-            batch.catalog,
-            batch_id=self.batch_id,
-            received_at=self.now,
-        )
-        self.pending.add(keys, np.full(len(keys), self.now_ms, np.int64), self.now)
-        done = Appended(int(keep.sum()), int(len(keep) - keep.sum()))
-        self.total.stored += done.stored
-        self.total.duplicates += done.duplicates
-        return done
-
-    def _fresh(self, batch: Prepared) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-        """Which events to keep (the first of each new device_id + insert_id), and their keys."""
-        keys = key(batch.id_hashes, self.project_id)
-        seen = self.index.seen(keys, self.now) | self.pending.seen(keys, self.now)
-        first = np.zeros(len(keys), bool)
-        ids_at = np.flatnonzero(batch.has_id)
-        _, first_pos = np.unique(keys[ids_at], return_index=True)
-        first[ids_at[first_pos]] = True
-        keep = ~batch.has_id | (first & ~seen)
-        return keep, keys[batch.has_id & keep]
-
-
-def store_batch(store: Store, project_id: int, batch: Batch) -> Appended:
-    """Append one parsed HTTP V2 batch and commit it."""
-    with Writer(store, project_id, batch.received_at) as writer:
-        writer.append(batch.prepared)
-    return writer.total
 
 
 def ingest(store: Store, body: bytes) -> dict[str, Any]:

@@ -14,34 +14,25 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from profilesync.events.fields import BY_NAME, FIELDS, SPEC
+from profilesync.events.fields import STANDARD_FIELDS as STANDARD_FIELDS
 from profilesync.mapping import quote
 from profilesync.sandbox import lock_down
 
-#: top-level fields of an HTTP V2 event kept in their own column, with their SQL type
-STANDARD_FIELDS: dict[str, str] = {
-    "session_id": "BIGINT",
-    "app_version": "VARCHAR",
-    "platform": "VARCHAR",
-    "os_name": "VARCHAR",
-    "device_model": "VARCHAR",
-    "country": "VARCHAR",
-    "region": "VARCHAR",
-    "city": "VARCHAR",
-    "language": "VARCHAR",
-    "ip": "VARCHAR",
-    "revenue": "DOUBLE",
-}
 MIN_ID_LENGTH = 5
-#: every field of an event, in the order of the typed relation
-FIELDS: tuple[str, ...] = (
-    "event_type",
-    "user_id",
-    "device_id",
-    "time",
-    "event_properties",
-    "user_properties",
-    "insert_id",
-    *STANDARD_FIELDS,
+#: the events whose user may be missing: group operations name their groups instead
+GROUP_IDENTIFY = "$groupidentify"
+#: the property operations whose argument is an object of property names and values
+OBJECT_OPERATIONS = (
+    "$set",
+    "$setOnce",
+    "$add",
+    "$append",
+    "$prepend",
+    "$postInsert",
+    "$preInsert",
+    "$remove",
+    "$unset",
 )
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 #: how deep ``event_properties`` / ``user_properties`` may nest (the object itself is level 1):
@@ -68,13 +59,14 @@ SCREEN = r"(?i)nan|inf|[0-9]{300}|[e][+]?0*[1-9][0-9]{2}|\\[bfnrt]|\\u00[01]|\\u
 
 
 def _struct(sql_type: str) -> str:
-    return "{" + ", ".join(f'"{name}": "{sql_type}"' for name in FIELDS) + "}"
+    return "{" + ", ".join(f'"{f.key}": "{sql_type}"' for f in SPEC) + "}"
 
 
 def _fields_of(json_struct: str, text_struct: str) -> str:
     return ", ".join(
-        f"{json_struct}.{quote(name)} AS {quote(name)}, {text_struct}.{quote(name)} AS {quote(name + ':s')}"
-        for name in FIELDS
+        f"{json_struct}.{quote(f.key)} AS {quote(f.name)}, "
+        f"{text_struct}.{quote(f.key)} AS {quote(f.name + ':s')}"
+        for f in SPEC
     )
 
 
@@ -115,19 +107,21 @@ def raw_from_lines(source: str) -> str:
 def raw_from_columns(source: str, schema: pa.Schema, idx: str) -> str:
     """The raw relation of a table's columns (CSV: all text; Parquet: typed)."""
     parts = []
-    for name in FIELDS:
-        col, text = quote(name), quote(name + ":s")
-        if name not in schema.names:
+    for f in SPEC:
+        col, text = quote(f.name), quote(f.name + ":s")
+        found = next((n for n in (f.key, f.name) if n in schema.names), None)
+        if found is None:
             parts.append(f"NULL::VARCHAR AS {col}, NULL::VARCHAR AS {text}")
             continue
-        arrow_type = schema.field(name).type
-        if name.endswith("_properties") and (
+        arrow_type = schema.field(found).type
+        given = quote(found)
+        if f.kind == "object" and (
             pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
         ):  # JSON written as text
-            value = f"CASE WHEN json_valid({col}) THEN json({col}) ELSE to_json({col}) END"
+            value = f"CASE WHEN json_valid({given}) THEN json({given}) ELSE to_json({given}) END"
         else:
-            value = f"to_json({col})"
-        parts.append(f"CAST({value} AS VARCHAR) AS {col}, CAST({col} AS VARCHAR) AS {text}")
+            value = f"to_json({given})"
+        parts.append(f"CAST({value} AS VARCHAR) AS {col}, CAST({given} AS VARCHAR) AS {text}")
     return (
         f"SELECT {idx} AS idx, NULL::VARCHAR AS problem, true AS screen, "
         f"{', '.join(parts)} FROM ({source})"
@@ -135,7 +129,8 @@ def raw_from_columns(source: str, schema: pa.Schema, idx: str) -> str:
 
 
 def ignored_columns(schema: pa.Schema) -> list[str]:
-    return [n for n in schema.names if n not in FIELDS]
+    known = {f.key for f in SPEC} | set(FIELDS)
+    return [n for n in schema.names if n not in known]
 
 
 # -- validation -------------------------------------------------------------------------
@@ -331,10 +326,28 @@ def _typed_check(name: str, message: str) -> str:
     return _when(f"{_present(name)} AND {_v(name)} IS NULL", name, "invalid", message)
 
 
-def _checks(min_id_length: int) -> list[str]:
-    """One ``CASE`` per field yielding a reason struct, or NULL when the field is fine."""
+def _operations_check(name: str) -> str:
+    """Each operation (``$set``, ``$add``, ...) of ``name`` must take an object."""
+    c = quote(name)
+    paths = ", ".join(f"'$.\"{op}\"'" for op in OBJECT_OPERATIONS)
+    wrong = (
+        f"CASE WHEN contains({c}, '\"$') THEN list_bool_or(list_transform("
+        f"json_extract({c}::JSON, [{paths}]), x -> x IS NOT NULL AND json_type(x) <> 'OBJECT')) "
+        "ELSE false END"
+    )
+    return _when(
+        wrong,
+        name,
+        "invalid",
+        f"each operation in {name} ($set, $add, ...) takes an object of property names "
+        'and values, e.g. {"$set": {"plan": "pro"}}',
+    )
+
+
+def _event_checks() -> list[str]:
     et = "event_type"
-    checks = [
+    group_op = f"({_k(et)} = 'string' AND {_s(et)} = '{GROUP_IDENTIFY}')"
+    return [
         _when(
             f"{_k(et)} = 'null' OR ({_k(et)} = 'string' AND {_s(et)} = '')",
             et,
@@ -346,27 +359,63 @@ def _checks(min_id_length: int) -> list[str]:
         + " "
         + _text_check(et),
         _when(
-            f"NOT {_present('user_id')} AND NOT {_present('device_id')}",
+            f"NOT {_present('user_id')} AND NOT {_present('device_id')} AND NOT {group_op}",
             "user_id",
             "missing",
             "an event needs a user_id or a device_id",
         ),
-        _id_check("user_id", min_id_length),
-        _id_check("device_id", min_id_length),
-        _typed_check(
-            "time",
-            "time must be milliseconds since the epoch (or an ISO 8601 timestamp)",
+        _when(
+            f"{group_op} AND coalesce({_v('groups')}::VARCHAR, '{{}}') = '{{}}'",
+            "groups",
+            "missing",
+            f"a {GROUP_IDENTIFY} event needs groups: {{group type: group name}}",
         ),
-        _properties_check("event_properties"),
-        _properties_check("user_properties"),
-        _typed_check("insert_id", "insert_id must be a string") + " " + _text_check("insert_id"),
     ]
-    for name, sql_type in STANDARD_FIELDS.items():
-        if sql_type == "VARCHAR":
-            checks.append(_typed_check(name, f"{name} must be a string") + " " + _text_check(name))
-        else:
-            checks.append(_typed_check(name, f"{name} must be a finite number"))
+
+
+_MESSAGES = {
+    "text": "{name} must be a string",
+    "int": "{name} must be a whole number",
+    "double": "{name} must be a finite number",
+    "bool": "{name} must be true or false",
+    "time": "{name} must be milliseconds since the epoch (or an ISO 8601 timestamp)",
+}
+
+
+def _field_check(name: str, kind: str, min_id_length: int) -> str:
+    if kind == "id":
+        return _id_check(name, min_id_length)
+    if kind == "object":
+        check = _properties_check(name)
+        if name in ("user_properties", "group_properties"):
+            check += " " + _operations_check(name)
+        return check
+    check = _typed_check(name, _MESSAGES[kind].format(name=name))
+    return check + " " + _text_check(name) if kind == "text" else check
+
+
+def _checks(min_id_length: int) -> list[str]:
+    """One ``CASE`` per field yielding a reason struct, or NULL when the field is fine."""
+    checks = _event_checks() + [
+        _field_check(f.name, f.kind, min_id_length) for f in SPEC if f.kind != "event_type"
+    ]
     return [f"CASE {check} END" for check in checks]
+
+
+def _typed(name: str, kind: str) -> str:
+    if kind == "event_type":
+        return _s(name)
+    if kind == "id":
+        return _text(name)
+    if kind == "time":
+        return _time()
+    if kind == "object":
+        return f"CASE WHEN {_k(name)} = 'object' THEN {quote(name)}::JSON END"
+    if kind == "bool":
+        return f"CASE WHEN {_k(name)} = 'boolean' THEN {_s(name)}::BOOLEAN END"
+    if kind == "text" and name == "insert_id":
+        return _text(name)
+    return _scalar(name, BY_NAME[name].sql_type)
 
 
 def validate_sql(raw: str, min_id_length: int = MIN_ID_LENGTH) -> str:
@@ -376,22 +425,10 @@ def validate_sql(raw: str, min_id_length: int = MIN_ID_LENGTH) -> str:
     the typed values, then the reasons (a present field whose typed value is NULL is invalid).
     """
     kinds = ", ".join(f"{_kind(quote(name))} AS {_k(name)}" for name in FIELDS)
-    typed = {
-        "event_type": _s("event_type"),
-        "user_id": _text("user_id"),
-        "device_id": _text("device_id"),
-        "time": _time(),
-        **{
-            n: f"CASE WHEN {_k(n)} = 'object' THEN {quote(n)}::JSON END"
-            for n in ("event_properties", "user_properties")
-        },
-        "insert_id": _text("insert_id"),
-        **{n: _scalar(n, t) for n, t in STANDARD_FIELDS.items()},
-    }
-    values = ", ".join(f"{expr} AS {_v(name)}" for name, expr in typed.items())
+    values = ", ".join(f"{_typed(f.name, f.kind)} AS {_v(f.name)}" for f in SPEC)
     checks = ", ".join(_checks(int(min_id_length)))
     problem = "{'field': 'event', 'kind': 'invalid', 'message': problem}"
-    out = ", ".join(f"{_v(name)} AS {quote(name)}" for name in typed)
+    out = ", ".join(f"{_v(name)} AS {quote(name)}" for name in FIELDS)
     return (
         f"SELECT idx, CASE WHEN problem IS NOT NULL THEN [{problem}] "
         f"ELSE list_filter([{checks}], x -> x IS NOT NULL) END AS reasons, {out} "

@@ -229,3 +229,109 @@ def test_identify_refusals_name_the_field(served: Served, key: str) -> None:
     wrong = send(api_key="nope", identification=json.dumps({"user_id": "user-00001"}))
     assert wrong.status_code == 400 and wrong.json()["error"] == "Invalid API key: nope"
     assert rows(served, "SELECT count(*) FROM events") == [(0,)]
+
+
+# -- 6. $identify, $groupidentify and user property operations -----------------------------
+
+
+def segmentation(served: Served, **query: Any) -> list[int]:
+    body = {"events": ["View"], "start": "2024-05-01", "end": "2024-05-01", **query}
+    resp = served.api.post("/api/query/segmentation", json=body)
+    assert resp.status_code == 200, resp.text
+    return [int(sum(s["values"])) for s in resp.json()["series"]]
+
+
+def pro_filter() -> dict[str, Any]:
+    return {"filters": [{"kind": "user", "name": "plan", "op": "is", "values": ["pro"]}]}
+
+
+def test_a_later_event_carries_what_an_identify_set(served: Served, key: str) -> None:
+    def send(*events: dict[str, Any]) -> None:
+        resp = served.anon.post("/2/httpapi", json={"api_key": key, "events": list(events)})
+        assert resp.status_code == 200, resp.text
+
+    send(view(1), view(2))
+    identify = {"event_type": "$identify", "user_id": "user-00001", "insert_id": "id-1"}
+    send({**identify, "user_properties": {"$set": {"plan": "pro"}, "$add": {"logins": 1}}})
+    send(view(1), view(1), view(2))
+    assert segmentation(served) == [5]
+    assert segmentation(served, **pro_filter()) == [2]  # not the one sent before it
+    # through the Identify API, with a plain value (a $set) and an $unset
+    form = {"user_id": "user-00002", "user_properties": {"plan": "pro"}}
+    resp = served.anon.post("/identify", data={"api_key": key, "identification": json.dumps(form)})
+    assert resp.text == "success"
+    unset = {"user_id": "user-00001", "user_properties": {"$unset": {"plan": "-"}}}
+    served.anon.post("/identify", data={"api_key": key, "identification": json.dumps(unset)})
+    send(view(1), view(2))
+    assert segmentation(served, **pro_filter()) == [3]  # user-00002's last view only
+    last = "SELECT user_id, user_properties FROM events ORDER BY batch_id DESC, 1 LIMIT 2"
+    assert [(u, json.loads(p)) for u, p in rows(served, last)] == [
+        ("user-00001", {"logins": 1}),
+        ("user-00002", {"plan": "pro"}),
+    ]
+
+
+def test_a_retried_identify_applies_its_operations_once(served: Served, key: str) -> None:
+    add = {
+        "event_type": "$identify",
+        "device_id": "phone-0001",
+        "insert_id": "add-1",
+        "user_properties": {"$add": {"credits": 5}, "$append": {"seen": "x"}},
+    }
+    for _ in range(3):  # the answer was lost twice
+        served.anon.post("/2/httpapi", json={"api_key": key, "events": [add]})
+    event = {"event_type": "View", "device_id": "phone-0001", "time": ms(1)}
+    served.anon.post("/2/httpapi", json={"api_key": key, "events": [event]})
+    last = rows(served, "SELECT user_properties FROM events WHERE event_type = 'View'")
+    assert json.loads(last[0][0]) == {"credits": 5, "seen": ["x"]}
+
+
+def test_groupidentify_needs_no_user_and_keeps_groups(served: Served, key: str) -> None:
+    def group(ops: dict[str, Any], insert_id: str) -> dict[str, Any]:
+        return {
+            "event_type": "$groupidentify",
+            "groups": {"company": "acme"},
+            "group_properties": ops,
+            "insert_id": insert_id,
+        }
+
+    first = group({"$set": {"size": 10, "tier": "gold"}}, "g-1")
+    second = group({"$add": {"size": 5}, "$unset": {"tier": "-"}}, "g-2")
+    event = view(1, groups={"company": ["acme", "initech"]})
+    resp = served.anon.post("/2/httpapi", json={"api_key": key, "events": [first, second, event]})
+    assert resp.status_code == 200, resp.text
+    assert rows(served, "SELECT event_type, groups, group_properties FROM events") == [
+        ("$groupidentify", '{"company":"acme"}', '{"size":10,"tier":"gold"}'),
+        ("$groupidentify", '{"company":"acme"}', '{"size":15}'),
+        ("View", '{"company":["acme","initech"]}', None),
+    ]
+    no_groups = {"event_type": "$groupidentify", "group_properties": {"$set": {"a": 1}}}
+    refused = served.anon.post("/2/httpapi", json={"api_key": key, "events": [no_groups]})
+    assert refused.status_code == 400
+    assert refused.json()["events_with_missing_fields"] == {"groups": [0]}
+
+
+def test_an_operation_that_is_not_an_object_is_refused(served: Served, key: str) -> None:
+    bad = view(1, user_properties={"$set": "pro"})
+    resp = served.anon.post("/2/httpapi", json={"api_key": key, "events": [view(2), bad]})
+    assert resp.status_code == 400
+    assert resp.json()["events_with_invalid_fields"] == {"user_properties": [1]}
+
+
+def test_user_properties_survive_a_restart(tmp_path: Path, key: str) -> None:
+    from profilesync.events import dedup, userprops
+
+    identify = {"event_type": "$identify", "user_id": "user-00001"}
+    with serving(tmp_path / "home") as s:
+        ops = {"$set": {"plan": "pro"}, "$add": {"n": 1}}
+        s.anon.post(
+            "/2/httpapi", json={"api_key": key, "events": [{**identify, "user_properties": ops}]}
+        )
+    dedup._indexes.clear()  # what a new process starts with
+    userprops._states.clear()
+    with serving(tmp_path / "home") as s:
+        again = {**identify, "user_properties": {"$add": {"n": 1}}}
+        s.anon.post("/2/httpapi", json={"api_key": key, "events": [again, view(1)]})
+        assert segmentation(s, **pro_filter()) == [1]
+        last = rows(s, "SELECT user_properties FROM events WHERE event_type = 'View'")
+        assert json.loads(last[0][0]) == {"plan": "pro", "n": 2}

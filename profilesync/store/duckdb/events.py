@@ -1,8 +1,10 @@
 """Events, projects and the event catalog in the store file, next to the profiles they
-are joined with (the tables are made by migration 2, see :mod:`.schema`).
+are joined with (the tables are made by migrations 2 and 4, see :mod:`.schema`).
 
 A project's API key is stored as a SHA-256 hash (the events domain makes it); appends run
-in a batch transaction the caller opens with :meth:`DuckDBEvents.begin`.
+in a batch transaction the caller opens with :meth:`DuckDBEvents.begin`, which also logs
+the user and group properties the batch left (``event_property_states``: the newest row
+of a user or group is its current properties, see :mod:`profilesync.events.userprops`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from profilesync.mapping import quote
 from profilesync.model import now
 from profilesync.store.protocol import Project
 
-#: the event columns a batch brings, in table order (``profilesync.events.validate.FIELDS``)
+#: the event columns a batch brings, in table order (``profilesync.events.fields.FIELDS``)
 _BATCH_COLUMNS = (
     "event_type",
     "user_id",
@@ -37,6 +39,9 @@ _BATCH_COLUMNS = (
     "language",
     "ip",
     "revenue",
+    "groups",
+    "group_properties",
+    "skip_user_properties_sync",
 )
 _PROJECT = "SELECT id, name, key_hint, created_at FROM projects"
 
@@ -48,13 +53,16 @@ class DuckDBEvents:
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
+        self._store_id = ""
 
     def store_id(self) -> str:
         """A random id made with the events tables: a file deleted and re-created gets a new one."""
-        row = self.con.execute(
-            "SELECT value FROM settings WHERE key = 'events_store_id'"
-        ).fetchone()
-        return str(row[0]) if row else ""
+        if not self._store_id:  # fixed for the file this connection has open
+            row = self.con.execute(
+                "SELECT value FROM settings WHERE key = 'events_store_id'"
+            ).fetchone()
+            self._store_id = str(row[0]) if row else ""
+        return self._store_id
 
     # -- projects ----------------------------------------------------------------------
     def add_project(self, name: str, key_hash: str, key_hint: str) -> Project:
@@ -93,6 +101,7 @@ class DuckDBEvents:
             ).fetchone()
             self.con.execute("DELETE FROM events WHERE project_id = ?", [project_id])
             self.con.execute("DELETE FROM event_catalog WHERE project_id = ?", [project_id])
+            self.con.execute("DELETE FROM event_property_states WHERE project_id = ?", [project_id])
             self.con.execute("DELETE FROM projects WHERE id = ?", [project_id])
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -161,6 +170,35 @@ class DuckDBEvents:
         finally:
             self.con.unregister("_incoming")
             self.con.unregister("_seen_names")
+
+    # -- user and group property states ------------------------------------------------
+    def property_states(self, kind: str, since_batch: int) -> tuple[pa.Table, int]:
+        """The newest properties (``project_id``, ``scope``, ``id``, ``properties``) of
+        every user or group (``kind``) written after ``since_batch``; the last batch seen."""
+        table = self.con.execute(
+            "SELECT project_id, scope, id, arg_max({'p': properties}, batch_id).p AS properties "
+            "FROM event_property_states WHERE kind = ? AND batch_id > ? GROUP BY ALL",
+            [kind, since_batch],
+        ).to_arrow_table()
+        row = self.con.execute(
+            "SELECT coalesce(max(batch_id), 0) FROM event_property_states "
+            "WHERE kind = ? AND batch_id > ?",
+            [kind, since_batch],
+        ).fetchone()
+        return table, max(since_batch, int(row[0]) if row else 0)
+
+    def add_property_states(self, kind: str, states: pa.Table, *, batch_id: int) -> None:
+        """Log the properties a batch left (``project_id``, ``scope``, ``id``,
+        ``properties``; NULL properties: none left), in the open transaction."""
+        self.con.register("_states", states)
+        try:
+            self.con.execute(
+                "INSERT INTO event_property_states "
+                "SELECT ?, project_id, scope, id, properties, ? FROM _states",
+                [kind, batch_id],
+            )
+        finally:
+            self.con.unregister("_states")
 
     def catalog(self, project_id: int | None) -> list[tuple[str, str, list[str]]]:
         """``(kind, name, event types)`` of every property name seen (kinds ``event`` and

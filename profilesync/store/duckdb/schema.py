@@ -68,6 +68,54 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS peak_memory_bytes BIGINT;
 """
 
 
+# Version 4: every documented field of an HTTP V2 event has a column (typed; objects as
+# JSON), and the user and group properties that operations ($set, $add, ...) leave are
+# logged per batch: the newest row of a user (or group) is its current properties, which
+# each later event is stored with (see profilesync.events.userprops). ``scope`` is ``user``
+# or ``device`` for users (the id is a user_id or a device_id) and the group type for
+# groups; a row with NULL properties clears them.
+_V4_COLUMNS = {
+    "os_version": "VARCHAR",
+    "device_brand": "VARCHAR",
+    "device_manufacturer": "VARCHAR",
+    "carrier": "VARCHAR",
+    "dma": "VARCHAR",
+    "version_name": "VARCHAR",
+    "library": "VARCHAR",
+    "user_agent": "VARCHAR",
+    "partner_id": "VARCHAR",
+    "idfa": "VARCHAR",
+    "idfv": "VARCHAR",
+    "adid": "VARCHAR",
+    "android_id": "VARCHAR",
+    "android_app_set_id": "VARCHAR",
+    "price": "DOUBLE",
+    "quantity": "BIGINT",
+    "productId": "VARCHAR",
+    "revenueType": "VARCHAR",
+    "currency": "VARCHAR",
+    "location_lat": "DOUBLE",
+    "location_lng": "DOUBLE",
+    "event_id": "BIGINT",
+    "groups": "JSON",
+    "group_properties": "JSON",
+    "plan": "JSON",
+    "ingestion_metadata": "JSON",
+    "skip_user_properties_sync": "BOOLEAN",
+}
+_V4 = (
+    "".join(
+        f'ALTER TABLE events ADD COLUMN IF NOT EXISTS "{name}" {sql_type};\n'
+        for name, sql_type in _V4_COLUMNS.items()
+    )
+    + """
+CREATE TABLE IF NOT EXISTS event_property_states (
+    kind VARCHAR NOT NULL, project_id BIGINT NOT NULL, scope VARCHAR NOT NULL,
+    id VARCHAR NOT NULL, properties JSON, batch_id BIGINT NOT NULL);
+"""
+)
+
+
 def _run(sql: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
     def migrate(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(sql)
@@ -80,6 +128,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] =
     (1, "settings, connections, sources, runs, rejected rows, usage", _run(_V1)),
     (2, "events, projects and the event catalog in every file", _run(_V2)),
     (3, "runs record the process's peak memory", _run(_V3)),
+    (4, "every HTTP V2 event field; user and group property states", _run(_V4)),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
