@@ -4,6 +4,11 @@ and how it is checked.
 Each field is stored in a column of its own (objects as JSON text) and can be queried as
 ``field:<name>`` (the seven core fields have their own query kinds or roles). A key that is
 not documented is ignored, as Amplitude ignores it.
+
+Revenue, as Amplitude reads it: ``revenue = price * quantity`` (``quantity`` defaults to 1)
+whenever ``price`` is sent, else ``revenue`` as sent; the SDKs' revenue helpers send these
+as event properties (``$price``, ``$quantity``, ``$revenue``, ``$productId``,
+``$revenueType``, ``$currency``), which are read when the top-level field is absent.
 """
 
 from __future__ import annotations
@@ -69,6 +74,11 @@ SPEC: tuple[Field, ...] = (
     Field("session_id", "int"),
     *(Field(name, "text") for name in _TEXT),
     Field("revenue", "double"),
+    Field("price", "double"),
+    Field("quantity", "int"),
+    Field("productId", "text"),
+    Field("revenueType", "text"),
+    Field("currency", "text"),
     Field("groups", "object"),
     Field("group_properties", "object"),
     Field("skip_user_properties_sync", "bool", "$skip_user_properties_sync"),
@@ -78,3 +88,5 @@ BY_NAME = {f.name: f for f in SPEC}
 FIELDS: tuple[str, ...] = tuple(f.name for f in SPEC)
 #: the fields a query names as ``field:<name>``, with their SQL type
 STANDARD_FIELDS: dict[str, str] = {f.name: f.sql_type for f in SPEC[7:]}
+#: revenue fields the SDKs' revenue helpers send as ``$``-prefixed event properties
+REVENUE_PROPERTIES = ("price", "quantity", "revenue", "productId", "revenueType", "currency")

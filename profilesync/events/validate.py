@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from profilesync.events.fields import BY_NAME, FIELDS, SPEC
+from profilesync.events.fields import BY_NAME, FIELDS, REVENUE_PROPERTIES, SPEC
 from profilesync.events.fields import STANDARD_FIELDS as STANDARD_FIELDS
 from profilesync.mapping import quote
 from profilesync.sandbox import lock_down
@@ -418,6 +418,28 @@ def _typed(name: str, kind: str) -> str:
     return _scalar(name, BY_NAME[name].sql_type)
 
 
+def _revenue() -> dict[str, str]:
+    """The revenue fields as stored: a top-level field, else the ``$``-prefixed event
+    property the SDKs' revenue helpers send (read only from events that have one), and
+    ``revenue = price * quantity`` whenever there is a price (see :mod:`.fields`)."""
+    props = _v("event_properties")
+    has = f"contains({props}::VARCHAR, '\"$')"
+    out = {}
+    for name in REVENUE_PROPERTIES:
+        sql_type = BY_NAME[name].sql_type
+        sent = f"json_extract_string({props}, '$.\"${name}\"')"
+        if sql_type == "DOUBLE":
+            sent = f"CASE WHEN isfinite(TRY_CAST({sent} AS DOUBLE)) THEN TRY_CAST({sent} AS DOUBLE) END"
+        else:
+            sent = f"TRY_CAST({sent} AS {sql_type})"
+        out[name] = f"coalesce({_v(name)}, CASE WHEN {has} THEN {sent} END)"
+    out["revenue"] = (
+        f"CASE WHEN {out['price']} IS NOT NULL THEN {out['price']} * coalesce({out['quantity']}, 1) "
+        f"ELSE {out['revenue']} END"
+    )
+    return out
+
+
 def validate_sql(raw: str, min_id_length: int = MIN_ID_LENGTH) -> str:
     """Typed events with their ``reasons`` (empty for a valid event) from a raw relation.
 
@@ -428,7 +450,8 @@ def validate_sql(raw: str, min_id_length: int = MIN_ID_LENGTH) -> str:
     values = ", ".join(f"{_typed(f.name, f.kind)} AS {_v(f.name)}" for f in SPEC)
     checks = ", ".join(_checks(int(min_id_length)))
     problem = "{'field': 'event', 'kind': 'invalid', 'message': problem}"
-    out = ", ".join(f"{_v(name)} AS {quote(name)}" for name in FIELDS)
+    derived = _revenue()
+    out = ", ".join(f"{derived.get(name, _v(name))} AS {quote(name)}" for name in FIELDS)
     return (
         f"SELECT idx, CASE WHEN problem IS NOT NULL THEN [{problem}] "
         f"ELSE list_filter([{checks}], x -> x IS NOT NULL) END AS reasons, {out} "

@@ -335,3 +335,50 @@ def test_user_properties_survive_a_restart(tmp_path: Path, key: str) -> None:
         assert segmentation(s, **pro_filter()) == [1]
         last = rows(s, "SELECT user_properties FROM events WHERE event_type = 'View'")
         assert json.loads(last[0][0]) == {"plan": "pro", "n": 2}
+
+
+# -- 7. revenue -----------------------------------------------------------------------------
+
+
+def test_revenue_is_price_times_quantity_and_sums_in_a_segmentation(
+    served: Served, key: str
+) -> None:
+    def buy(i: int, **fields: Any) -> dict[str, Any]:
+        return {"event_type": "Buy", "user_id": f"user-{i:05d}", "time": ms(1), **fields}
+
+    events = [
+        buy(1, price=9.5, quantity=2, productId="sku-1", revenueType="purchase", currency="EUR"),
+        buy(2, price=3),  # quantity defaults to 1
+        buy(3, revenue=4.25),  # no price: the revenue sent
+        buy(4, price=2, quantity=3, revenue=100),  # price * quantity wins, as in Amplitude
+        # the SDKs' revenue helpers: $-prefixed event properties
+        buy(5, event_properties={"$price": 2.5, "$quantity": 4, "$productId": "sku-2"}),
+        buy(6, event_properties={"$revenue": 1.5, "$revenueType": "refund"}),
+    ]
+    resp = served.anon.post("/2/httpapi", json={"api_key": key, "events": events})
+    assert resp.status_code == 200, resp.text
+    assert rows(
+        served,
+        'SELECT revenue, price, quantity, "productId", "revenueType", currency FROM events '
+        "ORDER BY user_id",
+    ) == [
+        (19.0, 9.5, 2, "sku-1", "purchase", "EUR"),
+        (3.0, 3.0, None, None, None, None),
+        (4.25, None, None, None, None, None),
+        (6.0, 2.0, 3, None, None, None),
+        (10.0, 2.5, 4, "sku-2", None, None),
+        (1.5, None, None, None, "refund", None),
+    ]
+    query = {
+        "events": ["Buy"],
+        "metric": "sum",
+        "property": {"kind": "field", "name": "revenue"},
+        "start": "2024-05-01",
+        "end": "2024-05-01",
+    }
+    result = served.api.post("/api/query/segmentation", json=query)
+    assert result.status_code == 200, result.text
+    assert result.json()["series"][0]["values"] == [43.75]
+    by_product = {**query, "group_by": {"kind": "field", "name": "productId"}}
+    series = served.api.post("/api/query/segmentation", json=by_product).json()["series"]
+    assert {s["label"]: s["values"] for s in series}["sku-1"] == [19.0]
