@@ -330,7 +330,7 @@ def _additive(base: exp.Select, query: SegmentationQuery) -> exp.Select:
             exp.column("bucket", "a"), exp.column("ev", "a"), grp.as_("grp"), named.as_("named"),
             *fragments("min(r.r) AS r", "sum(a.n) AS n", "sum(a.nv) AS nv", "sum(a.sv) AS sv"),
         )
-        .with_("agg", as_=agg, copy=False)
+        .with_("agg", as_=agg, materialized=True, copy=False)
         .with_("ranked", as_=ranked, copy=False)
         .from_(exp.table_("agg", alias="a"), copy=False)
         .join(exp.table_("ranked", alias="r"), on=fragments("a.grp IS NOT DISTINCT FROM r.grp")[0], copy=False)

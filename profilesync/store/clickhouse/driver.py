@@ -32,7 +32,8 @@ from profilesync.store.home import private_files
 #: settings of every connection: UTC wall-clock times; SQL's scoping and NULLs (a column
 #: of the FROM wins over a SELECT alias of the same name, outer joins and grouping sets
 #: give NULL where ClickHouse would fill in default values); deletes and ALTERs done when
-#: they return
+#: they return; a CTE marked MATERIALIZED is computed once (a segmentation reads its
+#: aggregate twice: without it ClickHouse runs the join and aggregation twice)
 SETTINGS = {
     "session_timezone": "UTC",
     "prefer_column_name_to_alias": "1",
@@ -41,6 +42,7 @@ SETTINGS = {
     "mutations_sync": "2",
     "alter_sync": "2",
     "lightweight_deletes_sync": "2",
+    "enable_materialized_cte": "1",
 }
 
 
