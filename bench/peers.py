@@ -320,6 +320,14 @@ def scaling(work: Path, sizes: list[int], reps: int) -> None:
             f"{label(p['rows']):>8}{p['seconds']:>10.2f}{rate:>12,.0f}{rate / base:>9.2f}x"
             f"{p['peak_mb']:>9.0f}{p['peak_mb'] * 2**20 / p['rows']:>8.0f}  {'ok' if p['ok'] else 'FAIL'}"
         )
+    largest = points[-1]
+    if len(points) > 1:  # issue 10's targets for the largest size against the smallest
+        rate = largest["rows"] / largest["seconds"] / base
+        print(
+            f"target: {label(largest['rows'])} at >= 0.8x the rows/s of {label(points[0]['rows'])}: "
+            f"{rate:.2f}x {'met' if rate >= 0.8 else 'missed'}; peak under 1,500 MB: "
+            f"{largest['peak_mb']:,.0f} MB {'met' if largest['peak_mb'] < 1500 else 'missed'}"
+        )
     path = save("scaling", {"reps": reps, "load": os.getloadavg(), "points": points})
     png = plot(points, path.with_suffix(".png"))
     print(f"wrote {path}" + (f" and {png}" if png else " (no matplotlib: no plot)"))

@@ -77,7 +77,8 @@ def scratch(
     allowed_paths: Iterable[str] = (),
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB limited to ``share`` of the budget, locked down (see
-    :func:`profilesync.sandbox.lock_down`), its spill directory removed when it closes."""
+    :func:`profilesync.sandbox.lock_down`), its spill directory removed when it closes.
+    That directory is the only one it may write files to (:func:`spill_directory`)."""
     limit = max(int(current().memory_limit * share), 16 * 1000**2)
     spill = Path(tempfile.mkdtemp(prefix=_prefix(current().owner), dir=current().directory))
     con = duckdb.connect()
@@ -87,11 +88,18 @@ def scratch(
         con.execute(f"SET temp_directory = '{_literal(str(spill))}'")
         con.execute("SET enable_progress_bar = false")  # it would print into --json output
         con.execute("SET preserve_insertion_order = false")  # rows carry their own order
-        lock_down(con, allowed_dirs=allowed_dirs, allowed_paths=allowed_paths)
+        lock_down(con, allowed_dirs=[str(spill), *allowed_dirs], allowed_paths=allowed_paths)
         yield con
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def spill_directory(con: duckdb.DuckDBPyConnection) -> Path:
+    """The spill directory of a scratch engine: where it may write files of its own."""
+    row = con.execute("SELECT current_setting('temp_directory')").fetchone()
+    assert row is not None
+    return Path(row[0])
 
 
 def threads_for(memory_limit: int) -> int:

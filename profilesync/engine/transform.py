@@ -1,16 +1,21 @@
 """Map, validate and compact warehouse rows, vectorised in DuckDB over Arrow, in bounded memory.
 
 Input: the rows a source read (table columns + ``_op``/``_ord``, see warehouses/protocol.py).
-The mapping (a user's SQL) runs in a scratch DuckDB that reaches no file and spills to
-disk past the sync's memory budget (:mod:`profilesync.scratch`). Output, as a stream the
-store reads once (:class:`profilesync.store.protocol.NetChanges`):
+The mapping (a user's SQL) runs in a scratch DuckDB that reaches no file but its own spill
+directory and spills to disk past the sync's memory budget (:mod:`profilesync.scratch`).
+Output (:class:`profilesync.store.protocol.NetChanges`): the rows to apply, written as a
+Parquet file in that directory, which a store reads as files or as an Arrow stream:
 
-- a **snapshot** (no ``_op``) streams through as mapped: each batch's rejected rows are
-  counted and sampled on the way, and nothing is held; the store finds users on several
-  rows while it stages the stream;
+- a **snapshot** (no ``_op``) is mapped and written as it streams in, nothing held; the
+  store finds users on several rows when it reads the file;
 - a **change window** is staged in the scratch engine and compacted there: one net change
   per ``user_id`` (last by ``_ord``; insert-then-delete nets to a delete, which the store
-  ignores for users it does not hold), then streamed out.
+  ignores for users it does not hold), then written.
+
+Handing rows over as a file keeps the store's memory bounded too: DuckDB 1.5 holds on to
+memory for every Arrow batch appended to a table within a statement, about 30 bytes a
+row past its ``memory_limit`` (1.06 GB for 20M narrow rows under a 500MB limit), while
+reading Parquet stays within it (0.50 GB).
 
 Every rejected row has a reason a person can read. No Python runs per row.
 """
@@ -21,20 +26,23 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from profilesync.errors import ConfigurationError, ProfilesyncError
 from profilesync.faults import fault
 from profilesync.mapping import quote
 from profilesync.model import Mapping
-from profilesync.scratch import scratch
+from profilesync.scratch import scratch, spill_directory
 from profilesync.store.protocol import DELETED, REJECTED_SAMPLE, ambiguous_reason
 from profilesync.warehouses.protocol import OP, ORD, UPSERT
 
 MIN_USER_ID_LENGTH = 5
+#: the transform's share of the sync's memory budget: the store stages under half, and
+#: the rest is for the batches on their way from the warehouse
+MEMORY_SHARE = 0.25
 #: rows per batch handed to the store
 BATCH_ROWS = 122_880  # DuckDB's row group size: whole vectors, few batches
 _INTEGER_TYPES = {
@@ -54,27 +62,27 @@ _REJECTED_SCHEMA = pa.schema([("reason", pa.string()), ("row", pa.string())])
 
 @dataclass
 class Stream:
-    """:class:`profilesync.store.protocol.NetChanges` of one sync, filled as it is read."""
+    """:class:`profilesync.store.protocol.NetChanges` of one sync."""
 
     compacted: bool
-    reader: pa.RecordBatchReader | None = None
+    con: duckdb.DuckDBPyConnection
+    path: Path
+    names: list[str]
     read: int = 0
     rejected_count: int = 0
-    sample: list[pa.Table] = field(default_factory=list)
-    #: an error met while the store pulled the stream: raised as itself after the store
-    #: gives up (DuckDB would otherwise wrap it into its own message)
-    errors: list[BaseException] = field(default_factory=list)
+    sample: pa.Table = field(default_factory=_REJECTED_SCHEMA.empty_table)
+
+    def files(self) -> tuple[str, ...]:
+        return (str(self.path),)
 
     def rows(self) -> pa.RecordBatchReader:
-        if self.reader is None:
-            raise RuntimeError("the stream of a sync is read once")
-        reader, self.reader = self.reader, None
-        return reader
+        columns = ", ".join(quote(n) for n in ["user_id", DELETED, *self.names])
+        return self.con.execute(
+            f"SELECT {columns} FROM read_parquet(?) WHERE _reason IS NULL", [str(self.path)]
+        ).to_arrow_reader(BATCH_ROWS)
 
     def rejected(self) -> pa.Table:
-        if not self.sample:
-            return _REJECTED_SCHEMA.empty_table()
-        return pa.concat_tables(self.sample).slice(0, REJECTED_SAMPLE)
+        return self.sample
 
 
 @dataclass
@@ -88,74 +96,55 @@ class Transformed:
 
 
 @contextmanager
-def transformed(reader: pa.RecordBatchReader, mapping: Mapping) -> Iterator[Stream]:
-    """The transformed stream of ``reader``, valid inside the ``with`` block.
-
-    An error raised while the store reads the stream (the warehouse's own, or the
-    mapping's) leaves the block as that error.
-    """
-    with scratch() as con, _incoming(con, reader) as raised:
-        stream = Stream(compacted=OP in reader.schema.names)
-        try:
-            if stream.compacted:
-                _compact(con, mapping, stream)
-            else:
-                stream.reader = _streamed(con, mapping, stream)
-            yield stream
-        except Exception:
-            if first := next(iter(stream.errors or raised), None):
-                raise first from None
-            raise
+def transformed(
+    reader: pa.RecordBatchReader, mapping: Mapping, *, compact: bool | None = None
+) -> Iterator[Stream]:
+    """The transformed rows of ``reader``, valid inside the ``with`` block; a change
+    window is compacted, a snapshot only with ``compact``."""
+    with scratch(MEMORY_SHARE) as con, _incoming(con, reader):
+        path = spill_directory(con) / "rows.parquet"
+        compacted = OP in reader.schema.names if compact is None else compact
+        stream = Stream(compacted, con, path, list(mapping.property_names))
+        if stream.compacted:
+            _compact(con, mapping, stream)
+        else:
+            _write(con, f"SELECT * FROM ({_checked_sql(con, mapping)})", mapping, path)
+            fault("spill")
+            _tally(con, stream)
+        yield stream
 
 
 def transform(reader: pa.RecordBatchReader, mapping: Mapping) -> Transformed:
     """Transform ``reader`` at once: one net change per user, in memory (small windows)."""
-    with scratch() as con, _incoming(con, reader):
-        stream = Stream(compacted=True)
-        _compact(con, mapping, stream)
+    with transformed(reader, mapping, compact=True) as stream:
         net = stream.rows().read_all()
         return Transformed(net, stream.rejected(), stream.read, stream.rejected_count)
 
 
-def _streamed(
-    con: duckdb.DuckDBPyConnection, mapping: Mapping, stream: Stream
-) -> pa.RecordBatchReader:
-    """A snapshot, mapped batch by batch; rejected rows are counted and sampled on the way."""
-    names = [DELETED, *mapping.property_names]
-    mapped = _run(
-        con, f"SELECT *, {_row_json(mapping)} AS _row FROM ({_checked_sql(con, mapping)})", mapping
+def _write(con: duckdb.DuckDBPyConnection, select: str, mapping: Mapping, path: Path) -> None:
+    """Write the rows of ``select`` (a checked relation) to ``path``: user_id, the delete
+    mark, the properties, why a row is rejected and the rejected row as JSON."""
+    columns = ", ".join(quote(n) for n in ["user_id", DELETED, *mapping.property_names])
+    _run(
+        con,
+        f"""COPY (SELECT {columns}, _reason, {_row_json(mapping)} AS _row FROM ({select}))
+            TO '{_literal(path)}' (FORMAT parquet, ROW_GROUP_SIZE {BATCH_ROWS})""",
+        mapping,
     )
-    source = mapped.to_arrow_reader(BATCH_ROWS)
-    schema = pa.schema([source.schema.field("user_id"), *(source.schema.field(n) for n in names)])
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        try:
-            for batch in source:
-                yield _tally(batch, schema, stream)
-                fault("spill")
-        except duckdb.Error as exc:
-            stream.errors.append(_mapping_error(exc, mapping))
-            raise
-        except Exception as exc:
-            stream.errors.append(exc)
-            raise
-
-    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
-def _tally(batch: pa.RecordBatch, schema: pa.Schema, stream: Stream) -> pa.RecordBatch:
-    """Count and sample the batch's rejected rows; the valid ones go on."""
-    stream.read += batch.num_rows
-    bad = pc.is_valid(batch.column("_reason"))
-    if pc.any(bad).as_py():
-        rejected = batch.filter(pc.and_(bad, pc.invert(batch.column(DELETED))))
-        stream.rejected_count += rejected.num_rows
-        kept = sum(t.num_rows for t in stream.sample)
-        if kept < REJECTED_SAMPLE:
-            part = rejected.slice(0, REJECTED_SAMPLE - kept).select(["_reason", "_row"])
-            stream.sample.append(pa.Table.from_batches([part]).rename_columns(["reason", "row"]))
-        batch = batch.filter(pc.invert(bad))
-    return batch.select(schema.names)
+def _tally(con: duckdb.DuckDBPyConnection, stream: Stream) -> None:
+    """Rows read, rejected rows counted and a sample kept, from the written file (Parquet's
+    statistics skip the row groups without a rejected row)."""
+    rows = f"read_parquet('{_literal(stream.path)}')"
+    counts = con.execute(
+        f"SELECT count(*), count_if(_reason IS NOT NULL AND NOT {DELETED}) FROM {rows}"
+    ).fetchone()
+    assert counts is not None
+    stream.read, stream.rejected_count = int(counts[0]), int(counts[1] or 0)
+    if stream.rejected_count:
+        stream.sample = con.execute(f"""SELECT _reason AS reason, _row AS row FROM {rows}
+            WHERE _reason IS NOT NULL AND NOT {DELETED} LIMIT {REJECTED_SAMPLE}""").to_arrow_table()
 
 
 def _compact(con: duckdb.DuckDBPyConnection, mapping: Mapping, stream: Stream) -> None:
@@ -174,12 +163,10 @@ def _compact(con: duckdb.DuckDBPyConnection, mapping: Mapping, stream: Stream) -
     stream.rejected_count = _scalar(
         con, f"SELECT count(*) FROM checked WHERE _reason IS NOT NULL AND NOT {DELETED}"
     )
-    stream.sample.append(
-        con.execute(f"""
+    stream.sample = con.execute(f"""
         SELECT _reason AS reason, {_row_json(mapping)} AS row
         FROM checked WHERE _reason IS NOT NULL AND NOT {DELETED}
         ORDER BY {ORD} LIMIT {REJECTED_SAMPLE}""").to_arrow_table()
-    )
     columns = f"user_id, {DELETED}{', ' + names if names else ''}"
     if not repeated:
         net = f"SELECT {columns} FROM checked WHERE _reason IS NULL"
@@ -189,7 +176,8 @@ def _compact(con: duckdb.DuckDBPyConnection, mapping: Mapping, stream: Stream) -
               AND user_id NOT IN (SELECT user_id FROM _ambiguous)
             QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {ORD} DESC, {DELETED}) = 1
             UNION ALL BY NAME SELECT user_id, true AS {DELETED} FROM _ambiguous"""
-    stream.reader = con.execute(net).to_arrow_reader(BATCH_ROWS)
+    con.execute(f"""COPY (SELECT {columns}, NULL::VARCHAR AS _reason, NULL::VARCHAR AS _row
+                          FROM ({net})) TO '{_literal(stream.path)}' (FORMAT parquet)""")
 
 
 def _reject_ambiguous(con: duckdb.DuckDBPyConnection) -> None:
@@ -281,6 +269,10 @@ def _mapping_error(exc: duckdb.Error, mapping: Mapping) -> ConfigurationError:
         f"the mapping of table {mapping.table} could not be evaluated: {exc}".splitlines()[0]
         + " — check the column names and expressions (profilesync source test NAME shows them)"
     )
+
+
+def _literal(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:

@@ -84,9 +84,9 @@ class Project:
 class NetChanges(Protocol):
     """A sync's transformed rows, handed to :meth:`Profiles.apply` as one stream.
 
-    :meth:`rows` is a stream of bounded batches, read once: columns ``user_id``,
-    ``DELETED``, then the properties. A store never needs the whole window in memory
-    (it stages the stream in its own engine, which spills to disk). When :attr:`compacted`
+    :meth:`rows` is a stream of bounded batches: columns ``user_id``, ``DELETED``, then
+    the properties; :meth:`files` the same rows on disk. A store never needs the whole
+    window in memory (it stages the rows in its own engine, which spills to disk). When :attr:`compacted`
     holds, the stream has at most one row per user (the net change of a change window).
     Otherwise it is a snapshot as read: a user on several rows at once that are not
     deletes is *ambiguous*, and the store rejects those rows (reason
@@ -101,6 +101,12 @@ class NetChanges(Protocol):
     @property
     def compacted(self) -> bool: ...
     def rows(self) -> pa.RecordBatchReader: ...
+    def files(self) -> tuple[str, ...]:
+        """The same rows as Parquet files in the home's temp directory, for a store that
+        reads files itself: columns ``user_id``, ``DELETED``, the properties, and
+        ``_reason``; only rows whose ``_reason`` is NULL are to be applied."""
+        ...
+
     @property
     def read(self) -> int: ...
     @property

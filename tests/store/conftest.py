@@ -79,6 +79,9 @@ class Net:
     def rejected(self) -> pa.Table:
         return self.rejected_rows
 
+    def files(self) -> tuple[str, ...]:
+        return ()  # the stream only: the engine's files are covered by the sync tests
+
     def rows(self) -> pa.RecordBatchReader:
         assert not self.taken, "a store reads the stream once"
         self.taken = True

@@ -20,6 +20,7 @@ Everything a sync changes commits together: rows, checkpoint, run, rejected rows
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -32,6 +33,7 @@ from profilesync.store.duckdb.catalog import CatalogTables
 from profilesync.store.protocol import (
     DELETED,
     REJECTED_SAMPLE,
+    TEMP_DIR,
     NetChanges,
     QuotaPolicy,
     ambiguous_reason,
@@ -59,13 +61,14 @@ class Applier(CatalogTables):
         Only rows that differ from the store are written and metered. The store, the
         checkpoint, the run and the usage commit together; any error rolls all back.
         """
-        table, rows = source.profile_table, changes.rows()
-        props = [f.name for f in rows.schema if f.name not in ("user_id", DELETED)]
-        self.con.register("net_stream", rows)
+        table = source.profile_table
+        self._incoming(changes)
         try:
             with self.transaction() as con:
                 con.execute("CREATE TEMP TABLE _ambiguous_rows (reason VARCHAR, row VARCHAR)")
-                self._ensure_profile_table(con, table, rows.schema, full)
+                wanted = types(con, "SELECT * FROM net_stream")
+                props = [name for name in wanted if name not in ("user_id", DELETED)]
+                self._ensure_profile_table(con, table, wanted, full)
                 if not changes.compacted and _empty(con, table):
                     self._load(con, table, props, result, quota)
                 else:
@@ -81,8 +84,24 @@ class Applier(CatalogTables):
         finally:  # outside the transaction: after a rollback it would fail and hide the cause
             for temp in _TEMP:
                 self.con.execute(f"DROP TABLE IF EXISTS {temp}")
-            self.con.unregister("net_stream")
+            self.con.execute("DROP VIEW IF EXISTS net_stream")
+            self.con.unregister("net_arrow")
         return result
+
+    def _incoming(self, changes: NetChanges) -> None:
+        """``net_stream``: the rows to apply, read from the engine's files where this store
+        may read them (DuckDB reads Parquet within its memory limit), else as a stream."""
+        files = changes.files()
+        temp = (self.home / TEMP_DIR).resolve()
+        if files and all(Path(f).resolve().is_relative_to(temp) for f in files):
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            self.con.execute(
+                f"CREATE TEMP VIEW net_stream AS SELECT * EXCLUDE (_reason, _row) "
+                f"FROM read_parquet([{listed}]) WHERE _reason IS NULL"
+            )
+        else:
+            self.con.register("net_arrow", changes.rows())
+            self.con.execute("CREATE TEMP VIEW net_stream AS SELECT * FROM net_arrow")
 
     def _load(
         self,
@@ -129,7 +148,7 @@ class Applier(CatalogTables):
             _resolve_repeats(con, props)
 
     def _ensure_profile_table(
-        self, con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema, full: bool
+        self, con: duckdb.DuckDBPyConnection, table: str, wanted: dict[str, str], full: bool
     ) -> None:
         """Create the source's table and follow the mapping's columns and types.
 
@@ -140,11 +159,6 @@ class Applier(CatalogTables):
             f"CREATE TABLE IF NOT EXISTS {table} (user_id VARCHAR NOT NULL, _synced_at TIMESTAMPTZ)"
         )
         existing = types(con, table)
-        con.register("net_schema", schema.empty_table())
-        try:
-            wanted = types(con, "SELECT * FROM net_schema")
-        finally:
-            con.unregister("net_schema")
         for name in set(existing) - set(wanted) - set(OWN_COLUMNS):
             con.execute(f"ALTER TABLE {table} DROP COLUMN {quote(name)}")  # no longer mapped
         for name, dtype in wanted.items():

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
@@ -299,7 +300,14 @@ class DeltaWarehouse(FromSpec):
             marks = self._commit_marks(mapping.table, version)
             checkpoint = Checkpoint(str(version), str(dt.metadata().id), marks)
             dataset = dt.to_pyarrow_dataset()
-            reader = dataset.scanner(columns=list(mapping.columns)).to_reader()
+            reader = dataset.scanner(
+                columns=list(mapping.columns),
+                # one file and a few batches in flight, no whole row group buffered ahead:
+                # what a sync holds while reading stays small whatever the table's size
+                batch_readahead=2,
+                fragment_readahead=1,
+                fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
+            ).to_reader()
         if limit is not None:
             reader = pa.RecordBatchReader.from_batches(reader.schema, _limit(reader, limit))
         return Changes(self._guarded(reader, mapping.table), checkpoint, full=True)
