@@ -1,6 +1,7 @@
 """Sync throughput on a PostgreSQL table, against a minimal hand-written wal2json -> DuckDB MERGE.
 
     python bench/postgres_throughput.py [--users 1000000] [--updates 100000] [--deletes 20000] [--inserts 30000]
+        [--memory-limit 64MB] [--no-baseline]
 
 Starts a throwaway PostgreSQL server (``profilesync.pgserver``: Debian's postgresql-15 with
 wal2json, ``make sysdeps``) and fills ``public.users`` with ``--users`` rows. Phase 1: first
@@ -22,14 +23,26 @@ fresh process after its imports (``bench/_harness.py``). Peak MB is the syncing 
 peak RSS; the server's memory is not counted on either side. Prints seconds, rows/s, peak
 MB and the speed-up; it is a benchmark, not a test. Run it as a script from the repository
 root (``make bench`` runs it with the other sync benchmarks).
+
+A second table isolates the warehouse's part: the reader the next sync would read (the
+snapshot before the first sync, the change window after), drained in a fresh process
+and nothing applied, with its seconds, rows/s, peak MB and batches. ``--memory-limit``
+runs every profilesync process inside a sync budget of that size (``profilesync.scratch``;
+also stored as ``sync_memory_limit``), spilling under the home's ``tmp`` directory.
+A profilesync run that fails (under a small budget) shows as ``failed:`` and its error
+in its row. ``--no-baseline`` skips the baseline. To compare with another checkout, run
+the script with that checkout's package first on ``PYTHONPATH``.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +100,7 @@ def change(dsn: str, updates: int, deletes: int, inserts: int) -> int:
 # -- profilesync ------------------------------------------------------------------------------
 
 
-def profilesync_setup(dsn: str, home: Path) -> None:
+def profilesync_setup(dsn: str, home: Path, limit: int | None) -> None:
     from profilesync.mapping import from_columns
     from profilesync.model import Connection, Source
     from profilesync.store.duckdb import DuckDBStore
@@ -96,15 +109,51 @@ def profilesync_setup(dsn: str, home: Path) -> None:
         store.add_connection(Connection("pg", "postgres", {"dsn": dsn}))
         mapping = from_columns("public.users", "uid", [(c, c) for c in COLUMNS])
         store.add_source(Source("users", "pg", mapping))
+        if limit is not None:
+            store.set_setting("sync_memory_limit", f"{limit}B")
 
 
-def profilesync_sync(home: Path) -> Result:
+@contextmanager
+def within(limit: int | None, home: Path) -> Iterator[None]:
+    """A sync budget of ``limit`` bytes spilling under the home's ``tmp`` (a build
+    without :mod:`profilesync.scratch` runs as it is)."""
+    try:
+        from profilesync.scratch import budget
+    except ImportError:
+        budget = None
+    with nullcontext() if limit is None or budget is None else budget(limit, home / "tmp", "users"):
+        yield
+
+
+def profilesync_sync(limit: int | None, home: Path) -> Result:
     from profilesync.store.duckdb import DuckDBStore
     from profilesync.sync import engine
 
-    with DuckDBStore(home) as store:
+    with DuckDBStore(home) as store, within(limit, home):
         r = engine.sync(store, "users")
     return {"rows": r.read, "counts": (r.inserted, r.updated, r.deleted)}
+
+
+def profilesync_read(limit: int | None, home: Path) -> Result:
+    """Only the warehouse's part: drain the reader the next sync would read, apply nothing."""
+    from profilesync.store.duckdb import DuckDBStore
+    from profilesync.warehouses import open_warehouse
+
+    with DuckDBStore(home) as store, within(limit, home):
+        source = store.get_source("users")
+        warehouse = open_warehouse(store.get_connection(source.connection), source.name)
+        try:
+            if source.checkpoint is None:
+                changes = warehouse.snapshot(source.mapping)
+            else:
+                changes = warehouse.changes(source.mapping, source.checkpoint)
+            rows = batches = 0
+            for batch in changes.reader:
+                rows, batches = rows + batch.num_rows, batches + 1
+            del changes
+        finally:
+            warehouse.close()
+    return {"rows": rows, "batches": batches}
 
 
 # -- the baseline -----------------------------------------------------------------------------
@@ -214,33 +263,96 @@ def expect(what: str, got: Any, wanted: Any) -> None:
 
 
 def run(work: Path, dsn: str, args: argparse.Namespace) -> None:
+    limit = parse_limit(args.memory_limit)
     build(dsn, args.users)
-    profilesync_setup(dsn, work / "home")
-    first = best_of(profilesync_sync, home=work / "home", preload=OURS)
-    first_base = best_of(baseline_sync, dsn, home=work / "base", preload=THEIRS)
+    profilesync_setup(dsn, work / "home", limit)
+    home, base = work / "home", work / "base"
+    got: dict[str, Result] = {"snapshot": attempt(profilesync_read, limit, home=home)}
+    got["first"] = attempt(profilesync_sync, limit, home=home)
+    if not args.no_baseline:
+        got["first_base"] = best_of(baseline_sync, dsn, home=base, preload=THEIRS)
     changed = change(dsn, args.updates, args.deletes, args.inserts)
-    incr = best_of(profilesync_sync, home=work / "home", preload=OURS)
-    incr_base = best_of(baseline_sync, dsn, home=work / "base", preload=THEIRS)
-    expect(
-        "profilesync first sync (inserted, updated, deleted)", first["counts"], (args.users, 0, 0)
-    )
-    expect(
-        "profilesync incremental (inserted, updated, deleted)",
-        incr["counts"],
-        (args.inserts, args.updates, args.deletes),
-    )
-    expect("baseline profiles", incr_base["profiles"], args.users - args.deletes + args.inserts)
+    got["window"] = attempt(profilesync_read, limit, home=home)
+    got["incr"] = attempt(profilesync_sync, limit, home=home)
+    if not args.no_baseline:
+        got["incr_base"] = best_of(baseline_sync, dsn, home=base, preload=THEIRS)
+    for key, label, wanted in (
+        ("first", "first sync (inserted, updated, deleted)", (args.users, 0, 0)),
+        (
+            "incr",
+            "incremental (inserted, updated, deleted)",
+            (args.inserts, args.updates, args.deletes),
+        ),
+        ("snapshot", "snapshot rows read", args.users),
+        ("window", "change rows read", changed),
+    ):
+        if "error" not in got[key]:
+            expect(f"profilesync {label}", got[key].get("counts", got[key]["rows"]), wanted)
+    if "incr_base" in got:
+        profiles = args.users - args.deletes + args.inserts
+        expect("baseline profiles", got["incr_base"]["profiles"], profiles)
     print(
         f"PostgreSQL table: {args.users:,} users; incremental: {args.updates:,} updates, {args.deletes:,} deletes, "
-        f"{args.inserts:,} inserts ({changed:,} changed users)"
+        f"{args.inserts:,} inserts ({changed:,} changed users); sync budget: {args.memory_limit or 'default'}"
     )
-    header()
-    line("first sync", first, first_base, args.users)
-    line("incremental sync", incr, incr_base, changed)
+    report(got, args.users, changed)
+
+
+def attempt(fn: Any, limit: int | None, *, home: Path) -> Result:
+    """``best_of`` a profilesync run, or the last line of the error that stopped it (a
+    sync may fail under a small budget: the table says so instead of ending the run)."""
+    try:
+        return best_of(fn, limit, home=home, preload=OURS)
+    except RuntimeError as exc:
+        named = [
+            row for row in str(exc).splitlines() if re.match(r"[\w.]+(Error|Exception): ", row)
+        ]
+        return {"error": (named or ["(no message)"])[-1][:160]}
+
+
+def report(got: dict[str, Result], users: int, changed: int) -> None:
+    if "first_base" in got and "error" not in got["first"] and "error" not in got["incr"]:
+        header()
+        line("first sync", got["first"], got["first_base"], users)
+        line("incremental sync", got["incr"], got["incr_base"], changed)
+        print(
+            f"(incremental rows/s counts changed users, read as {got['incr_base']['rows']:,} "
+            "wal2json rows; peak MB is the syncing process, not the server)"
+        )
+    else:
+        reads_header("whole sync")
+        reads_line("first sync", got["first"], users)
+        reads_line("incremental sync", got["incr"], changed)
+    reads_header("warehouse read only")
+    reads_line("snapshot", got["snapshot"], users)
+    reads_line("change window", got["window"], changed)
+
+
+def reads_header(title: str) -> None:
+    print(f"{title:<22}{'seconds':>14}{'rows/s':>13}{'peak MB':>9}{'batches':>9}")
+
+
+def reads_line(label: str, result: Result, rows: int) -> None:
+    if "error" in result:
+        print(f"{label:<22}{'failed: ' + result['error']:>14}")
+        return
+    batches = result.get("batches")
     print(
-        f"(incremental rows/s counts changed users, read as {incr_base['rows']:,} wal2json rows; "
-        "peak MB is the syncing process, not the server)"
+        f"{label:<22}{result['seconds']:>14.2f}{rows / result['seconds']:>13,.0f}"
+        f"{result['peak_mb']:>9.0f}{'' if batches is None else f'{batches:,}':>9}"
     )
+
+
+def parse_limit(text: str | None) -> int | None:
+    """``64MB`` -> bytes (decimal units, as ``sync_memory_limit`` reads them)."""
+    if text is None:
+        return None
+    units = {"kb": 1000, "mb": 1000**2, "gb": 1000**3, "b": 1}
+    lowered = text.strip().lower()
+    for unit, size in units.items():
+        if lowered.endswith(unit):
+            return int(float(lowered[: -len(unit)]) * size)
+    return int(lowered)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -251,6 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--updates", type=int, default=100_000)
     ap.add_argument("--deletes", type=int, default=20_000)
     ap.add_argument("--inserts", type=int, default=30_000)
+    ap.add_argument("--memory-limit", help="sync budget, e.g. 64MB (default: the build's)")
+    ap.add_argument("--no-baseline", action="store_true", help="measure profilesync only")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="profilesync-bench-"))
     server = pgserver.start()
