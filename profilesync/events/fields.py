@@ -61,6 +61,23 @@ _TEXT = (
     "language",
     "ip",
 )
+#: the text fields added with migration 4 (device, location, advertising ids, client)
+_MORE_TEXT = (
+    "os_version",
+    "device_brand",
+    "device_manufacturer",
+    "carrier",
+    "dma",
+    "version_name",
+    "library",
+    "user_agent",
+    "partner_id",
+    "idfa",
+    "idfv",
+    "adid",
+    "android_id",
+    "android_app_set_id",
+)
 
 #: every field, in the order of the typed relation and of the events table
 SPEC: tuple[Field, ...] = (
@@ -82,6 +99,12 @@ SPEC: tuple[Field, ...] = (
     Field("groups", "object"),
     Field("group_properties", "object"),
     Field("skip_user_properties_sync", "bool", "$skip_user_properties_sync"),
+    *(Field(name, "text") for name in _MORE_TEXT),
+    Field("location_lat", "double"),
+    Field("location_lng", "double"),
+    Field("event_id", "int"),
+    Field("plan", "object"),
+    Field("ingestion_metadata", "object"),
 )
 BY_NAME = {f.name: f for f in SPEC}
 #: every field of an event, in the order of the typed relation

@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from profilesync.errors import ConfigurationError
 from profilesync.events.projects import project_for_key
@@ -50,6 +51,8 @@ MAX_EVENTS = 2_000
 MAX_BYTES = 1_048_576  # 1 MB
 #: the event type of an identify call: user property operations, applied to the user
 IDENTIFY = "$identify"
+#: an event's ``ip`` meaning "the address this request came from"
+REMOTE = "$remote"
 
 
 class InvalidBatchError(ConfigurationError):
@@ -142,12 +145,15 @@ def check_size(size: int, api: str = "httpapi") -> None:
         )
 
 
-def parse_batch(body: bytes, api: str = "httpapi", api_key: str | None = None) -> Batch:
+def parse_batch(
+    body: bytes, api: str = "httpapi", api_key: str | None = None, remote: str | None = None
+) -> Batch:
     """Check and type a request body; raise the error a client must see (400 or 413).
 
     ``body`` is the JSON of an HTTP V2 request (``api`` ``httpapi`` or ``batch``), or for
     ``identify`` the ``identification`` form field (one object or a list), sent with
-    ``api_key``: each identification becomes an ``$identify`` event.
+    ``api_key``: each identification becomes an ``$identify`` event. ``remote`` is the
+    sender's address: an event's ``ip`` of ``$remote`` means it, as in Amplitude.
     """
     limits = _limits(api)
     check_size(len(body), api)
@@ -187,8 +193,17 @@ def parse_batch(body: bytes, api: str = "httpapi", api_key: str | None = None) -
     events, rejected = split(typed)
     if rejected.num_rows:
         raise InvalidBatchError("some events are invalid; nothing was stored", _report(rejected))
-    prepared = prepare(con, events.drop_columns(["idx"]))
-    return Batch(api_key=str(key), prepared=prepared, size_bytes=len(body), api=api)
+    events = _remote_ip(events.drop_columns(["idx"]), remote)
+    return Batch(str(key), prepare(con, events), size_bytes=len(body), api=api)
+
+
+def _remote_ip(events: pa.Table, remote: str | None) -> pa.Table:
+    """``ip: "$remote"`` replaced by the sender's address (kept as sent without one)."""
+    ip = events.column("ip")
+    if remote is None or not pc.any(pc.equal(ip, REMOTE)).as_py():
+        return events
+    index = events.schema.get_field_index("ip")
+    return events.set_column(index, "ip", pc.if_else(pc.equal(ip, REMOTE), remote, ip))
 
 
 def _identify_request(identification: str, api_key: str | None) -> str:

@@ -195,6 +195,12 @@ def _scalar(name: str, sql_type: str) -> str:
     value = f"TRY_CAST({_s(name)} AS {sql_type})"
     if sql_type == "DOUBLE":  # NaN and Infinity have no place in JSON answers
         value = f"CASE WHEN isfinite({value}) THEN {value} END"
+    elif sql_type == "BIGINT":  # whole numbers only: a cast would round 1.5 to 2
+        whole = f"regexp_full_match({_s(name)}, '\\s*-?[0-9]+(\\.0*)?\\s*')"
+        return (
+            f"CASE WHEN {_k(name)} = 'integer' THEN {value} WHEN {_k(name)} IN ('string', 'number') "
+            f"AND {whole} THEN TRY_CAST(split_part(trim({_s(name)}), '.', 1) AS BIGINT) END"
+        )
     return f"CASE WHEN {_k(name)} IN ('string', 'integer', 'number') THEN {value} END"
 
 

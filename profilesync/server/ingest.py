@@ -101,7 +101,8 @@ async def _answer(request: Request, api: str) -> Response:
         key = None
         if api == "identify":
             body, key = await _identification(request, body)
-        batch = await run_in_threadpool(app_events.parse_batch, body, api, key)
+        remote = request.client.host if request.client else None
+        batch = await run_in_threadpool(app_events.parse_batch, body, api, key, remote)
         answer = await run_in_threadpool(_store_batch, request, batch)
     except app_events.INGEST_ERRORS as exc:
         return JSONResponse(exc.body, status_code=exc.body["code"])

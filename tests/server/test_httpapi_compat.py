@@ -11,6 +11,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -382,3 +383,123 @@ def test_revenue_is_price_times_quantity_and_sums_in_a_segmentation(
     by_product = {**query, "group_by": {"kind": "field", "name": "productId"}}
     series = served.api.post("/api/query/segmentation", json=by_product).json()["series"]
     assert {s["label"]: s["values"] for s in series}["sku-1"] == [19.0]
+
+
+# -- 8. every documented field ----------------------------------------------------------------
+
+#: one event with every key of Amplitude's HTTP V2 event documentation, as an SDK sends it
+EVERY_FIELD: dict[str, Any] = {
+    "event_type": "Purchase",
+    "user_id": "user-00001",
+    "device_id": "C8F9E604-F01A-4BD9-95C6-8E5357DF265D",
+    "time": ms(1),
+    "event_properties": {"load_time": 0.8371, "dates": ["monday", "tuesday"]},
+    "user_properties": {"age": 25, "interests": ["chess"]},
+    "groups": {"team_id": "1", "company_name": ["Amplitude", "DataMonster"]},
+    "group_properties": {"industry": "analytics"},
+    "app_version": "2.1.3",
+    "platform": "iOS",
+    "os_name": "Android",
+    "os_version": "4.2.2",
+    "device_brand": "Verizon",
+    "device_manufacturer": "Apple",
+    "device_model": "iPhone 9,1",
+    "carrier": "Verizon",
+    "country": "United States",
+    "region": "California",
+    "city": "San Francisco",
+    "dma": "San Francisco-Oakland-San Jose, CA",
+    "language": "English",
+    "price": 4.99,
+    "quantity": 3,
+    "revenue": 1.5,  # price * quantity wins
+    "productId": "Google Pay Store Product Id",
+    "revenueType": "Refund",
+    "currency": "USD",
+    "location_lat": 37.77,
+    "location_lng": -122.39,
+    "ip": "127.0.0.1",
+    "idfa": "AEBE52E7-03EE-455A-B3C4-E57283966239",
+    "idfv": "BCCE52E7-03EE-321A-B3D4-E57123966239",
+    "adid": "AEBE52E7-03EE-455A-B3C4-E57283966239",
+    "android_id": "BCCE52E7-03EE-321A-B3D4-E57123966239",
+    "android_app_set_id": "C4A1C2DD-2C2C-4C7B-9A2E-0F1E5E2F3A4B",
+    "event_id": 23,
+    "session_id": 1396381378123,
+    "insert_id": "5f0adeff-6668-4427-8d02-57d803a2b841",
+    "library": "amplitude-python/1.3.0",
+    "user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7)",
+    "partner_id": "partner-1",
+    "version_name": "2.1.3 (beta)",
+    "plan": {"branch": "main", "source": "web", "version": "1.0.0", "versionId": "9ec23ba0"},
+    "ingestion_metadata": {"source_name": "ampli", "source_version": "2.0.0"},
+    "$skip_user_properties_sync": False,
+}
+
+
+def test_every_documented_field_is_stored_and_queryable(served: Served, key: str) -> None:
+    from profilesync.events.fields import SPEC, STANDARD_FIELDS
+
+    assert {f.key for f in SPEC} == set(EVERY_FIELD)  # the list above is the whole spec
+    resp = served.anon.post("/2/httpapi", json={"api_key": key, "events": [EVERY_FIELD]})
+    assert resp.status_code == 200, resp.text
+    names = [f.name for f in SPEC]
+    with served.app.state.store_lock:
+        cur = served.app.state.store.con.execute(
+            f"SELECT {', '.join(json.dumps(n) for n in names)} FROM events"
+        )
+        stored = dict(zip(names, cur.fetchone() or (), strict=True))
+    expected = {f.name: EVERY_FIELD[f.key] for f in SPEC}
+    expected["time"] = datetime(2024, 5, 1, 12)
+    expected["revenue"] = 4.99 * 3
+    for f in SPEC:
+        value = stored[f.name]
+        if f.kind == "object":
+            value = json.loads(value)
+        assert (
+            value == pytest.approx(expected[f.name])
+            if f.kind == "double"
+            else value == expected[f.name]
+        ), f.name
+    # and each can be queried as field:<name>
+    for name in STANDARD_FIELDS:
+        query = {
+            "events": ["Purchase"],
+            "start": "2024-05-01",
+            "end": "2024-05-01",
+            "filters": [{"kind": "field", "name": name, "op": "is set"}],
+        }
+        result = served.api.post("/api/query/segmentation", json=query)
+        assert result.status_code == 200, (name, result.text)
+        assert result.json()["series"][0]["values"] == [1], name
+
+
+def test_ip_remote_is_the_senders_address(served: Served, key: str) -> None:
+    resp = served.anon.post("/2/httpapi", json={"api_key": key, "events": [view(1, ip="$remote")]})
+    assert resp.status_code == 200
+    assert rows(served, "SELECT ip FROM events") == [("127.0.0.1",)]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("location_lat", "north"),
+        ("event_id", 1.5),
+        ("plan", "main"),
+        ("ingestion_metadata", ["ampli"]),
+        ("os_version", {"major": 4}),
+        ("$skip_user_properties_sync", "yes"),
+        ("quantity", "three"),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_refused_by_name(
+    served: Served, key: str, field: str, value: Any
+) -> None:
+    resp = served.anon.post(
+        "/2/httpapi", json={"api_key": key, "events": [view(1, **{field: value})]}
+    )
+    assert resp.status_code == 400
+    problems = resp.json()["invalid_events"]
+    named = field.lstrip("$")
+    assert [(p["index"], p["field"]) for p in problems] == [(0, named)], problems
+    assert named in problems[0]["message"]
