@@ -4,25 +4,31 @@ batch that never committed disappear, and a home keeps the backend it was made w
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlglot import exp
 
 from profilesync.errors import ConfigurationError
-from profilesync.events import dedup, ingest
+from profilesync.events import dedup, ingest, userprops
+from profilesync.events.fields import SPEC, STANDARD_FIELDS
 from profilesync.events.projects import create_project
 from profilesync.events.validate import scratch
 from profilesync.mapping import from_columns
 from profilesync.model import Connection, Source
+from profilesync.query import SegmentationQuery, segmentation
 from profilesync.store import open_store
 from profilesync.store.clickhouse import ClickHouseStore
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.store.protocol import Store
+from tests.events.conftest import ms
 from tests.store.conftest import PROPS, apply, net, profiles
 from tests.store.test_events import DAY, append, events, view
 
@@ -162,3 +168,68 @@ def test_chdb_runs_one_data_directory_per_process(store: Store, tmp_path: Path) 
     store.close()
     with open_store(tmp_path / "other", backend="chdb") as other:
         assert other.list_sources() == []
+
+
+# -- every event field, user properties, an events table of an older version ----------------
+
+
+def post(store: Store, key: str, *events: dict[str, Any]) -> None:
+    answer = ingest.ingest(store, json.dumps({"api_key": key, "events": list(events)}).encode())
+    assert answer["code"] == 200, answer
+
+
+def test_every_documented_field_is_stored_and_queryable(store: Store) -> None:
+    from tests.server.test_httpapi_compat import EVERY_FIELD
+
+    _, key = create_project(store, "web")
+    post(store, key, EVERY_FIELD)
+    names = [f.name for f in SPEC]
+    row = store.read(exp.select(*(exp.column(n, quoted=True) for n in names)).from_("events"))
+    stored = dict(zip(names, row[0], strict=True))
+    for f in SPEC:
+        want = EVERY_FIELD[f.key] if f.name != "revenue" else 4.99 * 3  # price * quantity
+        value = json.loads(stored[f.name]) if f.kind == "object" else stored[f.name]
+        if f.name == "time":
+            assert value == datetime(2024, 5, 1, 12)
+        else:
+            assert value == (pytest.approx(want) if f.kind == "double" else want), f.name
+    for name in STANDARD_FIELDS:  # each can be queried as field:<name>
+        query = SegmentationQuery(
+            events=["Purchase"], start="2024-05-01", end="2024-05-01",
+            filters=[{"kind": "field", "name": name, "op": "is set"}],  # type: ignore[list-item]
+        )  # fmt: skip
+        assert segmentation(store, query)["series"][0]["values"] == [1], name
+
+
+def test_user_properties_survive_a_restart(store: Store, tmp_path: Path) -> None:
+    _, key = create_project(store, "web")
+    identify = {"event_type": "$identify", "user_id": "user-00001", "time": ms(1)}
+    post(store, key, {**identify, "user_properties": {"$set": {"plan": "pro"}, "$add": {"n": 1}}})
+    store.close()
+    dedup._indexes.clear()  # what a new process starts with
+    userprops._states.clear()
+    with open_store(tmp_path / "home") as reopened:
+        view = {"event_type": "View", "user_id": "user-00001", "time": ms(1)}
+        post(reopened, key, {**identify, "user_properties": {"$add": {"n": 1}}}, view)
+        query = SegmentationQuery(
+            events=["View"], start="2024-05-01", end="2024-05-01",
+            filters=[{"kind": "user", "name": "plan", "op": "is", "values": ["pro"]}],  # type: ignore[list-item]
+        )  # fmt: skip
+        assert segmentation(reopened, query)["series"][0]["values"] == [1]
+        props = exp.select("user_properties").from_("events").where("event_type = 'View'")
+        assert json.loads(reopened.read(props)[0][0]) == {"plan": "pro", "n": 2}
+
+
+def test_an_events_table_of_an_older_version_gains_the_new_fields(
+    store: Store, tmp_path: Path
+) -> None:
+    assert isinstance(store, ClickHouseStore)
+    store.driver.execute("ALTER TABLE events DROP COLUMN os_version")
+    store.driver.execute("ALTER TABLE events DROP COLUMN ingestion_metadata")
+    store.close()
+    with open_store(tmp_path / "home") as reopened:
+        _, key = create_project(reopened, "web")
+        event = {"event_type": "View", "user_id": "user-00001", "time": ms(1)}
+        post(reopened, key, {**event, "os_version": "17.1", "ingestion_metadata": {"a": 1}})
+        stored = reopened.read(exp.select("os_version", "ingestion_metadata").from_("events"))
+        assert stored == [("17.1", '{"a":1}')]

@@ -103,6 +103,7 @@ class ClickHouseStore(ProfileRows):
             record_backend(self, self.home, self.backend)
             self.run(self.layout.events())
             self.events = ClickHouseEvents(self.con, self.driver, self.layout)
+            self.events.add_new_fields()
             self.events.clean_up()
             self.settle_all()
         except BaseException:

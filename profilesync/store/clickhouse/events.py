@@ -1,8 +1,9 @@
-"""Events in ClickHouse; projects and the catalog of names seen stay in the catalog file.
+"""Events in ClickHouse; projects, the catalog of names seen and the log of user and group
+properties stay in the catalog file.
 
 A batch (:meth:`ClickHouseEvents.begin` ... :meth:`~ClickHouseEvents.commit`) inserts its
-events into ClickHouse tagged with its ``batch_id``, and its names into the catalog's
-open transaction; the commit records the batch as the last committed one
+events into ClickHouse tagged with its ``batch_id``, and its names and the property states
+it left into the catalog's open transaction; the commit records the batch as the last committed one
 (``clickhouse_events_batch``) in that same transaction. A rollback deletes the batch's
 events. A crash between the insert and the commit leaves events of a batch above the
 last committed one: they are deleted when the store is opened next, before anything
@@ -19,35 +20,15 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from profilesync.events.fields import FIELDS
 from profilesync.store.clickhouse.cluster import Layout
-from profilesync.store.clickhouse.driver import Driver
-from profilesync.store.clickhouse.schema import EVENTS
+from profilesync.store.clickhouse.driver import Driver, quote_name
+from profilesync.store.clickhouse.schema import EVENT_COLUMNS, EVENTS
 from profilesync.store.duckdb.events import DuckDBEvents
 from profilesync.store.protocol import Project
 
 #: the setting holding the last committed batch
 COMMITTED = "clickhouse_events_batch"
-#: the event columns of a batch, in table order (``profilesync.events.validate.FIELDS``)
-BATCH_COLUMNS = (
-    "event_type",
-    "user_id",
-    "device_id",
-    "time",
-    "event_properties",
-    "user_properties",
-    "insert_id",
-    "session_id",
-    "app_version",
-    "platform",
-    "os_name",
-    "device_model",
-    "country",
-    "region",
-    "city",
-    "language",
-    "ip",
-    "revenue",
-)
 
 
 class ClickHouseEvents:
@@ -63,6 +44,19 @@ class ClickHouseEvents:
         self.layout = layout or Layout()
         self.catalog_part = DuckDBEvents(con)  # projects, batch ids and names seen
         self.batch = 0  # the largest batch appended in the open transaction
+
+    def add_new_fields(self) -> None:
+        """Columns for the event fields a table made by an older version lacks."""
+        listed = self.driver.query_arrow(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() "
+            f"AND table = '{self.layout.local(EVENTS)}'"
+        )
+        have = set(listed.column("name").to_pylist()) if listed.num_columns else set()
+        for name, kind in EVENT_COLUMNS.items():
+            if name not in have:
+                added = f"ADD COLUMN IF NOT EXISTS {quote_name(name)} {kind}"
+                for statement in self.layout.alter(EVENTS, added):
+                    self.driver.execute(statement)
 
     def clean_up(self) -> int:
         """Delete events of batches that never committed (a crash's); how many there were."""
@@ -117,6 +111,7 @@ class ClickHouseEvents:
             self.driver.execute(statement, params)
         with _transaction(self.con):
             self.con.execute("DELETE FROM event_catalog WHERE project_id = ?", [project_id])
+            self.con.execute("DELETE FROM event_property_states WHERE project_id = ?", [project_id])
             self.con.execute("DELETE FROM projects WHERE id = ?", [project_id])
         return int(count.as_py())
 
@@ -159,8 +154,9 @@ class ClickHouseEvents:
         received = _naive(received_at)
         rows = events.num_rows
         columns = {"project_id": pa.array([project_id] * rows, pa.int64())}
-        for name in BATCH_COLUMNS:
-            columns[name] = events.column(name)
+        for name in FIELDS:  # fields no event of the batch has are left NULL: cheaper
+            if name in events.column_names and events.column(name).null_count < rows:
+                columns[name] = events.column(name)
         columns["time"] = pc.coalesce(
             events.column("time").cast(pa.timestamp("us")), pa.scalar(received, pa.timestamp("us"))
         )
@@ -181,6 +177,13 @@ class ClickHouseEvents:
             )
         finally:
             self.con.unregister("_seen_names")
+
+    # -- user and group property states: the catalog file's, committed with the batch ----
+    def property_states(self, kind: str, since_batch: int) -> tuple[pa.Table, int]:
+        return self.catalog_part.property_states(kind, since_batch)
+
+    def add_property_states(self, kind: str, states: pa.Table, *, batch_id: int) -> None:
+        self.catalog_part.add_property_states(kind, states, batch_id=batch_id)
 
     def commit(self) -> None:
         if self.batch:

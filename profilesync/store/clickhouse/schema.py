@@ -13,21 +13,34 @@ import re
 from sqlglot import exp
 
 from profilesync.errors import ConfigurationError
+from profilesync.events.fields import SPEC
+from profilesync.store.clickhouse.driver import quote_name
 
 EVENTS = "events"
 #: the profile table's own columns (besides the properties)
 OWN = ("user_id", "_synced_at", "_version", "_is_deleted")
 
-# Events as the DuckDB store keeps them, with ClickHouse types (the table, ordered for the
-# segmentation queries and partitioned by month, is made by :mod:`.cluster`).
-# ``batch_id`` says which append batch stored a row.
-EVENTS_COLUMNS = """project_id Int64, event_type String, user_id Nullable(String),
-    device_id Nullable(String), `time` DateTime64(6), event_properties Nullable(String),
-    user_properties Nullable(String), insert_id Nullable(String), session_id Nullable(Int64),
-    app_version Nullable(String), platform Nullable(String), os_name Nullable(String),
-    device_model Nullable(String), country Nullable(String), region Nullable(String),
-    city Nullable(String), language Nullable(String), ip Nullable(String),
-    revenue Nullable(Float64), received_at DateTime64(6), batch_id Int64"""
+#: ClickHouse columns of the kinds of event fields (``profilesync.events.fields.Field``)
+_FIELD_KINDS = {
+    "event_type": "String",
+    "time": "DateTime64(6)",
+    "id": "Nullable(String)",
+    "text": "Nullable(String)",
+    "object": "Nullable(String)",
+    "int": "Nullable(Int64)",
+    "double": "Nullable(Float64)",
+    "bool": "Nullable(Bool)",
+}
+#: the events table's columns: the project, every field of an event (JSON objects as text),
+#: when it was received and which append batch stored it (the table, ordered for the
+#: segmentation queries and partitioned by month, is made by :mod:`.cluster`)
+EVENT_COLUMNS: dict[str, str] = {
+    "project_id": "Int64",
+    **{f.name: _FIELD_KINDS[f.kind] for f in SPEC},
+    "received_at": "DateTime64(6)",
+    "batch_id": "Int64",
+}
+EVENTS_COLUMNS = ", ".join(f"{quote_name(n)} {t}" for n, t in EVENT_COLUMNS.items())
 
 #: scalar DuckDB types and their ClickHouse columns (sqlglot's defaults lose precision here)
 _SCALARS = {
