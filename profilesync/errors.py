@@ -112,6 +112,14 @@ class StoreFullError(ProfilesyncError):
     retriable = True
 
 
+class SyncMemoryError(ProfilesyncError):
+    """A sync needed more working memory than its ``sync_memory_limit`` allows, even
+    spilling to disk (DuckDB's operators need some memory of their own). Nothing was
+    applied; a higher limit works."""
+
+    code = "out_of_memory"
+
+
 class StoreCorruptedError(ProfilesyncError):
     """The store file cannot be read as a DuckDB database: restore it or start a new one."""
 

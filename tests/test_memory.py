@@ -150,3 +150,24 @@ def test_a_sync_killed_while_spilling_changes_nothing_and_leaves_no_file(
     assert again["mode"] == "incremental" and again["operations"] > 0
     assert differences(cli.home, warehouse) == (0, 0)
     assert spill_files(cli.home) == []
+
+
+def test_a_limit_too_small_for_the_sync_says_which_setting_and_applies_nothing(
+    warehouse: Warehouse, cli: Cli
+) -> None:
+    setup(warehouse, cli.home, narrow(300_000))
+    cli.ok("config", "set", "sync_memory_limit", "16MB")
+
+    proc = cli("sync", "users")
+    assert proc.returncode == 1, proc.stderr
+    message = proc.stderr.strip()
+    assert "sync_memory_limit" in message and "config set sync_memory_limit" in message
+    assert "Traceback" not in message and "unexpectedly" not in message
+    with DuckDBStore(cli.home) as store:
+        assert store.get_source("users").checkpoint is None
+        assert [r["error_code"] for r in store.runs("users")] == ["out_of_memory"]
+        assert store.usage()["used"] == 0
+
+    cli.ok("config", "set", "sync_memory_limit", "256MB")
+    assert cli.json("sync", "users")["inserted"] == 300_000
+    assert differences(cli.home, warehouse) == (0, 0)

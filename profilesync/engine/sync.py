@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 
 from profilesync.engine.checks import failures, resolve_mapping, source_checks, test_mapping
@@ -26,6 +26,7 @@ from profilesync.errors import (
     ProfilesyncError,
     StoreCorruptedError,
     StoreFullError,
+    SyncMemoryError,
 )
 from profilesync.faults import fault
 from profilesync.model import (
@@ -37,7 +38,7 @@ from profilesync.model import (
     peak_memory_bytes,
 )
 from profilesync.scratch import budget
-from profilesync.store.home import store_error
+from profilesync.store.home import first_line, store_error
 from profilesync.store.protocol import TEMP_DIR, Store
 from profilesync.warehouses import open_warehouse
 from profilesync.warehouses.protocol import Changes, Warehouse
@@ -87,7 +88,7 @@ def sync(
             store.record_failed_run(source, result)
             raise
         except Exception as exc:  # a bug: still a failed run a person can see, and one error class
-            error = _environment_error(exc, store.home) or InternalError(
+            error = _environment_error(exc, store) or InternalError(
                 f"the sync of {name!r} failed unexpectedly ({type(exc).__name__}: {exc}); nothing "
                 "was applied. Rerun with --debug for the traceback and report it."
             )
@@ -168,8 +169,18 @@ def _counting(reader: pa.RecordBatchReader, progress: Progress) -> pa.RecordBatc
     return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
 
-def _environment_error(exc: Exception, home: Path) -> ProfilesyncError | None:
-    """A full disk or a corrupted store met anywhere in a sync (the transform's spill files
-    included) is the machine's doing, not a bug: name it and its fix."""
-    error = store_error(exc, home)
+def _environment_error(exc: Exception, store: Store) -> ProfilesyncError | None:
+    """A full disk, a corrupted store or a memory limit too small for the sync, met anywhere
+    in it (the transform's spill files included), is not a bug: name it and its fix."""
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return _memory_error(exc, memory_limit(store.get_setting(MEMORY_LIMIT_SETTING)))
+    error = store_error(exc, store.home)
     return error if isinstance(error, StoreFullError | StoreCorruptedError) else None
+
+
+def _memory_error(exc: Exception, limit: int) -> SyncMemoryError:
+    return SyncMemoryError(
+        f"the sync needs more working memory than sync_memory_limit ({limit:,} bytes) "
+        f"allows, even spilling to disk ({first_line(str(exc))}). Nothing was applied. "
+        "Raise the limit, e.g. `profilesync config set sync_memory_limit 1GB`, and sync again."
+    )

@@ -260,6 +260,8 @@ def _user_id_sql(con: duckdb.DuckDBPyConnection, mapping: Mapping) -> str:
 def _run(con: duckdb.DuckDBPyConnection, sql: str, mapping: Mapping) -> duckdb.DuckDBPyConnection:
     try:
         return con.execute(sql)
+    except duckdb.OutOfMemoryException:
+        raise  # the budget's doing, not the mapping's: the engine names the setting
     except duckdb.Error as exc:
         raise _mapping_error(exc, mapping) from exc
 

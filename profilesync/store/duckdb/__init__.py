@@ -126,6 +126,10 @@ def _bound_memory(con: duckdb.DuckDBPyConnection, home: Path) -> None:
     con.execute(f"SET memory_limit = '{int(limit) // 2}B'")
     con.execute(f"SET threads = {threads_for(int(limit) // 2)}")
     con.execute("SET enable_progress_bar = false")  # it would print into --json output
+    # Closing does not fold the write-ahead log into the file: a small sync into a large
+    # store would pay for rewriting the row groups it touched (0.5 s at 5M users) at every
+    # command's exit. DuckDB checkpoints once the log passes 16MB, and replays it on open.
+    con.execute("PRAGMA disable_checkpoint_on_shutdown")
     # parallel inserts and joins need not hold batches back to keep their order: every
     # query that shows rows in an order says ORDER BY
     con.execute("SET preserve_insertion_order = false")
