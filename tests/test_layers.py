@@ -4,7 +4,7 @@ itself back through others.
 Every ``import`` in ``profilesync/`` counts, the ones inside functions too: a lazy import
 is still a dependency. The layers, lowest first::
 
-    base        model, errors, mapping, sandbox, secrets, faults
+    base        model, errors, mapping, sandbox, secrets, faults, scratch
     warehouses  one folder per kind behind warehouses/protocol.py
     store seam  store/protocol.py (and store/home.py)
     engine      the sync path; speaks to warehouses and the store protocol
@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "profilesync.sandbox",
             "profilesync.secrets",
             "profilesync.faults",
+            "profilesync.scratch",
         ),
     ),
     ("warehouses", ("profilesync.warehouses",)),
