@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pytest
@@ -20,6 +20,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from profilesync.mapping import from_columns, from_query
 from profilesync.model import Connection, Mapping, Source, parse_frequency
+from profilesync.store import open_store
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
 
@@ -165,9 +166,22 @@ def warehouse(tmp_path: Path) -> Warehouse:
 
 
 @pytest.fixture
-def store(tmp_path: Path, warehouse: Warehouse) -> Iterator[DuckDBStore]:
+def backend() -> str:
+    """The backend of :func:`store`; a test module parametrises it to run on others too."""
+    return "duckdb"
+
+
+@pytest.fixture
+def store(tmp_path: Path, warehouse: Warehouse, backend: str) -> Iterator[DuckDBStore]:
     """A store in ``tmp_path/home`` with a delta connection ``lake`` to ``warehouse``."""
-    with DuckDBStore(tmp_path / "home") as s:
+    home = tmp_path / "home"
+    # typed as the DuckDB store the helpers name: another backend answers the same protocol
+    opened = (
+        DuckDBStore(home)
+        if backend == "duckdb"
+        else cast(DuckDBStore, open_store(home, backend=backend))
+    )
+    with opened as s:
         s.add_connection(Connection("lake", "delta", {"path": str(warehouse.root)}))
         yield s
 

@@ -1,4 +1,5 @@
-"""The DESIGN.md semantics contract, line by line, on real Delta tables and a real store file.
+"""The DESIGN.md semantics contract, line by line, on real Delta tables and a real store, on
+every store backend (the DuckDB file, and chdb when the clickhouse extra is installed).
 
 Each test names the semantics line it pins. A test syncs, changes the warehouse with
 delta-rs (``update``/``delete``/``append``/``alter``), syncs again and compares what a
@@ -46,6 +47,14 @@ from tests.conftest import (
 )
 
 PROPS = [("title", "Title"), ("score", "Score"), ("active", "Active")]
+
+
+@pytest.fixture(params=["duckdb", "chdb"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every line of the contract holds on each store backend."""
+    if request.param == "chdb":
+        pytest.importorskip("chdb", reason="needs the clickhouse extra: pip install .[clickhouse]")
+    return str(request.param)
 
 
 @pytest.fixture

@@ -68,28 +68,51 @@ _SCALARS = {
     "UUID": "UUID",
 }
 _DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
+#: the scalar types as sqlglot renders them inside a nested one (TEXT for VARCHAR, ...)
+_ALIASES = {exp.DataType.build(t, dialect="duckdb").sql("duckdb"): t for t in _SCALARS}
+_NESTED = (exp.DataType.Type.ARRAY, exp.DataType.Type.STRUCT, exp.DataType.Type.MAP)
 
 
 def column_type(duckdb_type: str, name: str) -> str:
     """The ClickHouse column of a property of ``duckdb_type`` (nullable where it can be)."""
-    if duckdb_type in _SCALARS:
-        return f"Nullable({_SCALARS[duckdb_type]})"
-    if match := _DECIMAL.fullmatch(duckdb_type):
-        return f"Nullable(Decimal({match[1]}, {match[2]}))"
-    try:
-        nested = exp.DataType.build(duckdb_type, dialect="duckdb")
-    except Exception:
-        nested = None
-    if nested is not None and nested.is_type(
-        exp.DataType.Type.ARRAY, exp.DataType.Type.STRUCT, exp.DataType.Type.MAP
-    ):
-        rendered = nested.sql("clickhouse")
-        if not re.search(r"\b(TIME|INTERVAL|DateTime)\b", rendered):
-            return rendered
+    if scalar := _scalar(duckdb_type):
+        return f"Nullable({scalar})"
+    if nested := _nested(duckdb_type):
+        return nested
     raise ConfigurationError(
         f"property {name!r} has type {duckdb_type}, which the ClickHouse store does not keep: "
         "cast it in the mapping (for example to VARCHAR)"
     )
+
+
+def _scalar(duckdb_type: str) -> str | None:
+    name = _ALIASES.get(duckdb_type, duckdb_type)
+    if name in _SCALARS:
+        return _SCALARS[name]
+    if match := _DECIMAL.fullmatch(name):
+        return f"Decimal({match[1]}, {match[2]})"
+    return None
+
+
+def _nested(duckdb_type: str) -> str | None:
+    """A list, struct or map with each scalar inside as :data:`_SCALARS` keeps it (sqlglot
+    alone would turn a timestamp into whole seconds); None if any has no column."""
+    try:
+        tree = exp.DataType.build(duckdb_type, dialect="duckdb")
+    except Exception:
+        return None
+    if not tree.is_type(*_NESTED):
+        return None
+    for leaf in list(tree.find_all(exp.DataType)):
+        if leaf.is_type(*_NESTED):
+            continue
+        scalar = _scalar(leaf.sql("duckdb"))
+        if scalar is None:
+            return None
+        column = exp.DataType.build(scalar, dialect="clickhouse")
+        column.set("nullable", None)  # Nullable where ClickHouse allows it, as for the rest
+        leaf.replace(column)
+    return tree.sql("clickhouse")
 
 
 def literal(text: str) -> str:
