@@ -88,6 +88,12 @@ def client(
                 stats["deduplicated"].append(resp.json()["events_deduplicated"])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", SERVER, str(home), str(port)])
@@ -146,12 +152,14 @@ def main() -> None:
             )
             for i in range(args.clients)
         ]
-        t0 = time.perf_counter()
+        t0, server0, clients0 = time.perf_counter(), cpu_seconds(proc.pid), time.process_time()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         seconds = time.perf_counter() - t0
+        server_cpu = cpu_seconds(proc.pid) - server0
+        clients_cpu = time.process_time() - clients0
         proc.terminate()
         proc.wait()
         result = check(home, args.events, args.batch)
@@ -166,6 +174,11 @@ def main() -> None:
         )
         print(
             f"  latency ms: p50 {np.percentile(lat, 50):.0f}, p95 {np.percentile(lat, 95):.0f}, max {lat.max():.0f}"
+        )
+        print(
+            f"  CPU per 1,000 events: server {server_cpu * 1000 / (sent / 1000):.1f} ms, "
+            f"clients {clients_cpu * 1000 / (sent / 1000):.1f} ms "
+            f"(server busy {server_cpu / seconds:.2f} cores of {os.cpu_count()})"
         )
         print(f"  deduplicated on retry: {int(sum(stats['deduplicated'])):,}")
         print(f"  store: {result}")

@@ -15,20 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from profilesync.errors import ConfigurationError
+from profilesync.events import validate
 from profilesync.events.projects import project_for_key
-from profilesync.events.validate import (
-    MIN_ID_LENGTH,
-    raw_from_batch,
-    scratch,
-    split,
-    validate_sql,
-)
-from profilesync.events.writer import Appended, Prepared, Writer, prepare, store_batch
+from profilesync.events.validate import MIN_ID_LENGTH, complete, present_fields, scratch, split
+from profilesync.events.writer import KEY_COLUMNS, Appended, Prepared, Writer, prepare
 from profilesync.store.protocol import Store
 
 __all__ = [
@@ -120,13 +114,27 @@ LIMITS = {
 @dataclass
 class Batch:
     """A parsed ingestion request: its API key, its typed valid events, and the API it
-    came through (a key of :data:`LIMITS`)."""
+    came through (a key of :data:`LIMITS`).
+
+    A batch made by :meth:`group` stands for several requests stored by one transaction
+    (group commit): each of its ``parts`` has its project (``project_id``) and, once
+    stored, what became of its events (``done``).
+    """
 
     api_key: str
     prepared: Prepared
     size_bytes: int
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     api: str = "httpapi"
+    project_id: int | None = None
+    parts: list[Batch] = field(default_factory=list)
+    done: Appended | None = None
+
+    @classmethod
+    def group(cls, parts: list[Batch]) -> Batch:
+        """Requests (each with its ``project_id`` set) to store in one transaction."""
+        first = parts[0]
+        return cls(first.api_key, first.prepared, 0, first.received_at, first.api, parts=parts)
 
 
 def _limits(api: str) -> Limits:
@@ -163,14 +171,27 @@ def parse_batch(
         raise InvalidBatchError("the request body is not UTF-8 encoded JSON") from exc
     if api == "identify":
         text = _identify_request(text, api_key)
-    con = scratch()
-    head = con.execute(
-        "SELECT json_type(b), b->>'api_key', json_type(b->'events'), "
-        "json_array_length(b->'events'), b->'options'->'min_id_length' "
-        "FROM (SELECT TRY_CAST(? AS JSON) AS b)",
-        [text],
-    ).fetchone()
-    kind, key, events_kind, count, min_len = head or (None,) * 5
+    with validate.body(text) as loaded:
+        key, typed = _checked(loaded, limits, body if api != "identify" else text.encode())
+    events, rejected = split(typed)
+    if rejected.num_rows:
+        raise InvalidBatchError("some events are invalid; nothing was stored", _report(rejected))
+    events = _remote_ip(complete(events.drop_columns(["idx"])), remote)
+    return Batch(key, prepare(scratch(), events), size_bytes=len(body), api=api)
+
+
+def _remote_ip(events: pa.Table, remote: str | None) -> pa.Table:
+    """``ip: "$remote"`` replaced by the sender's address (kept as sent without one)."""
+    ip = events.column("ip")
+    if remote is None or not pc.any(pc.equal(ip, REMOTE)).as_py():
+        return events
+    index = events.schema.get_field_index("ip")
+    return events.set_column(index, "ip", pc.if_else(pc.equal(ip, REMOTE), remote, ip))
+
+
+def _checked(loaded: validate.Body, limits: Limits, raw: bytes) -> tuple[str, pa.Table]:
+    """The API key and typed events of a loaded body, after checking its envelope."""
+    kind, key, events_kind, count, min_len = loaded.head()
     if kind != "OBJECT":
         raise InvalidBatchError(
             'the request body must be a JSON object {"api_key": ..., "events": [...]}'
@@ -189,21 +210,7 @@ def parse_batch(
             f"the request has {count:,} events, over the limit of {limits.max_events:,} "
             f"events per request to {limits.path}: {limits.advice}"
         )
-    typed = _typed_events(con, text, _min_id_length(min_len))
-    events, rejected = split(typed)
-    if rejected.num_rows:
-        raise InvalidBatchError("some events are invalid; nothing was stored", _report(rejected))
-    events = _remote_ip(events.drop_columns(["idx"]), remote)
-    return Batch(str(key), prepare(con, events), size_bytes=len(body), api=api)
-
-
-def _remote_ip(events: pa.Table, remote: str | None) -> pa.Table:
-    """``ip: "$remote"`` replaced by the sender's address (kept as sent without one)."""
-    ip = events.column("ip")
-    if remote is None or not pc.any(pc.equal(ip, REMOTE)).as_py():
-        return events
-    index = events.schema.get_field_index("ip")
-    return events.set_column(index, "ip", pc.if_else(pc.equal(ip, REMOTE), remote, ip))
+    return str(key), loaded.check(present_fields(raw), _min_id_length(min_len), KEY_COLUMNS)
 
 
 def _identify_request(identification: str, api_key: str | None) -> str:
@@ -224,7 +231,7 @@ def _identify_request(identification: str, api_key: str | None) -> str:
     docs = found if isinstance(found, list) else [found]
     # one object per identify call: a short list, so plain Python
     events = [{**d, "event_type": IDENTIFY} if isinstance(d, dict) else d for d in docs]
-    return json.dumps({"api_key": api_key, "events": events})
+    return json.dumps({"api_key": api_key, "events": events}, ensure_ascii=False)
 
 
 def _min_id_length(value: Any) -> int:
@@ -237,10 +244,6 @@ def _min_id_length(value: Any) -> int:
             "options.min_id_length must be a whole number",
             {"events_with_invalid_fields": {"options.min_id_length": []}},
         ) from exc
-
-
-def _typed_events(con: duckdb.DuckDBPyConnection, text: str, min_id_length: int) -> pa.Table:
-    return con.execute(validate_sql(raw_from_batch(), min_id_length), [text]).to_arrow_table()
 
 
 _GROUPS = {
@@ -277,7 +280,20 @@ def ingest(store: Store, body: bytes) -> dict[str, Any]:
     return answer(batch, done)
 
 
+def store_batch(store: Store, project_id: int, batch: Batch) -> Appended:
+    """Store one parsed request in ``project_id`` and commit; a :meth:`Batch.group`
+    stores each part in its own project, in arrival order, with one commit."""
+    parts = batch.parts or [batch]
+    with Writer(store, project_id, batch.received_at) as writer:
+        for part in parts:
+            part.done = writer.append(part.prepared, part.project_id)
+    return writer.total
+
+
 def answer(batch: Batch, done: Appended) -> dict[str, Any]:
+    """The 200 answer; for a group, ``parts`` holds each request's own answer."""
+    if batch.parts:
+        return {"code": 200, "parts": [answer(p, p.done or Appended()) for p in batch.parts]}
     return {
         "code": 200,
         "events_ingested": batch.prepared.events.num_rows,

@@ -11,6 +11,7 @@ and commits before anyone is told the events are stored.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -26,6 +27,8 @@ from profilesync.events.dedup import ID_HASH, RecentIds, index_for, key
 from profilesync.events.validate import scratch
 from profilesync.store.protocol import Store
 
+#: buffered events written at once (per project); more are written as they come
+FLUSH_ROWS = 50_000
 #: a user's key, before the project is mixed in: user_id, else the device (SQL)
 USER_HASH = (
     "hash(CASE WHEN user_id IS NULL THEN 'device' ELSE 'user' END, coalesce(user_id, device_id))"
@@ -52,38 +55,58 @@ class Prepared:
     skip: np.ndarray[Any, Any]  # $skip_user_properties_sync
 
 
+#: what storing needs from each typed event, computed over it in SQL (see :func:`prepare`)
+KEY_COLUMNS = (
+    f"{ID_HASH} AS _h, insert_id IS NOT NULL AS _has_id, {USER_HASH} AS _u, "
+    f"coalesce(user_id, device_id) IS NOT NULL AND event_type <> '{userprops.GROUP_IDENTIFY}' "
+    "AS _has_user, coalesce(user_properties::VARCHAR, '{}') <> '{}' AS _ops, "
+    "coalesce(TRY_CAST(skip_user_properties_sync AS BOOLEAN), false) AS _skip, "
+    "CASE WHEN event_properties IS NOT NULL THEN json_keys(event_properties) END AS _names"
+)
+_KEYS = ("_h", "_has_id", "_u", "_has_user", "_ops", "_skip", "_names")
+
+
 def _flags(table: pa.Table, name: str) -> np.ndarray[Any, Any]:
     return table.column(name).to_numpy(zero_copy_only=False).astype(bool)
 
 
 def prepare(con: duckdb.DuckDBPyConnection, events: pa.Table) -> Prepared:
-    """Hash the dedup and user keys and list the event types and property names of ``events``."""
-    con.register("_prepare", events)
-    try:
-        hashed = con.execute(
-            f"SELECT {ID_HASH} AS h, insert_id IS NOT NULL AS has_id, {USER_HASH} AS u, "
-            f"coalesce(user_id, device_id) IS NOT NULL AND event_type <> '{userprops.GROUP_IDENTIFY}' "
-            "AS has_user, coalesce(user_properties::VARCHAR, '{}') <> '{}' AS ops, "
-            "coalesce(TRY_CAST(skip_user_properties_sync AS BOOLEAN), false) AS skip FROM _prepare"
-        ).to_arrow_table()
-        catalog = con.execute(
-            """SELECT DISTINCT event_type, kind, name FROM (
-                SELECT event_type, 'type' AS kind, '' AS name FROM _prepare
-                UNION ALL SELECT event_type, 'event', unnest(json_keys(event_properties))
-                    FROM _prepare WHERE event_properties IS NOT NULL)"""
-        ).to_arrow_table()
-    finally:
-        con.unregister("_prepare")
+    """Hash the dedup and user keys and list the event types and property names of
+    ``events``; its :data:`KEY_COLUMNS` are used when it has them (else computed on ``con``)."""
+    if "_h" not in events.column_names:
+        con.register("_prepare", events)
+        try:
+            events = con.execute(f"SELECT *, {KEY_COLUMNS} FROM _prepare").to_arrow_table()
+        finally:
+            con.unregister("_prepare")
     return Prepared(
-        events,
-        hashed.column("h").to_numpy(),
-        _flags(hashed, "has_id"),
-        catalog,
-        hashed.column("u").to_numpy(),
-        _flags(hashed, "has_user"),
-        _flags(hashed, "ops"),
-        _flags(hashed, "skip"),
+        events.drop_columns(list(_KEYS)),
+        events.column("_h").to_numpy(),
+        _flags(events, "_has_id"),
+        _catalog(events),
+        events.column("_u").to_numpy(),
+        _flags(events, "_has_user"),
+        _flags(events, "_ops"),
+        _flags(events, "_skip"),
     )
+
+
+def _catalog(events: pa.Table) -> pa.Table:
+    """Distinct (event_type, kind, name): each event type, and its event property names."""
+    kinds = events.column("event_type").combine_chunks()
+    names = events.column("_names").combine_chunks()
+    pairs = pa.table(
+        {
+            "event_type": pa.concat_arrays([kinds, kinds.take(pc.list_parent_indices(names))]),
+            "kind": pa.concat_arrays(
+                [pa.repeat("type", len(kinds)), pa.repeat("event", len(pc.list_flatten(names)))]
+            ).cast(pa.string()),
+            "name": pa.concat_arrays(
+                [pa.repeat("", len(kinds)).cast(pa.string()), pc.list_flatten(names)]
+            ),
+        }
+    )
+    return pairs.group_by(["event_type", "kind", "name"], use_threads=False).aggregate([])
 
 
 @dataclass
@@ -126,6 +149,10 @@ class Writer:
         self.groups = userprops.states_for(store_id, "group")
         self.pending = RecentIds()  # ids of this transaction, known to the index at commit
         self.changes = {"user": _Changes(), "group": _Changes()}
+        self.known = _catalog_for(store_id)  # names the store has (added to at commit)
+        self.named: set[tuple[Any, ...]] = set()  # names this transaction adds
+        self.buffer: dict[int, list[tuple[pa.Table, pa.Table]]] = {}
+        self.buffered = 0
         self.batch_id = 0
         self.total = Appended()
 
@@ -139,7 +166,9 @@ class Writer:
             if self.index.batch_id != before or self.users.batch_id < 0:
                 self.users.catch_up(self.events, _hash_states)
                 self.groups.catch_up(self.events, _hash_states)
-            self.batch_id = self.events.next_batch_id()
+            # past every batch stored: a store's sequence may restart after a reopen
+            # (DuckDB replays a log without the value of a sequence it created)
+            self.batch_id = max(self.events.next_batch_id(), self.index.batch_id + 1)
         except BaseException:
             self._abort()
             raise
@@ -155,11 +184,13 @@ class Writer:
             self._abort()
             return
         try:
+            self._flush()
             self._log_states()
             self.events.commit()
         except BaseException:
             self._abort()
             raise
+        self.known.update(self.named)
         keys = np.concatenate([self.pending.big.keys, self.pending.small.keys])
         self.index.add(keys, np.full(len(keys), self.now_ms, np.int64), self.now)
         self.index.batch_id = max(self.index.batch_id, self.batch_id)
@@ -183,19 +214,39 @@ class Writer:
                 self.events.add_property_states(kind, changes.log(), batch_id=self.batch_id)
 
     def append(self, batch: Prepared, project_id: int | None = None) -> Appended:
-        """Append prepared valid events (the columns :func:`validate_sql` yields)."""
+        """Append prepared valid events (the columns :func:`validate_sql` yields) of the
+        writer's project, or of ``project_id``. Appends are buffered and written together
+        (one insert per project, up to :data:`FLUSH_ROWS` events) before the commit."""
         project = self.project_id if project_id is None else project_id
         keep, keys = self._fresh(batch, project)
         events, names = self._materialise(batch, keep, project)
         catalog = batch.catalog
         if names:
             catalog = pa.concat_tables([catalog, _catalog_rows(names, "user")])
-        self.events.append(project, events, catalog, batch_id=self.batch_id, received_at=self.now)
+        self.buffer.setdefault(project, []).append((events, catalog))
+        self.buffered += events.num_rows
+        if self.buffered >= FLUSH_ROWS:
+            self._flush()
         self.pending.add(keys, np.full(len(keys), self.now_ms, np.int64), self.now)
         done = Appended(int(keep.sum()), int(len(keep) - keep.sum()))
         self.total.stored += done.stored
         self.total.duplicates += done.duplicates
         return done
+
+    def _flush(self) -> None:
+        """Write the buffered events, one insert per project, with the names the store
+        does not have yet (most batches bring none)."""
+        for project, parts in self.buffer.items():
+            events = pa.concat_tables([e for e, _ in parts], promote_options="default")
+            catalog = pa.concat_tables([c for _, c in parts], promote_options="default")
+            rows = catalog.to_pylist() if catalog.num_rows else []  # a few distinct names
+            new = [r for r in rows if (project, *r.values()) not in self.known]
+            self.named.update((project, *r.values()) for r in new)
+            catalog = pa.Table.from_pylist(new, schema=catalog.schema)
+            self.events.append(
+                project, events, catalog, batch_id=self.batch_id, received_at=self.now
+            )
+        self.buffer, self.buffered = {}, 0
 
     def _fresh(
         self, batch: Prepared, project_id: int
@@ -337,8 +388,11 @@ def _hash_states(table: pa.Table) -> np.ndarray[Any, Any]:
     return key(hashes.column("h").to_numpy(), table.column("project_id").to_numpy())
 
 
-def store_batch(store: Store, project_id: int, batch: Any) -> Appended:
-    """Append one parsed request (an :class:`profilesync.events.ingest.Batch`) and commit it."""
-    with Writer(store, project_id, batch.received_at) as writer:
-        writer.append(batch.prepared)
-    return writer.total
+_catalogs: dict[str, set[tuple[Any, ...]]] = {}
+_catalogs_lock = threading.Lock()
+
+
+def _catalog_for(store_id: str) -> set[tuple[Any, ...]]:
+    """(project, event type, kind, name) this process knows the store's catalog has."""
+    with _catalogs_lock:
+        return _catalogs.setdefault(store_id, set())

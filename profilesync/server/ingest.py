@@ -9,6 +9,7 @@ the 413), parsed and checked outside the store lock, then stored. Included in
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -164,7 +165,84 @@ async def _identification(request: Request, body: bytes) -> tuple[bytes, str | N
 
 
 def _store_batch(request: Request, batch: app_events.Batch) -> dict[str, Any]:
-    with store_session(request) as store:
-        if app_projects.project_for_key(store, batch.api_key) is None:
-            raise app_events.InvalidApiKeyError(batch.api_key)
-        return app_events.ingest_batch(store, batch)
+    """Store ``batch`` and answer once it is committed, with any requests that arrive
+    meanwhile: the first to find no commit running stores every waiting one in one
+    transaction (group commit: one durable commit acknowledges them all); the others
+    wait for it, and the next of them leads the following group."""
+    group = _group_of(request)
+    mine = _Waiting(batch)
+    with group.ready:
+        group.waiting.append(mine)
+    while True:
+        with group.ready:
+            while mine.outcome is None and group.busy:
+                group.ready.wait()
+            if mine.outcome is not None:
+                break
+            group.busy = True  # lead: take the oldest waiting requests (this one among them)
+            taken, group.waiting = group.waiting[:GROUP_MAX], group.waiting[GROUP_MAX:]
+        try:
+            _commit(request, taken)
+        finally:
+            with group.ready:
+                group.busy = False
+                group.ready.notify_all()
+    if isinstance(mine.outcome, BaseException):
+        raise mine.outcome
+    return mine.outcome
+
+
+#: requests stored by one transaction at most
+GROUP_MAX = 64
+
+
+class _Waiting:
+    def __init__(self, batch: app_events.Batch) -> None:
+        self.batch = batch
+        self.outcome: dict[str, Any] | BaseException | None = None
+
+
+class _Group:
+    def __init__(self) -> None:
+        self.ready = threading.Condition()
+        self.waiting: list[_Waiting] = []
+        self.busy = False
+
+
+_groups_lock = threading.Lock()
+
+
+def _group_of(request: Request) -> _Group:
+    with _groups_lock:
+        group: _Group | None = getattr(request.app.state, "ingest_group", None)
+        if group is None:
+            group = request.app.state.ingest_group = _Group()
+        return group
+
+
+def _commit(request: Request, taken: list[_Waiting]) -> None:
+    """Store the taken requests in one transaction; give each its answer or its error."""
+    try:
+        with store_session(request) as store:
+            valid, projects = [], {}  # one lookup per key of the group
+            for item in taken:
+                key = item.batch.api_key
+                if key not in projects:
+                    projects[key] = app_projects.project_for_key(store, key)
+                project = projects[key]
+                if project is None:
+                    item.outcome = app_events.InvalidApiKeyError(item.batch.api_key)
+                    continue
+                item.batch.project_id = project.id
+                valid.append(item)
+            if valid:
+                group = app_events.Batch.group([item.batch for item in valid])
+                answers = app_events.ingest_batch(store, group)["parts"]
+                for item, answer in zip(valid, answers, strict=True):
+                    item.outcome = answer
+    except BaseException as exc:  # the transaction failed: every request it held did
+        for item in taken:
+            if item.outcome is None:
+                item.outcome = exc
+        if not isinstance(exc, Exception):
+            raise

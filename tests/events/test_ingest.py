@@ -250,3 +250,25 @@ def test_browsers_on_other_sites_may_send_events(served: Served, project: str) -
     assert sent.status_code == 200 and sent.headers["access-control-allow-origin"] == "*"
     refused = served.anon.post("/2/httpapi", json=batch("0" * 32, 1))
     assert refused.headers["access-control-allow-origin"] == "*"
+
+
+def test_project_and_batch_ids_stay_unique_across_reopens(tmp_path: Path) -> None:
+    """A store closed without a checkpoint replays its log on open; ids taken from a
+    sequence made in that same log must not restart (DuckDB's replay forgets the value)."""
+    from profilesync.events import dedup
+
+    home = tmp_path / "fresh"
+    for i in range(3):
+        with DuckDBStore(home) as store:
+            _, key = event_store.create_project(store, f"p{i}")
+            doc = {
+                "api_key": key,
+                "events": [{"event_type": "View", "user_id": "user-00001", "insert_id": f"i-{i}"}],
+            }
+            assert ingest.ingest(store, json.dumps(doc).encode())["events_ingested"] == 1
+        dedup._indexes.clear()  # as a new process
+    with DuckDBStore(home) as store:
+        ids = store.con.execute("SELECT id FROM projects ORDER BY id").fetchall()
+        batches = store.con.execute("SELECT project_id, batch_id FROM events ORDER BY 2").fetchall()
+    assert ids == [(1,), (2,), (3,)]
+    assert len({b for _, b in batches}) == 3

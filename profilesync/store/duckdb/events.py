@@ -90,7 +90,11 @@ class DuckDBEvents:
 
     # -- projects ----------------------------------------------------------------------
     def add_project(self, name: str, key_hash: str, key_hint: str) -> Project:
-        row = self.con.execute("SELECT nextval('project_ids')").fetchone()
+        # past the largest id too: a sequence used but not checkpointed can restart after
+        # a reopen (DuckDB replays its log without the sequence's value)
+        row = self.con.execute(
+            "SELECT greatest(nextval('project_ids'), (SELECT coalesce(max(id), 0) + 1 FROM projects))"
+        ).fetchone()
         assert row is not None
         self.con.execute(
             "INSERT INTO projects VALUES (?, ?, ?, ?, ?)", [row[0], name, key_hash, key_hint, now()]
@@ -173,8 +177,15 @@ class DuckDBEvents:
     ) -> None:
         """Insert valid events (without ``time``: received now) and the names they bring."""
         received = _naive(received_at)
-        cols = ", ".join(quote(c) for c in _BATCH_COLUMNS)
-        values = ", ".join("coalesce(time, ?)" if c == "time" else quote(c) for c in _BATCH_COLUMNS)
+        # columns no event of the batch has are left to their default (NULL): cheaper
+        sent = [
+            c
+            for c in _BATCH_COLUMNS
+            if c == "time"
+            or (c in events.column_names and events.column(c).null_count < len(events))
+        ]
+        cols = ", ".join(quote(c) for c in sent)
+        values = ", ".join("coalesce(time, ?)" if c == "time" else quote(c) for c in sent)
         self.con.register("_incoming", events)
         self.con.register("_seen_names", catalog)
         try:
@@ -183,6 +194,8 @@ class DuckDBEvents:
                 f"SELECT ?, {values}, ?, ? FROM _incoming",
                 [project_id, received, received, batch_id],
             )
+            if not catalog.num_rows:
+                return
             # remember the event types and property names seen, for the query pickers
             self.con.execute(
                 """INSERT INTO event_catalog SELECT ?, n.event_type, n.kind, n.name, ?
