@@ -201,7 +201,8 @@ class Events(Protocol):
     def next_batch_id(self) -> int: ...
     def recent_ids(self, since_batch: int, cutoff: datetime) -> tuple[pa.Table, int]:
         """The ``insert_id`` s of events in batches after ``since_batch`` received at or
-        after ``cutoff`` (columns ``insert_id``, ``project_id``, ``received_ms``), and the
+        after ``cutoff`` (columns ``insert_id``, ``device_id``, ``project_id``,
+        ``received_ms``: an event is a duplicate by device and insert id), and the
         largest batch id stored. The dedup index hashes them itself: any backend serves it."""
         ...
 

@@ -95,6 +95,16 @@ def test_an_insert_id_is_stored_once_across_batches_and_store_objects(
     assert delete_project(store, "web") == 5
 
 
+def test_dedup_keys_on_device_and_insert_id_also_after_a_restart(store: Store) -> None:
+    project, _ = create_project(store, "web")
+    phone = {**view("u-0001", "a"), "device_id": "phone-1"}
+    laptop = {**view("u-0001", "a"), "device_id": "laptop-1"}
+    assert append(store, project.id, [phone]).stored == 1
+    dedup._indexes.clear()  # a new process rebuilds its index from the stored events
+    again = append(store, project.id, [phone, laptop])  # a retry, and another device
+    assert (again.stored, again.duplicates) == (1, 1)
+
+
 def test_a_failed_batch_stores_nothing(store: Store) -> None:
     project, _ = create_project(store, "web")
     try:

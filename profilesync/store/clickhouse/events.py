@@ -126,7 +126,8 @@ class ClickHouseEvents:
     def recent_ids(self, since_batch: int, cutoff: datetime) -> tuple[pa.Table, int]:
         params = {"b": since_batch, "c": _naive(cutoff).isoformat(sep=" ")}
         table = self.driver.query_arrow(
-            "SELECT insert_id, project_id, toUnixTimestamp64Milli(received_at) AS received_ms "
+            "SELECT insert_id, device_id, project_id, "
+            "toUnixTimestamp64Milli(received_at) AS received_ms "
             f"FROM {EVENTS} WHERE batch_id > {{b:Int64}} AND insert_id IS NOT NULL "
             "AND received_at >= toDateTime64({c:String}, 6)",
             params,
@@ -135,6 +136,7 @@ class ClickHouseEvents:
             table = pa.table(
                 {
                     "insert_id": pa.array([], pa.string()),
+                    "device_id": pa.array([], pa.string()),
                     "project_id": pa.array([], pa.int64()),
                     "received_ms": pa.array([], pa.int64()),
                 }
