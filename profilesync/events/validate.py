@@ -492,7 +492,7 @@ def scratch() -> duckdb.DuckDBPyConnection:
 def checker(threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """A new in-memory DuckDB for checking events, on every core unless ``threads`` says."""
     con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")  # not into --json
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     lock_down(con)  # it reads what clients send: no file is any business of it
