@@ -33,12 +33,14 @@ from profilesync.events.ingest import (
     parse_batch,
 )
 from profilesync.events.projects import resolve_project
+from profilesync.events.throttle import Admitted, Rule, Throttle, ThrottledError
 from profilesync.query import OPS, Filter, Plan, PropertyRef, SegmentationQuery
 from profilesync.store.protocol import Reader
 
 __all__ = [
     "INGEST_ERRORS",
     "OPS",
+    "Admitted",
     "Appended",
     "Batch",
     "Filter",
@@ -49,7 +51,10 @@ __all__ = [
     "Plan",
     "PropertyRef",
     "Reader",
+    "Rule",
     "SegmentationQuery",
+    "Throttle",
+    "ThrottledError",
     "check_size",
     "detect_format",
     "import_file",
@@ -65,8 +70,8 @@ __all__ = [
     "user_lookup",
 ]
 
-#: the 400/401/413 errors of ``/2/httpapi``; each carries the JSON ``body`` to answer with
-INGEST_ERRORS = (InvalidBatchError, PayloadTooLargeError, InvalidApiKeyError)
+#: the 400/413/429 errors of ``/2/httpapi``; each carries the JSON ``body`` to answer with
+INGEST_ERRORS = (InvalidBatchError, PayloadTooLargeError, InvalidApiKeyError, ThrottledError)
 
 
 def ingest_batch(store: Store, batch: Batch) -> dict[str, Any]:

@@ -64,7 +64,11 @@ def segmentation_cmd(
     ] = None,
     group_by: Annotated[
         str | None,
-        typer.Option("--group-by", "-g", help="profile:NAME, user:NAME, event:NAME or field:NAME."),
+        typer.Option(
+            "--group-by",
+            "-g",
+            help="profile:NAME, user:NAME, event:NAME, field:NAME or group:TYPE.",
+        ),
     ] = None,
     limit: Annotated[
         int, typer.Option("--limit", help="Groups shown; the rest become 'other'.")

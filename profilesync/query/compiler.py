@@ -163,7 +163,8 @@ class _Properties:
                 exp.column(ref.name, table="e", quoted=True),
                 exp.DataType.build(STANDARD_FIELDS[ref.name]),
             )
-        document = exp.column("event_properties" if ref.kind == "event" else "user_properties", "e")
+        documents = {"event": "event_properties", "user": "user_properties", "group": "groups"}
+        document = exp.column(documents[ref.kind], "e")
         return _Value(self.dialect.json_text(document, ref.name, self.bind), None)
 
     def number(self, ref: PropertyRef) -> exp.Expr:

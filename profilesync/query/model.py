@@ -1,13 +1,15 @@
 """What a segmentation asks, validated before anything is compiled.
 
 A segmentation counts events (or unique users, or sums a numeric event property) per
-time bucket for some event types, filtered and grouped by properties of four kinds:
+time bucket for some event types, filtered and grouped by properties of five kinds:
 
 - ``profile``: the user's *current* synced value, for every event, past ones included
   (events are joined to the per-source profile tables at query time);
 - ``user``: the ``user_properties`` sent with the event (the value at event time);
 - ``event``: the event's ``event_properties``;
-- ``field``: a standard top-level field of the event (``platform``, ``country``, ...).
+- ``field``: a standard top-level field of the event (``platform``, ``country``, ...);
+- ``group``: the event's group of a type (``group:company`` is ``groups.company``, the
+  name of the company the event was sent for; a list of names is compared as its JSON text).
 
 These models are the logical plan: the CLI, the REST API and the web UI all build one,
 and :mod:`profilesync.query.compiler` turns it into a sqlglot expression.
@@ -20,13 +22,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-Kind = Literal["profile", "user", "event", "field"]
+Kind = Literal["profile", "user", "event", "field", "group"]
 Metric = Literal["totals", "uniques", "sum", "avg"]
 Interval = Literal["hour", "day", "week", "month"]
 Op = Literal[
     "is", "is not", "contains", "does not contain", "<", "<=", ">", ">=", "is set", "is not set"
 ]
-KINDS: tuple[str, ...] = ("profile", "user", "event", "field")
+KINDS: tuple[str, ...] = ("profile", "user", "event", "field", "group")
 OPS: tuple[str, ...] = Op.__args__  # type: ignore[attr-defined]
 NONE_LABEL = "(none)"
 OTHER_LABEL = "other"
@@ -36,7 +38,10 @@ class PropertyRef(BaseModel):
     """A property to filter or group by: its kind and name."""
 
     kind: Kind = Field(
-        description="profile (current synced value), user (at event time), event, field"
+        description=(
+            "profile (current synced value), user (at event time), event, field, "
+            "group (the event's group name of that type)"
+        )
     )
     name: str = Field(min_length=1)
 

@@ -37,7 +37,9 @@ _ANSWERS = (
     "200 once the events are committed; 400 names each invalid event index and field "
     '(nothing is stored), and a wrong api_key is a 400 `{"code": 400, "error": "Invalid API '
     'key: ..."}`; 413 over a limit (the body is read first, so the client sees the answer). '
-    "An event whose device_id and insert_id arrived in the last 7 days is ignored."
+    "An event whose device_id and insert_id arrived in the last 7 days is ignored. 429 when "
+    "a device or user sends too fast (throttled_devices, throttled_users, throttled_events; "
+    "nothing stored; retry after the Retry-After seconds)."
 )
 
 
@@ -48,9 +50,9 @@ _ANSWERS = (
     description=(
         'Body: `{"api_key": "<project key>", "events": [{"event_type", "user_id" or "device_id", '
         '"time" (ms since epoch), "event_properties", "user_properties", "insert_id", ...}]}`. '
-        f"At most 2,000 events and 1 MB. {_ANSWERS}"
+        f"At most 2,000 events and 1 MB; 30 events/s per device or user over 30 s. {_ANSWERS}"
     ),
-    responses={400: {}, 413: {}},
+    responses={400: {}, 413: {}, 429: {}},
 )
 async def http_api(request: Request) -> Response:
     return await _ingest(request, "httpapi")
@@ -60,8 +62,11 @@ async def http_api(request: Request) -> Response:
     "/batch",
     tags=["events"],
     summary="Send events in bulk (Batch Event Upload format)",
-    description=f"The body of /2/httpapi, up to 20 MB (no event count limit). {_ANSWERS}",
-    responses={400: {}, 413: {}},
+    description=(
+        "The body of /2/httpapi, up to 20 MB (no event count limit); 1,000 events/s per "
+        f"device or user over 30 s and 500,000 a day. {_ANSWERS}"
+    ),
+    responses={400: {}, 413: {}, 429: {}},
 )
 async def batch_api(request: Request) -> Response:
     return await _ingest(request, "batch")
@@ -104,7 +109,18 @@ async def _answer(request: Request, api: str) -> Response:
             body, key = await _identification(request, body)
         remote = request.client.host if request.client else None
         batch = await run_in_threadpool(app_events.parse_batch, body, api, key, remote)
-        answer = await run_in_threadpool(_store_batch, request, batch)
+        throttle = _throttle_of(request)
+        admitted = await run_in_threadpool(
+            throttle.admit, api, batch.api_key, batch.prepared.events
+        )
+        try:
+            answer = await run_in_threadpool(_store_batch, request, batch)
+        except BaseException:  # not stored: its events do not count
+            throttle.release(admitted)
+            raise
+    except app_events.ThrottledError as exc:
+        headers = {"Retry-After": str(exc.retry_after)}
+        return JSONResponse(exc.body, status_code=429, headers=headers)
     except app_events.INGEST_ERRORS as exc:
         return JSONResponse(exc.body, status_code=exc.body["code"])
     except ProfilesyncError as exc:  # e.g. the store is busy: the client should retry
@@ -210,6 +226,16 @@ class _Group:
 
 
 _groups_lock = threading.Lock()
+
+
+def _throttle_of(request: Request) -> app_events.Throttle:
+    """The app's rate limits (:data:`profilesync.events.throttle.RULES` unless a
+    ``Throttle`` was put in ``app.state.throttle``), counted in this process only."""
+    with _groups_lock:
+        throttle: app_events.Throttle | None = getattr(request.app.state, "throttle", None)
+        if throttle is None:
+            throttle = request.app.state.throttle = app_events.Throttle()
+        return throttle
 
 
 def _group_of(request: Request) -> _Group:

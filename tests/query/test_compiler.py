@@ -63,6 +63,12 @@ REQUESTS: dict[str, dict[str, Any]] = {
             {"kind": "field", "name": "platform", "op": "is set"},
         ],
     },
+    "by group, group filter": {
+        "events": ["View"],
+        "metric": "uniques",
+        "group_by": {"kind": "group", "name": "company"},
+        "filters": [{"kind": "group", "name": "team", "op": "is not", "values": ["red"]}],
+    },
 }
 
 
@@ -88,6 +94,16 @@ def test_one_expression_renders_and_parses_back_in_each_dialect(name: str, diale
     assert again.sql(dialect) == sql
     tables = {t.name for t in again.find_all(exp.Table)}
     assert {"events"} <= tables <= {"events", "users", "scores", "agg", "ranked", "counted"}
+
+
+def test_a_group_is_read_from_the_events_groups_in_each_dialect() -> None:
+    spec = REQUESTS["by group, group filter"]
+    duck = compile_request(spec, "duckdb")
+    assert "e.groups ->> $" in rendered(duck, "duckdb")
+    assert {'$."company"', '$."team"'} <= set(duck.params)
+    click = rendered(compile_request(spec, "clickhouse"), "clickhouse")
+    assert "JSONExtractString(e.groups, 'company')" in click
+    assert "JSONExtractString(e.groups, 'team')" in click
 
 
 def test_the_dialects_differ_only_where_they_must() -> None:
