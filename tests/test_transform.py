@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -10,7 +11,7 @@ import pytest
 from profilesync.engine.transform import DELETED, REJECTED_SAMPLE, transform
 from profilesync.errors import ConfigurationError, RetentionExceededError
 from profilesync.mapping import from_columns, from_query
-from profilesync.model import Mapping
+from profilesync.model import Mapping, PropertyMapping
 from profilesync.sources.base import DELETE, OP, ORD, UPSERT
 
 MAPPING = from_columns("t", "id", [("plan", "Plan")])
@@ -27,6 +28,12 @@ def changes(*rows: tuple[Any, str | None, str, int], id_type: pa.DataType = STRI
         for row in rows
     ]
     return pa.RecordBatchReader.from_batches(schema, batches)
+
+
+def snapshot(*rows: tuple[str, str]) -> pa.RecordBatchReader:
+    """Rows of (id, plan) as a snapshot reads them: no change columns."""
+    table = pa.table({"id": [r[0] for r in rows], "plan": [r[1] for r in rows]})
+    return table.to_reader()
 
 
 def net(result: Any) -> dict[str, tuple[bool, Any]]:
@@ -198,3 +205,20 @@ def test_within_one_commit_a_matching_row_wins_over_a_filtered_out_one() -> None
     rows = [("user-1", "x", UPSERT, 0), ("user-1", "pro", UPSERT, 0)]
     for order in (rows, rows[::-1]):
         assert net(transform(changes(*order), mapping)) == {"user-1": (False, "pro")}
+
+
+def test_integers_past_a_double_keep_every_digit() -> None:
+    """A 128-bit integer property (a cast in the mapping) reaches the store exact: the rows
+    travel through Parquet, which would write it as a double."""
+    big = 2**53 + 1
+    mapping = from_columns("t", "id", [("plan", "Plan")])
+    mapping = replace(
+        mapping,
+        properties=(
+            *mapping.properties,
+            PropertyMapping("Big", f"CAST(length(plan) AS HUGEINT) * 0 + {big}"),
+        ),
+    )
+    for reader in (changes(("user-1", "a", UPSERT, 1)), snapshot(("user-2", "b"))):
+        result = transform(reader, mapping)
+        assert [r["Big"] for r in result.net.to_pylist()] == [big]

@@ -124,12 +124,25 @@ def transform(reader: pa.RecordBatchReader, mapping: Mapping) -> Transformed:
 def _write(con: duckdb.DuckDBPyConnection, select: str, mapping: Mapping, path: Path) -> None:
     """Write the rows of ``select`` (a checked relation) to ``path``: user_id, the delete
     mark, the properties, why a row is rejected and the rejected row as JSON."""
-    columns = ", ".join(quote(n) for n in ["user_id", DELETED, *mapping.property_names])
+    columns = _parquet_columns(con, select, ["user_id", DELETED, *mapping.property_names])
     _run(
         con,
         f"""COPY (SELECT {columns}, _reason, {_row_json(mapping)} AS _row FROM ({select}))
             TO '{_literal(path)}' (FORMAT parquet, ROW_GROUP_SIZE {BATCH_ROWS})""",
         mapping,
+    )
+
+
+def _parquet_columns(con: duckdb.DuckDBPyConnection, select: str, names: list[str]) -> str:
+    """``names`` as a select list that keeps every value exact through Parquet: DuckDB
+    writes a 128-bit integer as a DOUBLE (2**53 + 1 would come back as 2**53), so those
+    travel as ``DECIMAL(38,0)``, the type they took through Arrow before."""
+    types = {str(r[0]): str(r[1]) for r in con.execute(f"DESCRIBE {select}").fetchall()}
+    return ", ".join(
+        f"CAST({quote(n)} AS DECIMAL(38,0)) AS {quote(n)}"
+        if types.get(n) in ("HUGEINT", "UHUGEINT")
+        else quote(n)
+        for n in names
     )
 
 
@@ -148,7 +161,7 @@ def _tally(con: duckdb.DuckDBPyConnection, stream: Stream) -> None:
 
 
 def _compact(con: duckdb.DuckDBPyConnection, mapping: Mapping, stream: Stream) -> None:
-    """Stage the window, then stream each user's net change out of the scratch engine."""
+    """Stage the window in the scratch engine, then write each user's net change."""
     names = ", ".join(quote(n) for n in mapping.property_names)
     _run(con, f"CREATE TABLE checked AS {_checked_sql(con, mapping)}", mapping)
     fault("spill")
@@ -176,7 +189,8 @@ def _compact(con: duckdb.DuckDBPyConnection, mapping: Mapping, stream: Stream) -
               AND user_id NOT IN (SELECT user_id FROM _ambiguous)
             QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY {ORD} DESC, {DELETED}) = 1
             UNION ALL BY NAME SELECT user_id, true AS {DELETED} FROM _ambiguous"""
-    con.execute(f"""COPY (SELECT {columns}, NULL::VARCHAR AS _reason, NULL::VARCHAR AS _row
+    exact = _parquet_columns(con, "checked", ["user_id", DELETED, *mapping.property_names])
+    con.execute(f"""COPY (SELECT {exact}, NULL::VARCHAR AS _reason, NULL::VARCHAR AS _row
                           FROM ({net})) TO '{_literal(stream.path)}' (FORMAT parquet)""")
 
 
