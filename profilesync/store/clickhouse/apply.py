@@ -12,9 +12,6 @@ source's pending table, and metered.
 
 from __future__ import annotations
 
-import json
-
-import duckdb
 import pyarrow as pa
 
 from profilesync.errors import NeedsResyncError
@@ -67,7 +64,8 @@ class Applier(Tables):
             result.read = changes.read
             result.rejected = changes.rejected_count + ambiguous_count
             with self.transaction() as con:
-                self._record(con, source, checkpoint, result, changes.rejected(), ambiguous)
+                sample = [changes.rejected().select(["reason", "row"]).cast(_REJECTED), ambiguous]
+                self._record_sync(con, source, checkpoint, result, pa.concat_tables(sample))
                 self.set_committed(con, source, version)
                 fault("before_commit")
         except BaseException:
@@ -246,36 +244,6 @@ class Applier(Tables):
             f"INSERT INTO {pending} (user_id{columns}, _synced_at, _version, _is_deleted) "
             f"SELECT user_id{columns}, {synced}, 0 FROM {table}_plan WHERE NOT {DELETED} AND NOT _same",
             stamp,
-        )
-
-    def _record(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        source: Source,
-        checkpoint: Checkpoint,
-        result: SyncResult,
-        rejected: pa.Table,
-        ambiguous: pa.Table,
-    ) -> None:
-        """The checkpoint, the run with its rejected rows, and the usage of this sync."""
-        con.execute(
-            "UPDATE sources SET checkpoint = ? WHERE id = ?",
-            [json.dumps(checkpoint.to_json()), source.id],
-        )
-        result.status, result.checkpoint, result.finished_at = "success", checkpoint.position, now()
-        self._insert_run(con, source.id, result)
-        sample = pa.concat_tables([rejected.select(["reason", "row"]).cast(_REJECTED), ambiguous])
-        con.register("_rejected_sample", sample.slice(0, REJECTED_SAMPLE))
-        try:
-            con.execute(
-                'INSERT INTO rejected_rows SELECT ?, ?, reason, "row" FROM _rejected_sample',
-                [result.run_id, source.name],
-            )
-        finally:
-            con.unregister("_rejected_sample")
-        con.execute(
-            "INSERT INTO usage VALUES (?, ?, ?)",
-            [result.finished_at.date(), source.name, result.operations],
         )
 
 

@@ -19,7 +19,6 @@ Everything a sync changes commits together: rows, checkpoint, run, rejected rows
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import duckdb
@@ -79,7 +78,11 @@ class Applier(CatalogTables):
                     _write(con, table, props)
                 result.read = changes.read
                 result.rejected = changes.rejected_count + _ambiguous_count(con)
-                self._record(con, source, checkpoint, result, changes.rejected())
+                ambiguous = con.execute(
+                    f"SELECT reason, row FROM _ambiguous_rows LIMIT {REJECTED_SAMPLE}"
+                ).to_arrow_table()
+                sample = pa.concat_tables([changes.rejected().cast(ambiguous.schema), ambiguous])
+                self._record_sync(con, source, checkpoint, result, sample)
                 fault("before_commit")
         finally:  # outside the transaction: after a rollback it would fail and hide the cause
             for temp in _TEMP:
@@ -176,36 +179,6 @@ class Applier(CatalogTables):
             if name in existing:
                 con.execute(f"ALTER TABLE {table} DROP COLUMN {quote(name)}")
             con.execute(f"ALTER TABLE {table} ADD COLUMN {quote(name)} {dtype}")
-
-    def _record(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        source: Source,
-        checkpoint: Checkpoint,
-        result: SyncResult,
-        rejected: pa.Table,
-    ) -> None:
-        """The checkpoint, the run with its rejected rows, and the usage of this sync."""
-        con.execute(
-            "UPDATE sources SET checkpoint = ? WHERE id = ?",
-            [json.dumps(checkpoint.to_json()), source.id],
-        )
-        result.status, result.checkpoint, result.finished_at = "success", checkpoint.position, now()
-        self._insert_run(con, source.id, result)
-        con.register("rejected_sample", rejected)
-        try:
-            con.execute(
-                'INSERT INTO rejected_rows SELECT ?, ?, reason, "row" FROM ('
-                "SELECT reason, row FROM rejected_sample UNION ALL "
-                f"SELECT reason, row FROM _ambiguous_rows) LIMIT {REJECTED_SAMPLE}",
-                [result.run_id, source.name],
-            )
-        finally:
-            con.unregister("rejected_sample")
-        con.execute(
-            "INSERT INTO usage VALUES (?, ?, ?)",
-            [result.finished_at.date(), source.name, result.operations],
-        )
 
 
 def _resolve_repeats(con: duckdb.DuckDBPyConnection, props: list[str]) -> None:

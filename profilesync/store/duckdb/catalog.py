@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from profilesync.engine.quota import DEFAULT_PLAN
 from profilesync.engine.quota import Quota as PlanQuota
@@ -17,6 +18,7 @@ from profilesync.errors import ConfigurationError, NotFoundError
 from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResult, json_value, now
 from profilesync.secrets import seal, unseal
 from profilesync.store.home import store_error
+from profilesync.store.protocol import REJECTED_SAMPLE
 
 RUN_COLUMNS = (
     "id",
@@ -269,6 +271,36 @@ class CatalogTables(Connected):
         ).fetchone()
         assert row is not None
         result.run_id = int(row[0])
+
+    def _record_sync(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        source: Source,
+        checkpoint: Checkpoint,
+        result: SyncResult,
+        rejected: pa.Table,
+    ) -> None:
+        """A successful sync's catalog side, inside its transaction: the checkpoint, the run
+        with its rejected rows (``reason``, ``row``; the first :data:`REJECTED_SAMPLE`
+        kept), and the usage. Every backend keeps its catalog here."""
+        con.execute(
+            "UPDATE sources SET checkpoint = ? WHERE id = ?",
+            [json.dumps(checkpoint.to_json()), source.id],
+        )
+        result.status, result.checkpoint, result.finished_at = "success", checkpoint.position, now()
+        self._insert_run(con, source.id, result)
+        con.register("_rejected_sample", rejected.slice(0, REJECTED_SAMPLE))
+        try:
+            con.execute(
+                'INSERT INTO rejected_rows SELECT ?, ?, reason, "row" FROM _rejected_sample',
+                [result.run_id, source.name],
+            )
+        finally:
+            con.unregister("_rejected_sample")
+        con.execute(
+            "INSERT INTO usage VALUES (?, ?, ?)",
+            [result.finished_at.date(), source.name, result.operations],
+        )
 
     def record_failed_run(self, source: Source | None, result: SyncResult) -> SyncResult:
         """A failed run changes nothing but its own history line."""
