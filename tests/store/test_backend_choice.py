@@ -129,19 +129,20 @@ def test_serve_opens_the_backend_the_home_was_made_with(
 
 def test_the_demo_runs_on_chdb_as_on_duckdb(tmp_path: Path, cli: Cli) -> None:
     shown = []
-    for store in ("duckdb", "chdb"):
-        demo = cli.ok("demo", "--dir", str(tmp_path / store), "--store", store).stdout
+    # Directory names of one length, so that Rich wraps both outputs at the same place.
+    for store, name in (("duckdb", "on-duckdb"), ("chdb", "on-chdb__")):
+        demo = cli.ok("demo", "--dir", str(tmp_path / name), "--store", store).stdout
         shown.append(
             [
                 line
-                for line in demo.replace(str(tmp_path / store), "DIR").splitlines()
+                for line in demo.replace(str(tmp_path / name), "DIR").splitlines()
                 if "API key" not in line and "store:" not in line
             ]
         )
     assert shown[0] == shown[1]
     assert "Purchase Completed" in "\n".join(shown[1])
-    assert (tmp_path / "chdb" / "home" / "clickhouse").is_dir()
+    assert (tmp_path / "on-chdb__" / "home" / "clickhouse").is_dir()
     profile = json.loads(
-        Cli(tmp_path / "chdb" / "home", tmp_path).ok("profile", "get", "100003", "--json").stdout
+        Cli(tmp_path / "on-chdb__" / "home", tmp_path).ok("profile", "get", "100003", "--json").stdout
     )
     assert profile["properties"]["User Model Version"] == "v2"
