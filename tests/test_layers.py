@@ -6,7 +6,7 @@ is still a dependency. The layers, lowest first::
 
     base        model, errors, mapping, sandbox, secrets, faults, scratch
     warehouses  one folder per kind behind warehouses/protocol.py
-    store seam  store/protocol.py (and store/home.py)
+    store seam  store/protocol.py with its parts store/access.py and store/alerting.py (and store/home.py)
     engine      the sync path; speaks to warehouses and the store protocol
     events, query   the events domain and the query compiler, over the store protocol
     backends    store/duckdb/ (implements the protocol)
@@ -42,7 +42,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("warehouses", ("profilesync.warehouses",)),
-    ("store seam", ("profilesync.store.protocol", "profilesync.store.home")),
+    (
+        "store seam",
+        (
+            "profilesync.store.protocol",
+            "profilesync.store.access",
+            "profilesync.store.alerting",
+            "profilesync.store.home",
+        ),
+    ),
     ("engine", ("profilesync.engine",)),
     ("events, query", ("profilesync.events", "profilesync.query")),
     ("backends", ("profilesync.store",)),

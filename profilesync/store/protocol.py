@@ -4,6 +4,8 @@ A store is one protocol made of parts, so a backend can be read part by part:
 
 - :class:`Catalog`: settings, connections, sources and their checkpoints, runs, rejected
   rows, usage and the quota;
+- :class:`~profilesync.store.access.Access`: users, API tokens and the audit log;
+- :class:`~profilesync.store.alerting.Alerting`: alert channels, deliveries and state;
 - :class:`Profiles`: applying a sync's net changes, reading and exporting profiles,
   property statistics and removal;
 - :class:`Events` (``store.events``): append with ``insert_id`` dedup support, projects,
@@ -30,6 +32,8 @@ import pyarrow as pa
 from sqlglot import exp
 
 from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResult
+from profilesync.store.access import Access
+from profilesync.store.alerting import Alerting
 
 #: the boolean column of a net change that marks a delete (see profilesync.engine.transform)
 DELETED = "_deleted"
@@ -240,7 +244,7 @@ class Query(Reader, Protocol):
         ...
 
 
-class Store(Catalog, Profiles, Query, Protocol):
+class Store(Catalog, Access, Alerting, Profiles, Query, Protocol):
     """A profile store: the parts above, its home directory and its capabilities."""
 
     @property

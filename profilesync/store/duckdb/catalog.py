@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -17,6 +14,8 @@ from profilesync.engine.quota import Quota as PlanQuota
 from profilesync.errors import ConfigurationError, NotFoundError
 from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResult, json_value, now
 from profilesync.secrets import seal, unseal
+from profilesync.store.duckdb.access import AccessTables
+from profilesync.store.duckdb.alerting import AlertTables
 from profilesync.store.home import store_error
 from profilesync.store.protocol import REJECTED_SAMPLE
 
@@ -43,40 +42,7 @@ RUN_COLUMNS = (
 )
 
 
-class Connected:
-    """The store's home, its DuckDB connection and transactions over it."""
-
-    home: Path
-    con: duckdb.DuckDBPyConnection
-
-    @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """All or nothing; a commit the disk refuses is reported as the full disk it is."""
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            yield self.con
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        try:
-            self.con.execute("COMMIT")
-        except duckdb.Error as exc:
-            self._rollback_quietly()
-            raise store_error(exc, self.home) or exc from exc
-
-    def _rollback_quietly(self) -> None:
-        """After a failed COMMIT DuckDB may or may not still hold the transaction open."""
-        with suppress(duckdb.Error):
-            self.con.execute("ROLLBACK")
-
-    def _exists(self, table: str, column: str, value: str) -> bool:
-        return (
-            self.con.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", [value]).fetchone()
-            is not None
-        )
-
-
-class CatalogTables(Connected):
+class CatalogTables(AccessTables, AlertTables):
     """The catalog part of the store protocol."""
 
     # -- settings ----------------------------------------------------------------------

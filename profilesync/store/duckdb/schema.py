@@ -116,6 +116,36 @@ CREATE TABLE IF NOT EXISTS event_property_states (
 )
 
 
+# Version 5: what running a server for months needs. Named users with a role (admin,
+# editor, viewer) and their API tokens (hashed), an audit log of who changed what, alert
+# channels (webhook, email), every delivery attempt with the receiver's answer, and the
+# alert state per subject (a source failing or stopped, a month's quota threshold) so that
+# an alert is sent once per change and a recovery is noticed.
+_V5 = """
+CREATE TABLE IF NOT EXISTS users (
+    name VARCHAR PRIMARY KEY, role VARCHAR NOT NULL, password_hash VARCHAR,
+    invite_hash VARCHAR, invite_expires_at TIMESTAMPTZ, invited_by VARCHAR,
+    created_at TIMESTAMPTZ NOT NULL, disabled_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id BIGINT PRIMARY KEY, user_name VARCHAR NOT NULL, label VARCHAR NOT NULL,
+    token_hash VARCHAR NOT NULL UNIQUE, hint VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+    last_used_at TIMESTAMPTZ, revoked_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id BIGINT PRIMARY KEY, "at" TIMESTAMPTZ NOT NULL, actor VARCHAR NOT NULL,
+    via VARCHAR NOT NULL, action VARCHAR NOT NULL, target_kind VARCHAR NOT NULL,
+    target VARCHAR, detail JSON);
+CREATE TABLE IF NOT EXISTS alert_channels (
+    name VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, config JSON NOT NULL,
+    events JSON NOT NULL, created_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    id BIGINT PRIMARY KEY, channel VARCHAR NOT NULL, event VARCHAR NOT NULL,
+    subject VARCHAR, title VARCHAR NOT NULL, status VARCHAR NOT NULL, answer VARCHAR,
+    attempted_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS alert_state (
+    subject VARCHAR PRIMARY KEY, state VARCHAR NOT NULL, changed_at TIMESTAMPTZ NOT NULL);
+"""
+
+
 def _run(sql: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
     def migrate(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(sql)
@@ -129,6 +159,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] =
     (2, "events, projects and the event catalog in every file", _run(_V2)),
     (3, "runs record the process's peak memory", _run(_V3)),
     (4, "every HTTP V2 event field; user and group property states", _run(_V4)),
+    (5, "users, API tokens, audit log, alert channels, deliveries and state", _run(_V5)),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
