@@ -20,6 +20,7 @@ from profilesync.app import events as app_events
 from profilesync.app import projects as app_projects
 from profilesync.errors import ProfilesyncError
 from profilesync.server.deps import store_session
+from profilesync.server.metrics import count_deduplicated
 
 router = APIRouter()
 
@@ -266,6 +267,7 @@ def _commit(request: Request, taken: list[_Waiting]) -> None:
                 answers = app_events.ingest_batch(store, group)["parts"]
                 for item, answer in zip(valid, answers, strict=True):
                     item.outcome = answer
+                    count_deduplicated(request, item.batch.project_id, answer)
     except BaseException as exc:  # the transaction failed: every request it held did
         for item in taken:
             if item.outcome is None:

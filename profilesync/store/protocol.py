@@ -6,6 +6,7 @@ A store is one protocol made of parts, so a backend can be read part by part:
   rows, usage and the quota;
 - :class:`~profilesync.store.access.Access`: users, API tokens and the audit log;
 - :class:`~profilesync.store.alerting.Alerting`: alert channels, deliveries and state;
+- :class:`~profilesync.store.metrics.Metrics`: run totals per source for monitoring;
 - :class:`Profiles`: applying a sync's net changes, reading and exporting profiles,
   property statistics and removal;
 - :class:`Events` (``store.events``): append with ``insert_id`` dedup support, projects,
@@ -34,6 +35,7 @@ from sqlglot import exp
 from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResult
 from profilesync.store.access import Access
 from profilesync.store.alerting import Alerting
+from profilesync.store.metrics import Metrics
 
 #: the boolean column of a net change that marks a delete (see profilesync.engine.transform)
 DELETED = "_deleted"
@@ -244,7 +246,7 @@ class Query(Reader, Protocol):
         ...
 
 
-class Store(Catalog, Access, Alerting, Profiles, Query, Protocol):
+class Store(Catalog, Access, Alerting, Metrics, Profiles, Query, Protocol):
     """A profile store: the parts above, its home directory and its capabilities."""
 
     @property
