@@ -90,6 +90,14 @@ def serve_cmd(
     tick: Annotated[
         float, typer.Option("--tick", help="Seconds between scheduler checks.", hidden=True)
     ] = 15.0,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            help="Logs on stderr as text lines, or json: one object per line (ts, level, "
+            "logger, message and fields).",
+        ),
+    ] = "text",
 ) -> None:
     """Run the web UI, the REST API and the scheduler on this home."""
     from profilesync.server.serve import serve
@@ -102,6 +110,7 @@ def serve_cmd(
         new_token=new_token,
         tick_seconds=tick,
         console=out,
+        log_format=log_format,
     )
 
 

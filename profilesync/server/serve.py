@@ -66,11 +66,16 @@ def serve(
     new_token: bool,
     tick_seconds: float,
     console: Console,
+    log_format: str = "text",
 ) -> None:
-    """Run API, UI and scheduler on ``home`` until interrupted."""
+    """Run API, UI and scheduler on ``home`` until interrupted; logs on stderr in
+    ``log_format`` (text or json, see :mod:`profilesync.server.logs`)."""
     import uvicorn
 
+    from profilesync.server import logs
     from profilesync.server.app import create_app
+
+    logs.check_format(log_format)
 
     home = Path(home)
     other = running_server(home)
@@ -92,8 +97,13 @@ def serve(
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the
     # previous handler: make that an ordinary exit, so server.json is always removed
     previous = signal.signal(signal.SIGTERM, _exit_quietly)
+    logs.configure(log_format)
+    app.state.scheduler.sync = logs.logging_syncs(app.state.scheduler.sync)
+    config = uvicorn.Config(
+        logs.AccessLog(app), host=host, port=port, log_config=None, access_log=False
+    )
     try:
-        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run()
+        uvicorn.Server(config).run()
     except (KeyboardInterrupt, _Stopped):
         pass
     finally:
