@@ -15,7 +15,8 @@ class MetricsTables(Connected):
 
     def run_summary(self, bounds: Sequence[float]) -> list[dict[str, Any]]:
         # runs of a deleted source keep their name: joined by id, a source deleted and
-        # added again under its old name starts from zero
+        # added again under its old name starts from zero. Durations from epoch_us: a
+        # TIMESTAMPTZ difference goes through an INTERVAL, ten times slower on 10k runs
         within = "".join(f", count(*) FILTER (WHERE seconds <= {float(b)!r})" for b in bounds)
         sums = "".join(f", coalesce(sum({c}), 0)" for c in _SUMS)
         rows = self.con.execute(
@@ -23,7 +24,7 @@ class MetricsTables(Connected):
             WITH timed AS (
                 SELECT s.name AS source, r.status, r.finished_at,
                        {", ".join(f"r.{c}" for c in _SUMS)},
-                       epoch(r.finished_at - r.started_at) AS seconds
+                       (epoch_us(r.finished_at) - epoch_us(r.started_at)) / 1e6 AS seconds
                 FROM runs r JOIN sources s ON r.source_id = s.id)
             SELECT source, status, count(*){sums}, count(seconds),
                    coalesce(sum(seconds), 0), max(finished_at){within}
