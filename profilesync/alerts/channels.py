@@ -59,14 +59,6 @@ def _check_url(url: str) -> str:
 
 
 def _check_email(config: dict[str, Any]) -> dict[str, Any]:
-    to = config.get("to") or []
-    to = [a.strip() for a in (to.split(",") if isinstance(to, str) else to) if a.strip()]
-    bad = [a for a in [*to, str(config.get("from") or "")] if not _EMAIL.fullmatch(a)]
-    if not to or bad:
-        raise ConfigurationError(
-            f"email addresses {', '.join(map(repr, bad)) or '(none)'} are not valid: give "
-            "--email TO (comma-separated) and --smtp-from with addresses like ops@example.com"
-        )
     host = str(config.get("host") or "").strip()
     security = str(config.get("security") or "starttls")
     if not host or security not in SECURITY:
@@ -74,16 +66,26 @@ def _check_email(config: dict[str, Any]) -> dict[str, Any]:
             "an email channel needs an SMTP host (--smtp-host) and a security of "
             f"{', '.join(SECURITY)} (got {security!r})"
         )
-    port = _port(config.get("port"), security)
-    user = str(config.get("user") or "") or None
-    password = str(config.get("password") or "") or None
+    to = config.get("to") or []
+    to = [a.strip() for a in (to.split(",") if isinstance(to, str) else to) if a.strip()]
+    sender = str(config.get("from") or "").strip()
+    if not sender:
+        raise ConfigurationError(
+            "an email channel needs a sender address (--smtp-from), e.g. profilesync@example.com"
+        )
+    bad = [a for a in [*to, sender] if not _EMAIL.fullmatch(a)]
+    if not to or bad:
+        raise ConfigurationError(
+            f"email addresses {', '.join(map(repr, bad)) or '(none)'} are not valid: give "
+            "--email TO (comma-separated) and --smtp-from with addresses like ops@example.com"
+        )
     return {
         "host": host,
-        "port": port,
+        "port": _port(config.get("port"), security),
         "security": security,
-        "user": user,
-        "password": password,
-        "from": str(config["from"]).strip(),
+        "user": str(config.get("user") or "") or None,
+        "password": str(config.get("password") or "") or None,
+        "from": sender,
         "to": to,
     }
 

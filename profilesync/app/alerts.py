@@ -26,6 +26,7 @@ __all__ = [
     "KINDS",
     "add_channel",
     "deliveries",
+    "get_channel",
     "list_channels",
     "notify_run",
     "parse_events",
@@ -69,6 +70,10 @@ def add_channel(
 
 def list_channels(store: Store) -> list[dict[str, Any]]:
     return [alerts.public(c) for c in store.list_alert_channels()]
+
+
+def get_channel(store: Store, name: str) -> dict[str, Any]:
+    return alerts.public(store.get_alert_channel(name))
 
 
 def remove_channel(store: Store, name: str) -> None:
