@@ -61,9 +61,8 @@ def alert_add(
     """Add a channel: --webhook URL, or --email TO with --smtp-host."""
     if (webhook is None) == (email is None):
         raise ConfigurationError("give either --webhook URL or --email TO (with --smtp-host)")
-    if webhook is not None:
-        kind, config = "webhook", {"url": webhook}
-    else:
+    kind, config = "webhook", dict[str, Any](url=webhook)
+    if email is not None:
         password = _password(smtp_user, smtp_password_file)
         kind, config = (
             "email",

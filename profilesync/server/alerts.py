@@ -7,9 +7,9 @@ slow receiver holds up no other request.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
@@ -145,20 +145,37 @@ def alerts_page(request: Request, _: str = Depends(require_user)) -> Response:
 
 
 @pages.post("/alerts")
-async def add_channel_page(request: Request, _: str = Depends(require_user)) -> Response:
-    data = await request.form()
-    form = {k: str(v) for k, v in data.items() if k != "events"}
-    form["events"] = [str(e) for e in data.getlist("events")]
-    kind = form.get("kind", "webhook")
-    config: dict[str, Any] = {"url": form.get("url")}
+def add_channel_page(
+    request: Request,
+    name: str = Form(""),
+    kind: str = Form("webhook"),
+    url: str = Form(""),
+    to: str = Form(""),
+    host: str = Form(""),
+    port: str = Form(""),
+    security: str = Form("starttls"),
+    user: str = Form(""),
+    password: str = Form(""),
+    sender: str = Form("", alias="from"),
+    events: Annotated[list[str] | None, Form()] = None,
+    _: str = Depends(require_user),
+) -> Response:
+    mail = {"to": to, "host": host, "port": port, "security": security, "user": user}
+    config: dict[str, Any] = {"url": url}
     if kind == "email":
-        config = {k: form.get(k) for k in ("to", "host", "port", "security", "user", "password")}
-        config["from"] = form.get("from") or form.get("user")
+        config = {**mail, "password": password, "from": sender or user}
     try:
         with store_session(request) as store:
-            alerts.add_channel(store, form.get("name", ""), kind, config, form["events"])
-    except ProfilesyncError as exc:
-        form.pop("password", None)  # never sent back to the browser
+            alerts.add_channel(store, name, kind, config, events or [])  # none ticked: refused
+    except ProfilesyncError as exc:  # the form again, with what was typed (not the password)
+        form = {
+            "name": name,
+            "kind": kind,
+            "url": url,
+            **mail,
+            "from": sender,
+            "events": events or [],
+        }
         return _page(request, form, str(exc))
     return RedirectResponse("/alerts?done=added", status_code=303)
 
