@@ -53,7 +53,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("engine", ("profilesync.engine",)),
-    ("events, query", ("profilesync.events", "profilesync.query")),
+    ("events, query", ("profilesync.events", "profilesync.query", "profilesync.alerts")),
     ("backends", ("profilesync.store",)),
     ("app", ("profilesync.app",)),
     ("shells", ("profilesync.cli", "profilesync.server", "profilesync.demo")),

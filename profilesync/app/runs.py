@@ -1,4 +1,8 @@
-"""Run use cases: sync a source now (or resync it), its run history and rejected rows."""
+"""Run use cases: sync a source now (or resync it), its run history and rejected rows.
+
+A sync run here by hand tells the alert channels what it changed (a failure, a stop, a
+recovery, a quota threshold) once it is over; the scheduler of ``serve`` calls
+:func:`sync_source` and tells them itself, once its retries are decided."""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from profilesync.app import _engine as engine
+from profilesync.app import alerts
 from profilesync.app.home import Store, session
+from profilesync.errors import ProfilesyncError
 from profilesync.model import SyncResult
 
 #: ``progress(stage, rows)`` as a sync reads and applies
@@ -17,9 +23,16 @@ Progress = Callable[[str, int], None]
 def sync_now(
     home: Path | str, name: str, *, resync: bool = False, progress: Progress | None = None
 ) -> SyncResult:
-    """Run one sync of ``name`` now, holding its lock so no other process syncs it meanwhile."""
+    """Run one sync of ``name`` now, holding its lock so no other process syncs it
+    meanwhile; then the alert channels hear of what changed (a manual run is not retried)."""
     with engine.source_lock(home, name), session(home) as store:
-        return engine.sync(store, name, resync=resync, locked=True, progress=progress)
+        try:
+            result = engine.sync(store, name, resync=resync, locked=True, progress=progress)
+        except ProfilesyncError as exc:
+            alerts.notify_run(store, name, error=exc)
+            raise
+        alerts.notify_run(store, name)
+        return result
 
 
 def sync_source(store: Store, name: str, *, resync: bool = False) -> SyncResult:

@@ -16,6 +16,7 @@ import typer
 from profilesync.app import explain_store_error
 from profilesync.app.home import STORE_ENV, check_backend_name
 from profilesync.cli._shared import err, home, out, state
+from profilesync.cli.alerts import alert_app
 from profilesync.cli.connections import config_app, connection_app
 from profilesync.cli.demo import demo_cmd
 from profilesync.cli.events import events_app
@@ -39,6 +40,7 @@ app.add_typer(profile_app, name="profile")
 app.add_typer(config_app, name="config")
 app.add_typer(events_app, name="events")
 app.add_typer(query_app, name="query")
+app.add_typer(alert_app, name="alert")
 app.command("sync")(sync_cmd)
 app.command("runs")(runs_cmd)
 app.command("usage")(usage_cmd)

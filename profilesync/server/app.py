@@ -48,6 +48,7 @@ from profilesync.errors import (
     WarehouseUnavailableError,
 )
 from profilesync.server import api, deps, events, pages, wizard
+from profilesync.server.alerts import router as alerts_router
 from profilesync.server.auth import ADMIN_USER, SESSION_COOKIE, SESSION_SECONDS, Auth
 from profilesync.server.deps import (
     LoginRequired,
@@ -199,6 +200,7 @@ def create_app(
     app.include_router(events.router)
     app.include_router(metrics_router)
     app.include_router(wizard.router)  # before pages: /sources/new is not a source's page
+    app.include_router(alerts_router)
     app.include_router(pages.router)
     app.include_router(events.pages)
     app.mount("/static", StaticFiles(directory=str(deps.WEB / "static")), name="static")

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from profilesync.app import Store
+from profilesync.app.alerts import notify_run
 from profilesync.app.runs import sync_source
 from profilesync.errors import ConcurrentSyncError, NotFoundError, ProfilesyncError
 from profilesync.model import MAX_FREQUENCY_SECONDS, Source, SyncResult
@@ -233,8 +234,9 @@ class Scheduler:
                     result = self.sync(self.sync_store or self.store, name, resync=resync)
                 except ConcurrentSyncError:
                     return None  # another process syncs it: not a failure, not a retry
-                except NotFoundError:
+                except NotFoundError as exc:
                     self.states.pop(name, None)  # deleted meanwhile
+                    notify_run(self.store, name, error=exc, lock=self.lock)  # or its table
                     raise
                 except ProfilesyncError as exc:
                     self._failed(name, state, started, exc)
@@ -254,6 +256,7 @@ class Scheduler:
             None,
         )
         self.unblock(name)
+        notify_run(self.store, name, lock=self.lock)  # a recovery, a quota threshold
 
     def _failed(
         self, name: str, state: SourceState, started: datetime, exc: ProfilesyncError
@@ -274,6 +277,9 @@ class Scheduler:
         else:
             state.retries, state.retry_at = 0, None  # wait for the next regular run
             log.warning("source %s failed: %s", name, exc)
+        # once per change: a failure still to be retried tells no one yet
+        retrying, stopped = state.retry_at is not None, exc.code in NEEDS_PERSON
+        notify_run(self.store, name, error=exc, retrying=retrying, stopped=stopped, lock=self.lock)
 
     # -- stopped sources -------------------------------------------------------------
     def blocked(self, name: str) -> dict[str, Any] | None:
