@@ -63,6 +63,18 @@ class ProfileRows(Applier):
             self.refresh_view(source)
         return updated
 
+    def rename_property(self, source: Source, old: str, new: str, mapping: Mapping) -> Source:
+        """Rename the stored column, then save ``mapping`` (``source``'s with ``old`` shown as
+        ``new``): no row is rewritten. A crash between leaves the column under its new name
+        and the mapping under the old one; the next sync then re-fills it from the warehouse."""
+        self.check_property_names(source.name, mapping)  # refused before anything changes
+        present = {s.id: cols for s, cols in self.profile_tables()}
+        if old in present.get(source.id, []):
+            action = f"RENAME COLUMN {quote_name(old)} TO {quote_name(new)}"
+            self.run(self.layout.alter(source.profile_table, action))
+            self.refresh_view(source)
+        return self.update_source(source.name, mapping=mapping)
+
     def get_profile(self, user_id: str, *, detail: bool = False) -> dict[str, Any]:
         """``{"user_id", "properties"}``; with ``detail`` also each property's source and sync time."""
         properties: dict[str, Any] = {}

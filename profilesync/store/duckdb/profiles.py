@@ -69,6 +69,18 @@ class ProfileTables(Applier):
                 con.execute(f"ALTER TABLE {source.profile_table} DROP COLUMN {quote(name)}")
         return updated
 
+    def rename_property(self, source: Source, old: str, new: str, mapping: Mapping) -> Source:
+        """Save ``mapping`` (``source``'s with ``old`` shown as ``new``) and rename the stored
+        column, together: no row is rewritten."""
+        present = {s.id: cols for s, cols in self.profile_tables()}
+        with self.transaction() as con:
+            updated = self.update_source(source.name, mapping=mapping)
+            if old in present.get(source.id, []):
+                con.execute(
+                    f"ALTER TABLE {source.profile_table} RENAME COLUMN {quote(old)} TO {quote(new)}"
+                )
+        return updated
+
     def get_profile(self, user_id: str, *, detail: bool = False) -> dict[str, Any]:
         """``{"user_id", "properties"}``; with ``detail`` also each property's source and sync time."""
         properties: dict[str, Any] = {}
