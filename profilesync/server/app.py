@@ -57,6 +57,7 @@ from profilesync.server.deps import (
     require_token,
     require_user,
 )
+from profilesync.server.edit import router as edit_router
 from profilesync.server.scheduler import RetryPolicy, Scheduler, utcnow
 
 #: HTTP status of each error family; the first match wins (subclasses first)
@@ -197,6 +198,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(events.router)
     app.include_router(wizard.router)  # before pages: /sources/new is not a source's page
+    app.include_router(edit_router)
     app.include_router(pages.router)
     app.include_router(events.pages)
     app.mount("/static", StaticFiles(directory=str(deps.WEB / "static")), name="static")

@@ -3,6 +3,8 @@ profiles, and the next syncs do exactly that, metering only what really changes.
 
 from __future__ import annotations
 
+import subprocess
+
 import pyarrow as pa
 import pytest
 
@@ -10,7 +12,7 @@ from profilesync.app import edit, runs, sources
 from profilesync.app.edit import SourceChanges
 from profilesync.errors import ConfigurationError, NotFoundError
 from profilesync.store.duckdb import DuckDBStore
-from tests.conftest import Warehouse, profiles, users_table
+from tests.conftest import Cli, Warehouse, entry_point, profiles, users_table
 
 
 def people() -> pa.Table:
@@ -199,3 +201,59 @@ def test_an_edit_before_the_first_sync_needs_no_resync(
     assert plan.lines == ["Title (new): filled by the first sync"]
     assert edit.pending_resync(store, saved) is None
     assert runs.sync_source(store, "users").mode == "initial"
+
+
+def test_the_cli_prints_the_plan_asks_and_saves(cli: Cli, warehouse: Warehouse) -> None:
+    warehouse.create("prod.users", people())
+    cli.ok("connection", "add", "lake", "--kind", "delta", "--path", str(warehouse.root))
+    cli.ok(
+        "source",
+        "add",
+        "users",
+        "--connection",
+        "lake",
+        "--table",
+        "prod.users",
+        "--user-id",
+        "uid",
+    )
+    cli.ok("sync", "users")
+
+    dry = cli.ok("source", "edit", "users", "--add-property", "title=Title", "--dry-run")
+    assert "Title (new): back-filled by a resync at the next sync" in dry.stdout
+    assert cli.json("source", "show", "users")["properties"] == []
+
+    refused = subprocess.run(
+        [
+            *entry_point(),
+            "--home",
+            str(cli.home),
+            "source",
+            "edit",
+            "users",
+            "--add-property",
+            "title",
+        ],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "no terminal to ask: add --yes to save, or --dry-run" in refused.stderr
+    assert cli.json("source", "show", "users")["properties"] == []
+
+    saved = cli.ok("source", "edit", "users", "--add-property", "title=Title", "--yes")
+    assert "Its next sync is a resync" in saved.stdout
+    assert "resync pending" in cli.ok("source", "show", "users").stdout
+    run = cli.json("sync", "users")
+    assert (run["mode"], run["updated"]) == ("resync", 2)
+    assert cli.json("source", "show", "users")["resync_pending"] is None
+
+    renamed = cli.json("source", "edit", "users", "--rename", "Title=Job title", "--yes")
+    assert renamed["plan"]["lines"] == [
+        "display name Title -> Job title: renamed in place (no operations)"
+    ]
+    assert cli.json("profile", "get", "10001")["properties"] == {"Job title": "Analyst"}
+    bad = cli("source", "edit", "users", "--rename", "Job title")
+    assert bad.returncode == 1 and "write OLD=NEW" in bad.stderr
