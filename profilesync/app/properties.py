@@ -45,6 +45,26 @@ def _column_stats(
     }
 
 
+def removal(store: Store, name: str) -> dict[str, Any]:
+    """What removing ``name`` does, in the words the confirmation page shows."""
+    found = next((p for p in list_properties(store) if p["name"] == name), None)
+    if found is None:
+        raise NotFoundError(f"no property named {name!r}: see the Properties page")
+    source, read = found["source"], found["column"] or found["expression"]
+    return {
+        **found,
+        "lines": [
+            f"{name} leaves the mapping of source {source} (it reads {read}) and is dropped "
+            f"from every profile now: {found['users']:,} users have a value.",
+            "No operation is metered; later syncs no longer read it. The warehouse table is "
+            "not touched.",
+            f"To put it back: Edit {source}, add the column {read} as {name}, and save; the "
+            "next sync is a resync that back-fills it (an operation for each profile whose "
+            "values change).",
+        ],
+    }
+
+
 def remove_property(store: Store, name: str) -> Source:
     """Take ``name`` out of its source's mapping and drop it from the store now."""
     for source in store.list_sources():

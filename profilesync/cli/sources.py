@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated
 
 import typer
 
-from profilesync.app import sources
+from profilesync.app import edit, sources
 from profilesync.cli._shared import JsonOpt, err, out, print_check, print_json, store, table
 from profilesync.errors import ConfigurationError
 from profilesync.mapping import parse_property
@@ -164,4 +165,136 @@ def source_test(name: str, json_out: JsonOpt = False) -> None:
             )
         out.print("[green]mapping OK[/]" if report["ok"] else "[red]mapping has failures[/]")
     if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@source_app.command("show")
+def source_show(name: str, json_out: JsonOpt = False) -> None:
+    """One source: mapping, strategy, frequency, checkpoint, last run and any pending resync."""
+    with store() as opened:
+        doc = sources.source_doc(opened, sources.get_source(opened, name))
+    if json_out:
+        print_json(doc)
+        return
+    what = f"query: {doc['query']}" if doc["query"] else f"table: {doc['table']}"
+    out.print(
+        f"[bold]{doc['name']}[/] ({doc['connection']}, {doc['kind']}) {what}", highlight=False
+    )
+    out.print(f"user_id: {doc['user_id']}", highlight=False)
+    for prop in doc["properties"]:
+        out.print(f"  {prop['name']} <- {prop['expression']}", highlight=False)
+    out.print(
+        f"strategy {doc['strategy']}, every {doc['frequency']}"
+        + (", paused" if doc["paused"] else ""),
+        highlight=False,
+    )
+    if doc["resync_pending"]:
+        out.print(
+            "[yellow]resync pending[/]: the next sync diffs the table against the store ("
+            + "; ".join(doc["resync_pending"]["reasons"])
+            + ")",
+            highlight=False,
+        )
+
+
+@source_app.command("edit")
+def source_edit(
+    name: str,
+    add: Annotated[
+        list[str] | None,
+        typer.Option("--add-property", help="COLUMN[=Display Name] to add (repeatable)."),
+    ] = None,
+    remove: Annotated[
+        list[str] | None,
+        typer.Option("--remove-property", help="Display name of a property to drop (repeatable)."),
+    ] = None,
+    rename: Annotated[
+        list[str] | None, typer.Option("--rename", help="OLD=NEW display name (repeatable).")
+    ] = None,
+    user_id: Annotated[
+        str | None, typer.Option("--user-id", help="The column holding the user id.")
+    ] = None,
+    query: Annotated[str | None, typer.Option("--query", help="The new profile query.")] = None,
+    frequency: Annotated[
+        str | None, typer.Option("--frequency", help="How often to sync: 30m, 1h, 12h, 1d.")
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", help="cdc (change data capture) or diff.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would change; save nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Save without asking.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Change a source's mapping, query, frequency or strategy; says first what it does to the profiles."""
+    changes = edit.SourceChanges(
+        add=[parse_property(p) for p in add or []],
+        remove=list(remove or []),
+        rename=[_rename(r) for r in rename or []],
+        user_id=user_id,
+        query=query,
+        frequency_seconds=parse_frequency(frequency) if frequency else None,
+        strategy=strategy,
+    )
+    if changes.empty():
+        raise ConfigurationError(
+            "nothing to change: give --add-property, --remove-property, --rename, --user-id, "
+            "--query, --frequency or --strategy"
+        )
+    with store() as opened:
+        plan = edit.plan_edit(opened, name, changes)
+        if not (json_out and not dry_run):
+            _print_plan(plan, json_out)
+        if dry_run or not plan.changed:
+            if plan.failures:
+                raise typer.Exit(1)
+            return
+        if plan.failures:
+            raise ConfigurationError(
+                "Test mapping failed, the source was not changed:\n  - "
+                + "\n  - ".join(plan.failures)
+            )
+        if not yes:
+            _confirm(name)
+        saved, plan, warning = edit.apply_edit(opened, name, changes)
+        doc = sources.source_doc(opened, saved)
+    if warning:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if json_out:
+        print_json({"plan": plan.to_json(), "source": doc})
+        return
+    out.print(f"source [bold]{name}[/] saved.", highlight=False)
+    if doc["resync_pending"]:
+        out.print(
+            f"Its next sync is a resync (`profilesync sync {name}` runs it now).", highlight=False
+        )
+
+
+def _rename(spec: str) -> tuple[str, str]:
+    old, sep, new = spec.partition("=")
+    if not sep or not old.strip() or not new.strip():
+        raise ConfigurationError(f"--rename {spec!r}: write OLD=NEW (display names)")
+    return old.strip(), new.strip()
+
+
+def _print_plan(plan: edit.EditPlan, json_out: bool) -> None:
+    if json_out:
+        print_json(plan.to_json())
+        return
+    out.print(f"Changes to source [bold]{plan.before.name}[/]:", highlight=False)
+    for line in plan.lines:
+        out.print(f"  - {line}", highlight=False, soft_wrap=True)
+    for check in plan.checks:
+        if check["level"] != "pass":
+            print_check(check)
+
+
+def _confirm(name: str) -> None:
+    if not sys.stdin.isatty():
+        raise ConfigurationError(
+            f"source edit {name} needs a confirmation and there is no terminal to ask: "
+            "add --yes to save, or --dry-run to only print the changes"
+        )
+    if not typer.confirm("Save these changes?", default=False):
         raise typer.Exit(1)

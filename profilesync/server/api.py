@@ -71,8 +71,51 @@ class SourceIn(BaseModel):
 
 
 class SourcePatch(BaseModel):
+    """Any of: frequency, paused, and edits of the mapping (checked by Test mapping first)."""
+
     frequency: str | None = Field(None, examples=["6h"])
     paused: bool | None = None
+    add_properties: list[PropertyIn] = Field(
+        default_factory=list, description="Columns to add; back-filled by a resync."
+    )
+    remove_properties: list[str] = Field(
+        default_factory=list, description="Display names to drop from every profile now."
+    )
+    rename_properties: dict[str, str] = Field(
+        default_factory=dict,
+        examples=[{"Title": "Job title"}],
+        description="Old display name -> new one, renamed in place.",
+    )
+    user_id: str | None = Field(
+        default=None,
+        description="The column holding the user id; re-keys every profile by a resync.",
+    )
+    query: str | None = Field(default=None, description="The new profile query (query sources).")
+    strategy: Literal["cdc", "diff"] | None = None
+
+    def changes(self) -> Any:
+        """The edit as :class:`profilesync.app.edit.SourceChanges` (frequency included)."""
+        from profilesync.app.edit import SourceChanges
+
+        return SourceChanges(
+            add=[(p.column, p.name or p.column) for p in self.add_properties],
+            remove=list(self.remove_properties),
+            rename=list(self.rename_properties.items()),
+            user_id=self.user_id,
+            query=self.query,
+            frequency_seconds=parse_frequency(self.frequency) if self.frequency else None,
+            strategy=self.strategy,
+        )
+
+    def edits_mapping(self) -> bool:
+        return bool(
+            self.add_properties
+            or self.remove_properties
+            or self.rename_properties
+            or self.user_id
+            or self.query
+            or self.strategy
+        )
 
 
 # -- connections ------------------------------------------------------------------------
@@ -173,11 +216,30 @@ def get_source(request: Request, name: str) -> dict[str, Any]:
         return views.source_doc(store, get_scheduler(request), store.get_source(name))
 
 
-@router.patch("/sources/{name}", tags=["sources"], summary="Change frequency or pause/resume")
-def update_source(request: Request, name: str, body: SourcePatch) -> dict[str, Any]:
+@router.patch(
+    "/sources/{name}",
+    tags=["sources"],
+    summary="Change the mapping, query, strategy or frequency; pause/resume",
+    description="Mapping edits run Test mapping's checks first and are refused when one fails. "
+    '`dry_run=true` saves nothing and answers `{"plan"}`: what the change does to the '
+    "profiles (`lines`), whether the next sync becomes a resync, and the checks. A saved edit "
+    "answers the source with the `plan` it followed.",
+)
+def update_source(
+    request: Request, name: str, body: SourcePatch, dry_run: bool = False
+) -> dict[str, Any]:
+    from profilesync.app import edit
+
     scheduler = get_scheduler(request)
+    if dry_run:
+        with store_session(request) as store:
+            return {"plan": edit.plan_edit(store, name, body.changes()).to_json()}
     with write_session(request) as store:
         source = store.get_source(name)
+        if body.edits_mapping():
+            saved, plan, warning = edit.apply_edit(store, name, body.changes())
+            doc = views.source_doc(store, scheduler, saved)
+            return {**doc, "plan": plan.to_json(), "warning": warning}
         if body.frequency is not None:
             seconds = parse_frequency(body.frequency)
             views.check_frequency(store, source, seconds)

@@ -58,6 +58,7 @@ from profilesync.server.deps import (
     require_token,
     require_user,
 )
+from profilesync.server.edit import router as edit_router
 from profilesync.server.metrics import router as metrics_router
 from profilesync.server.scheduler import RetryPolicy, Scheduler, utcnow
 
@@ -201,6 +202,7 @@ def create_app(
     app.include_router(metrics_router)
     app.include_router(wizard.router)  # before pages: /sources/new is not a source's page
     app.include_router(alerts_router)
+    app.include_router(edit_router)
     app.include_router(pages.router)
     app.include_router(events.pages)
     app.mount("/static", StaticFiles(directory=str(deps.WEB / "static")), name="static")

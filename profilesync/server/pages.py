@@ -185,7 +185,15 @@ def properties(request: Request) -> Response:
 
 
 @router.post("/properties/{name}/remove")
-def remove_property(request: Request, name: str) -> Response:
+def remove_property(request: Request, name: str, confirm: str = Form("")) -> Response:
+    """Without ``confirm=yes`` (a browser without script included), a page that says what
+    the removal does and asks; only its own form removes."""
+    from profilesync.app.properties import removal
+
+    if confirm != "yes":
+        with store_session(request) as store:
+            found = removal(store, name)
+        return render(request, "property_remove.html", {"active": "properties", "p": found})
     with write_session(request) as store:
         views.remove_property(store, name)
     return _back("/properties", "property_removed")

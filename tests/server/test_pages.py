@@ -166,7 +166,7 @@ def test_source_page_actions(tmp_path: Path, served: Served) -> None:
     assert "<svg" in usage.text and "2 of 300,000,000 operations" in usage.text
 
     assert (
-        ui.post("/properties/Title/remove").headers["location"]
+        ui.post("/properties/Title/remove", data={"confirm": "yes"}).headers["location"]
         == "/properties?notice=property_removed"
     )
     assert "No properties yet" in ui.get("/properties").text

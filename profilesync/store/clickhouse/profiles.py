@@ -63,10 +63,25 @@ class ProfileRows(Applier):
             self.refresh_view(source)
         return updated
 
+    def rename_property(self, source: Source, old: str, new: str, mapping: Mapping) -> Source:
+        """Rename the stored column, then save ``mapping`` (``source``'s with ``old`` shown as
+        ``new``): no row is rewritten. A crash between leaves the column under its new name
+        and the mapping under the old one; the next sync then re-fills it from the warehouse."""
+        self.check_property_names(source.name, mapping)  # refused before anything changes
+        present = {s.id: cols for s, cols in self.profile_tables()}
+        if old in present.get(source.id, []):
+            action = f"RENAME COLUMN {quote_name(old)} TO {quote_name(new)}"
+            self.run(self.layout.alter(source.profile_table, action))
+            self.refresh_view(source)
+        return self.update_source(source.name, mapping=mapping)
+
     def get_profile(self, user_id: str, *, detail: bool = False) -> dict[str, Any]:
-        """``{"user_id", "properties"}``; with ``detail`` also each property's source and sync time."""
+        """``{"user_id", "properties"}``; with ``detail`` also each property's source and sync
+        time, and ``sources``: each source with a row for the user -> the properties it maps
+        now and has synced (what that row can give)."""
         properties: dict[str, Any] = {}
         details: dict[str, dict[str, Any]] = {}
+        rows_from: dict[str, list[str]] = {}  # source -> what it maps now and holds values of
         found = False
         for source, types in self.profile_schemas():
             rows = self.driver.query_arrow(
@@ -77,6 +92,7 @@ class ProfileRows(Applier):
                 continue
             found = True
             values = _python(rows, types)[0]
+            rows_from[source.name] = [n for n in source.mapping.property_names if n in types]
             for col in types:
                 if (value := json_value(values[col])) is not None:  # NaN is no value either
                     properties[col] = value
@@ -91,6 +107,7 @@ class ProfileRows(Applier):
         profile: dict[str, Any] = {"user_id": user_id, "properties": properties}
         if detail:
             profile["details"] = details
+            profile["sources"] = rows_from
         return profile
 
     def export_profiles(self, batch_size: int = 10_000) -> Iterator[dict[str, Any]]:

@@ -69,10 +69,25 @@ class ProfileTables(Applier):
                 con.execute(f"ALTER TABLE {source.profile_table} DROP COLUMN {quote(name)}")
         return updated
 
+    def rename_property(self, source: Source, old: str, new: str, mapping: Mapping) -> Source:
+        """Save ``mapping`` (``source``'s with ``old`` shown as ``new``) and rename the stored
+        column, together: no row is rewritten."""
+        present = {s.id: cols for s, cols in self.profile_tables()}
+        with self.transaction() as con:
+            updated = self.update_source(source.name, mapping=mapping)
+            if old in present.get(source.id, []):
+                con.execute(
+                    f"ALTER TABLE {source.profile_table} RENAME COLUMN {quote(old)} TO {quote(new)}"
+                )
+        return updated
+
     def get_profile(self, user_id: str, *, detail: bool = False) -> dict[str, Any]:
-        """``{"user_id", "properties"}``; with ``detail`` also each property's source and sync time."""
+        """``{"user_id", "properties"}``; with ``detail`` also each property's source and sync
+        time, and ``sources``: each source with a row for the user -> the properties it maps
+        now and has synced (what that row can give)."""
         properties: dict[str, Any] = {}
         details: dict[str, dict[str, Any]] = {}
+        rows_from: dict[str, list[str]] = {}  # source -> what it maps now and holds values of
         found = False
         for source, cols in self.profile_tables():
             cur = self.con.execute(
@@ -84,6 +99,7 @@ class ProfileTables(Applier):
                 continue
             found = True
             values = dict(zip(names, row, strict=True))
+            rows_from[source.name] = [n for n in source.mapping.property_names if n in cols]
             for col in cols:
                 if (value := json_value(values[col])) is not None:  # NaN is no value either
                     properties[col] = value
@@ -98,6 +114,7 @@ class ProfileTables(Applier):
         profile: dict[str, Any] = {"user_id": user_id, "properties": properties}
         if detail:
             profile["details"] = details
+            profile["sources"] = rows_from
         return profile
 
     def export_profiles(self, batch_size: int = 10_000) -> Iterator[dict[str, Any]]:
