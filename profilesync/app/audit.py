@@ -27,9 +27,9 @@ CLI_ACTIONS = {
     ("sync",): ("source.sync", "source"),
     ("config", "set"): ("settings.update", "settings"),
     ("events", "import"): ("events.import", "project"),
-    ("events", "project", "add"): ("project.create", "project"),
-    ("events", "project", "rotate-key"): ("project.rotate_key", "project"),
-    ("events", "project", "delete"): ("project.delete", "project"),
+    ("events", "projects", "add"): ("project.create", "project"),
+    ("events", "projects", "rotate-key"): ("project.rotate_key", "project"),
+    ("events", "projects", "delete"): ("project.delete", "project"),
     ("user", "add"): ("user.create", "user"),
     ("token", "create"): ("token.create", "token"),
 }

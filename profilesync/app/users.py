@@ -172,8 +172,8 @@ def active_user(store: Store, name: str) -> User | None:
 
 
 def set_role(store: Store, name: str, role: str) -> User:
-    user = get_user(store, name)
-    if user.role == ADMIN and check_role(role) != ADMIN:
+    user, role = get_user(store, name), check_role(role)
+    if user.role == ADMIN and role != ADMIN:
         _keep_an_admin(store, user, "change the role of")
     store.set_user_role(user.name, role)
     return get_user(store, user.name)
@@ -219,9 +219,9 @@ def set_password(store: Store, name: str, password: str, *, role: str = ADMIN) -
 
 
 def has_login(store: Store) -> bool:
-    """Whether anyone can log in (else ``serve`` makes the admin's password)."""
+    """Whether an admin can log in (else ``serve`` makes the ``admin`` user's password)."""
     migrate_single_login(store)
-    return any(u.status == "active" for u in store.list_users())
+    return any(u.status == "active" and u.role == ADMIN for u in store.list_users())
 
 
 # -- API tokens ------------------------------------------------------------------------------
