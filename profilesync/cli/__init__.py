@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -24,6 +24,7 @@ from profilesync.cli.profiles import profile_app, usage_cmd
 from profilesync.cli.query import query_app
 from profilesync.cli.sources import source_app
 from profilesync.cli.sync import runs_cmd, sync_cmd
+from profilesync.cli.users import audit_cmd, record_cli_change, token_app, user_app
 from profilesync.errors import InternalError, ProfilesyncError
 
 __all__ = ["app", "main"]
@@ -44,6 +45,9 @@ app.add_typer(alert_app, name="alert")
 app.command("sync")(sync_cmd)
 app.command("runs")(runs_cmd)
 app.command("usage")(usage_cmd)
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+app.command("audit")(audit_cmd)
 
 
 @app.callback()
@@ -131,6 +135,7 @@ def main() -> None:
         code = app(standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
+        _audit(sys.argv[1:])
     except ProfilesyncError as exc:
         _fail(_explained(exc))
     except typer.Exit as exc:
@@ -150,6 +155,20 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(2)
+
+
+def _audit(args: list[str]) -> None:
+    """After a command succeeded: the audit log notes it if it changed something."""
+    command: Any = typer.main.get_command(app)
+    ctx = command.make_context("profilesync", list(args), resilient_parsing=True)
+    words: list[str] = []
+    while hasattr(command, "resolve_command"):  # a group: one more word
+        name, sub, rest = command.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
+        if sub is None or name is None:
+            return
+        words.append(name)
+        command, ctx = sub, sub.make_context(name, rest, parent=ctx, resilient_parsing=True)
+    record_cli_change(tuple(words), dict(ctx.params))
 
 
 def _explained(exc: ProfilesyncError) -> ProfilesyncError:

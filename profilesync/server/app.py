@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from profilesync.app import open_store
+from profilesync.app import users as app_users
 from profilesync.app.sources import NotReleasedError
 from profilesync.errors import (
     ConcurrentSyncError,
@@ -47,9 +48,10 @@ from profilesync.errors import (
     WarehouseDataError,
     WarehouseUnavailableError,
 )
-from profilesync.server import api, deps, events, pages, wizard
+from profilesync.server import api, deps, events, pages, users, wizard
 from profilesync.server.alerts import router as alerts_router
-from profilesync.server.auth import ADMIN_USER, SESSION_COOKIE, SESSION_SECONDS, Auth
+from profilesync.server.audit import note_change
+from profilesync.server.auth import SESSION_COOKIE, SESSION_SECONDS, Auth
 from profilesync.server.deps import (
     LoginRequired,
     login_url,
@@ -203,6 +205,7 @@ def create_app(
     app.include_router(wizard.router)  # before pages: /sources/new is not a source's page
     app.include_router(alerts_router)
     app.include_router(edit_router)
+    users.install(app)  # members, account, audit log; the audit trail of every change
     app.include_router(pages.router)
     app.include_router(events.pages)
     app.mount("/static", StaticFiles(directory=str(deps.WEB / "static")), name="static")
@@ -278,13 +281,14 @@ def _routes(app: FastAPI) -> None:
 
 
 def _login_routes(app: FastAPI) -> None:
-    """The login form, sign-in (rate-limited, same-site only) and sign-out."""
+    """The login form, sign-in (rate-limited, same-site only), sign-out, and the page where
+    an invited person sets a password."""
 
     @app.get("/login", include_in_schema=False)
     def login_form(request: Request, next: str = "/") -> Response:
         if deps.session_user(request):
             return RedirectResponse(_local(next), status_code=303)
-        return render(request, "login.html", {"next": _local(next), "username": ADMIN_USER})
+        return render(request, "login.html", {"next": _local(next), "username": ""})
 
     @app.post("/login", include_in_schema=False, dependencies=[Depends(refuse_cross_site)])
     def login(
@@ -299,20 +303,13 @@ def _login_routes(app: FastAPI) -> None:
         wait = auth.throttle.retry_after(address, username)
         if wait is not None:
             return _too_many_logins(request, ctx, wait)
-        if not auth.check_login(username, password):
+        with deps.store_session(request) as store:
+            user = auth.login(store, username, password)
+        if user is None:
             auth.throttle.failed(address, username)
             return render(request, "login.html", {**ctx, "error": _WRONG_LOGIN}, 401)
         auth.throttle.succeeded(address, username)
-        response = RedirectResponse(_local(next), status_code=303)
-        response.set_cookie(
-            SESSION_COOKIE,
-            auth.open_session(ADMIN_USER),
-            max_age=SESSION_SECONDS,
-            httponly=True,
-            samesite="lax",
-            secure=request.url.scheme == "https",
-        )
-        return response
+        return _signed_in(request, user.name, _local(next))
 
     @app.post("/logout", include_in_schema=False, dependencies=[Depends(refuse_cross_site)])
     def logout(request: Request) -> Response:
@@ -320,6 +317,45 @@ def _login_routes(app: FastAPI) -> None:
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
         return response
+
+    @app.get("/login/invite/{code}", include_in_schema=False)
+    def invitation(request: Request, code: str) -> Response:
+        with deps.store_session(request) as store:
+            invited = app_users.invited_user(store, code)
+        return render(request, "login.html", {"invited": invited, "code": code})
+
+    @app.post(
+        "/login/invite/{code}", include_in_schema=False, dependencies=[Depends(refuse_cross_site)]
+    )
+    def accept(
+        request: Request, code: str, password: str = Form(""), confirm: str = Form("")
+    ) -> Response:
+        with deps.store_session(request) as store:
+            invited = app_users.invited_user(store, code)
+            try:
+                if password != confirm:
+                    raise ConfigurationError("the two passwords differ: type the same one twice")
+                user = app_users.accept_invite(store, code, password)
+            except ConfigurationError as exc:
+                ctx = {"invited": invited, "code": code, "error": str(exc)}
+                return render(request, "login.html", ctx, 422)
+        request.state.actor = (user.name, "ui")
+        note_change(request.state, "user.accept_invite", "user", user.name)
+        return _signed_in(request, user.name, "/")
+
+
+def _signed_in(request: Request, name: str, target: str) -> Response:
+    """A redirect to ``target`` carrying a new session cookie for ``name``."""
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        deps.get_auth(request).open_session(name),
+        max_age=SESSION_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    return response
 
 
 _WRONG_LOGIN = "Wrong user name or password."

@@ -1,16 +1,15 @@
-"""Who may use the server: one admin API token and one UI login, both stored hashed.
+"""Who may use the server: named users with a role, their API tokens and UI sessions.
 
-The token is random (256 bits), so a SHA-256 of it is enough to check it; the UI password
-is chosen by a person and is stored with scrypt and a salt. UI sessions live in memory: a
-restart logs everyone out, which is the safe default for a single-process server. Failed
-logins are counted in memory too (:class:`LoginThrottle`): a restart forgets them, and
-several server processes would each count their own.
+Users, passwords (scrypt) and tokens (SHA-256) live in the store (see
+:mod:`profilesync.app.users`); every request looks its user up again, so a disabled user's
+sessions and tokens stop working at once. UI sessions live in memory: a restart logs
+everyone out, which is the safe default for a single-process server. Failed logins are
+counted in memory too (:class:`LoginThrottle`): a restart forgets them, and several server
+processes would each count their own.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import secrets
 import threading
@@ -20,40 +19,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from profilesync.app import Store
-from profilesync.errors import ConfigurationError
+from profilesync.app import users as app_users
+from profilesync.app.users import ADMIN as ADMIN_USER
+from profilesync.app.users import MIN_PASSWORD, User, hash_password, hash_token, verify_password
 
-ADMIN_USER = "admin"
-TOKEN_KEY = "server.admin_token_sha256"
-PASSWORD_KEY = "server.admin_password_scrypt"
+__all__ = [
+    "ADMIN_USER",
+    "MIN_PASSWORD",
+    "Auth",
+    "Credentials",
+    "LoginThrottle",
+    "hash_password",
+    "hash_token",
+    "verify_password",
+]
+
 SESSION_COOKIE = "profilesync_session"
 SESSION_SECONDS = 12 * 3600
-MIN_PASSWORD = 8
 #: failed logins allowed per client address and per user name within LOGIN_WINDOW seconds
 LOGIN_ATTEMPTS = 5
 LOGIN_WINDOW = 300.0
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    """``scrypt$n$r$p$salt$hash`` (hex), the form :func:`verify_password` reads."""
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
-    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${salt.hex()}${digest.hex()}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        _, n, r, p, salt, digest = stored.split("$")
-        got = hashlib.scrypt(
-            password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32
-        )
-    except ValueError:
-        return False
-    return hmac.compare_digest(got.hex(), digest)
 
 
 @dataclass
@@ -125,63 +110,56 @@ class LoginThrottle:
 
 @dataclass
 class Auth:
-    """The admin token hash, the password hash and the open UI sessions of one app."""
+    """The open UI sessions and the login throttle of one app; users and tokens are read
+    from the store on every request."""
 
-    token_hash: str | None = None
-    password_hash: str | None = None
     sessions: dict[str, tuple[str, float]] = field(default_factory=dict)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    has_login: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def load(cls, store: Store) -> Auth:
-        return cls(store.get_setting(TOKEN_KEY), store.get_setting(PASSWORD_KEY))
+        """The app's auth; a home from before users gets its ``admin`` user here."""
+        return cls(has_login=app_users.has_login(store))
+
+    @property
+    def password_hash(self) -> str | None:
+        """Not None once someone can log in (``serve`` makes the first login otherwise)."""
+        return "set" if self.has_login else None
 
     # -- setting up ------------------------------------------------------------------
     def issue_token(self, store: Store) -> str:
-        """A new admin token (the old one stops working); only its hash is kept."""
-        token = "ps_" + secrets.token_urlsafe(32)
-        self.token_hash = hash_token(token)
-        store.set_setting(TOKEN_KEY, self.token_hash)
-        return token
+        """A new admin token (the one ``serve`` printed before stops working)."""
+        return app_users.issue_server_token(store)
 
     def set_password(self, store: Store, password: str) -> None:
-        if len(password) < MIN_PASSWORD:
-            raise ConfigurationError(
-                f"the admin password must have at least {MIN_PASSWORD} characters"
-            )
-        self.password_hash = hash_password(password)
-        store.set_setting(PASSWORD_KEY, self.password_hash)
-        self.sessions.clear()
+        """The ``admin`` user's password (made if missing); its sessions end."""
+        app_users.set_password(store, ADMIN_USER, password)
+        self.has_login = True
+        self.close_sessions_of(ADMIN_USER)
 
     def bootstrap(
         self, store: Store, *, password: str | None = None, new_token: bool = False
     ) -> Credentials:
         """First start: make the token and the login; later starts change only what is asked."""
         made = Credentials()
-        if self.token_hash is None or new_token:
+        if new_token or not app_users.has_server_token(store):
             made.token = self.issue_token(store)
         if password is not None:
             self.set_password(store, password)
-        elif self.password_hash is None:
+        elif not app_users.has_login(store):
             made.password = secrets.token_urlsafe(12)
             made.password_generated = True
             self.set_password(store, made.password)
         return made
 
     # -- checking --------------------------------------------------------------------
-    def check_token(self, token: str) -> bool:
-        return self.token_hash is not None and hmac.compare_digest(
-            hash_token(token), self.token_hash
-        )
+    def token_user(self, store: Store, token: str) -> User | None:
+        return app_users.token_user(store, token)
 
-    def check_login(self, user: str, password: str) -> bool:
-        ok_user = hmac.compare_digest(user.strip(), ADMIN_USER)
-        return (
-            ok_user
-            and self.password_hash is not None
-            and verify_password(password, self.password_hash)
-        )
+    def login(self, store: Store, name: str, password: str) -> User | None:
+        return app_users.login(store, name, password)
 
     def open_session(self, user: str) -> str:
         sid = secrets.token_urlsafe(32)
@@ -189,7 +167,8 @@ class Auth:
             self.sessions[sid] = (user, time.monotonic() + SESSION_SECONDS)
         return sid
 
-    def session_user(self, sid: str | None) -> str | None:
+    def session_name(self, sid: str | None) -> str | None:
+        """The user name a live session was opened for (not checked against the store)."""
         if not sid:
             return None
         with self._lock:
@@ -199,6 +178,20 @@ class Auth:
                 return None
             return entry[0]
 
+    def session_user(self, store: Store, sid: str | None) -> User | None:
+        """The user of a live session, if that user may still act."""
+        name = self.session_name(sid)
+        user = app_users.active_user(store, name) if name else None
+        if name and user is None:
+            self.close_session(sid)
+        return user
+
     def close_session(self, sid: str | None) -> None:
         with self._lock:
             self.sessions.pop(sid or "", None)
+
+    def close_sessions_of(self, user: str, *, keep: str | None = None) -> None:
+        """End every session of ``user`` (but ``keep``): a new password logs out the rest."""
+        with self._lock:
+            for sid in [s for s, (u, _) in self.sessions.items() if u == user and s != keep]:
+                del self.sessions[sid]

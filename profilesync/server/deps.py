@@ -7,9 +7,12 @@ scheduler's own connection to the same database, so they do not hold this lock: 
 see each sync when it commits. Changes to a source (pause, frequency, mapping, delete)
 use :func:`write_session`, which also waits for a running sync.
 
-API routes depend on :func:`require_token`: ``Authorization: Bearer <admin token>``, or
-the UI's session cookie for the UI's own scripts, else 401 JSON. HTML pages depend on
-:func:`require_user`: the login session, else a 303 to ``/login``.
+API routes depend on :func:`require_token`: ``Authorization: Bearer <API token>`` (each
+user's own tokens), or the UI's session cookie for the UI's own scripts, else 401 JSON.
+HTML pages depend on :func:`require_user`: the login session, else a 303 to ``/login``.
+Both also check the user's role against the route (:func:`role_needed`), so every route,
+including one added later, is covered: a viewer changes nothing, only an admin manages
+users. They leave the actor in ``request.state`` for the audit log (``server.users``).
 
 A browser attaches the session cookie to requests other sites make it send, so whatever
 the cookie authenticates must come from our own pages: a cookie-authenticated API call
@@ -38,6 +41,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2.ext import Extension
 
 from profilesync.app import Store
+from profilesync.app.users import User
 from profilesync.model import format_frequency
 from profilesync.server.auth import SESSION_COOKIE, Auth
 
@@ -71,7 +75,8 @@ templates.env.globals["extra_nav"] = []
 
 _bearer = HTTPBearer(
     auto_error=False,
-    description="The admin token printed when `profilesync serve` first started.",
+    description="An API token: your own (Account page or `profilesync token create`), or the "
+    "admin token printed when `profilesync serve` first started.",
 )
 
 
@@ -119,8 +124,21 @@ def get_scheduler(request: Request) -> Any:
     return request.app.state.scheduler
 
 
+def current_user(request: Request) -> User | None:
+    """The signed-in user of this request (by token or session), looked up once."""
+    if "user" not in request.state._state:
+        with store_session(request) as store:
+            request.state.user = get_auth(request).session_user(
+                store, request.cookies.get(SESSION_COOKIE)
+            )
+    found: User | None = request.state.user
+    return found
+
+
 def session_user(request: Request) -> str | None:
-    return get_auth(request).session_user(request.cookies.get(SESSION_COOKIE))
+    """The name of the user signed in to the UI, or None."""
+    user = current_user(request)
+    return user.name if user else None
 
 
 def is_cross_site(request: Request) -> bool:
@@ -163,11 +181,15 @@ def require_token(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
 ) -> str:
-    """API auth: the admin bearer token, or the UI's session from its own pages (a session
-    cookie sent from another site is refused whatever the method)."""
-    if credentials is not None and get_auth(request).check_token(credentials.credentials):
-        return "admin-token"
-    user = session_user(request)
+    """API auth: a user's bearer token, or the UI's session from its own pages (a session
+    cookie sent from another site is refused whatever the method); then the role check."""
+    if credentials is not None:
+        with store_session(request) as store:
+            user = get_auth(request).token_user(store, credentials.credentials)
+        if user is not None:
+            request.state.user = user
+            return _authorized(request, user, "api")
+    user = current_user(request) if credentials is None else None
     if user:
         if is_cross_site(request):
             raise HTTPException(
@@ -175,12 +197,13 @@ def require_token(
                 detail="cross-site request refused: the session cookie opens the API only "
                 "for this server's own pages; other clients use a bearer token",
             )
-        return user
+        return _authorized(request, user, "ui")
     raise HTTPException(
         status_code=401,
         detail=(
-            "this endpoint needs `Authorization: Bearer <admin token>`: the token was printed "
-            "when `profilesync serve` first started; `profilesync serve --new-token` makes a new one"
+            "this endpoint needs `Authorization: Bearer <API token>`: create one on your Account "
+            "page or with `profilesync token create`; the admin token was printed when "
+            "`profilesync serve` first started (`profilesync serve --new-token` makes a new one)"
         ),
         headers={"WWW-Authenticate": "Bearer"},
     )
@@ -188,16 +211,107 @@ def require_token(
 
 def require_user(request: Request) -> str:
     """Page auth: the login session, else a redirect to ``/login?next=<this page>``."""
-    user = session_user(request)
+    user = current_user(request)
     if user:
         refuse_cross_site(request)
-        return user
+        return _authorized(request, user, "ui")
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     raise LoginRequired(target)
 
 
 def login_url(next_url: str) -> str:
     return f"/login?next={url_quote(next_url, safe='')}"
+
+
+# -- roles ----------------------------------------------------------------------------------
+
+#: route templates (and everything under them) that need more than the viewer's role
+ROLE_ROUTES = (
+    ("/api/members", "admin"),
+    ("/members", "admin"),
+    ("/api/audit", "editor"),
+    ("/audit", "editor"),
+)
+#: state-changing routes a viewer may still use, and why
+VIEWER_MAY = {
+    "/api/query/segmentation": "a query: reads events, changes nothing",
+    "/api/sources/test": "Test mapping of an unsaved source: reads the warehouse only",
+    "/api/sources/{name}/test": "Test mapping of a saved source: reads the warehouse only",
+    "/api/tokens": "your own API tokens, which act with your role",
+    "/api/tokens/{token_id}": "revoking one of your own API tokens",
+    "/account/password": "your own password",
+    "/account/tokens": "your own API tokens, which act with your role",
+    "/account/tokens/{token_id}/revoke": "revoking one of your own API tokens",
+}
+#: pages that exist only to make a change (a form to fill in, a confirmation)
+_CHANGE_PAGE = re.compile(r"/(new|edit|delete)$")
+
+
+def route_template(request: Request) -> str:
+    """The matched route's path template (``/api/sources/{name}``), else the path."""
+    return str(getattr(request.scope.get("route"), "path", request.url.path))
+
+
+def role_needed(method: str, template: str) -> str:
+    """The least role that may call ``method`` on the route ``template``."""
+    for prefix, role in ROLE_ROUTES:
+        if template == prefix or template.startswith(prefix + "/"):
+            return role
+    if method in UNSAFE_METHODS and template not in VIEWER_MAY:
+        return "editor"
+    if method == "GET" and _CHANGE_PAGE.search(template):
+        return "editor"
+    return "viewer"
+
+
+def _authorized(request: Request, user: User, via: str) -> str:
+    """``user``'s name if their role allows this route, else 403; notes the actor."""
+    needed = role_needed(request.method, route_template(request))
+    if not user.at_least(needed):
+        raise HTTPException(status_code=403, detail=_refusal(user, needed))
+    request.state.actor = (user.name, via)
+    return user.name
+
+
+def _refusal(user: User, needed: str) -> str:
+    if needed == "admin":
+        return (
+            f"only an admin manages users; {user.name} is {_a(user.role)}: "
+            "ask an admin to do it or to make you one"
+        )
+    return (
+        f"{user.name} is {_a(user.role)}, who can read everything but change nothing: "
+        "ask an admin for the editor role"
+    )
+
+
+def _a(role: str) -> str:
+    return f"an {role}" if role[0] in "aeiou" else f"a {role}"
+
+
+class ViewerForms(Extension):
+    """Hides every ``<form method="post">`` of a template from a viewer (its buttons would
+    only be refused): the form gets ``hidden`` when ``viewer`` is true. The log-out form and
+    forms marked ``data-any-role`` (your own account) stay. The server refuses a viewer's
+    change whatever the page shows; this keeps pages from offering it."""
+
+    _FORM = re.compile(
+        r'<form(?=[^>]*\bmethod="post")(?![^>]*\bdata-any-role\b)(?![^>]*action="/log(?:out|in)")',
+        re.I,
+    )
+
+    def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
+        return self._FORM.sub("<form{% if viewer %} hidden{% endif %}", source)
+
+
+def _role_context(request: Request) -> dict[str, Any]:
+    """``role`` and ``viewer`` for every page (nothing for a page without a login)."""
+    user = request.state._state.get("user")
+    return {"role": user.role if user else None, "viewer": bool(user and user.role == "viewer")}
+
+
+templates.env.add_extension(ViewerForms)
+templates.context_processors.append(_role_context)
 
 
 def render(
