@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "profilesync.store.protocol",
             "profilesync.store.access",
             "profilesync.store.alerting",
+            "profilesync.store.cohorts",
             "profilesync.store.home",
         ),
     ),

@@ -34,6 +34,7 @@ from sqlglot import exp
 from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResult
 from profilesync.store.access import Access
 from profilesync.store.alerting import Alerting
+from profilesync.store.cohorts import Cohorts
 
 #: the boolean column of a net change that marks a delete (see profilesync.engine.transform)
 DELETED = "_deleted"
@@ -244,7 +245,7 @@ class Query(Reader, Protocol):
         ...
 
 
-class Store(Catalog, Access, Alerting, Profiles, Query, Protocol):
+class Store(Catalog, Access, Alerting, Cohorts, Profiles, Query, Protocol):
     """A profile store: the parts above, its home directory and its capabilities."""
 
     @property
