@@ -209,3 +209,25 @@ class CohortDefinition(BaseModel):
         if not self.where and not self.behaviour:
             raise ValueError("a cohort needs a condition: a profile property or a behaviour")
         return self
+
+
+_BEHAVIOUR = re.compile(
+    r"^(?P<event>[^>\s].*?)\s*(?:>=\s*(?P<times>\d+))?\s*(?:\bin\s+(?P<days>\d+)\s*d)?\s*$"
+)
+
+
+def parse_behaviour(text: str, *, did: bool = True) -> Behaviour:
+    """``"Purchase Completed>=2 in 30d"``, ``"Signup in 7d"``, ``"Churned"`` (once in 30
+    days)."""
+    match = _BEHAVIOUR.match(text.strip())
+    if not match or not match["event"].strip():
+        raise ValueError(
+            f"behaviour {text!r} is not understood: write 'EVENT[>=N] [in Dd]', "
+            "e.g. 'Purchase Completed>=2 in 30d'"
+        )
+    return Behaviour(
+        did=did,
+        event_type=match["event"].strip(),
+        times=int(match["times"] or 1),
+        days=int(match["days"] or 30),
+    )
