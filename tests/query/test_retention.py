@@ -102,7 +102,7 @@ def test_weeks_and_groups(store: Store, world: World) -> None:
     sync(store, world, {"u3": {"Title": "A", "Score": 0.5}})
     moved = ask(store, world, start_event="Signup", return_event="Use",
                 group_by={"kind": "profile", "name": "Title"})  # fmt: skip
-    assert [g["label"] for g in moved["groups"]][0] == "A"
+    assert moved["groups"][0]["label"] == "A"
 
 
 def random_world(seed: int) -> World:
