@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from profilesync.model import Connection, Source
 from profilesync.mapping import from_columns
+from profilesync.model import Connection, Source
 from profilesync.store import open_store
 from tests.conftest import Cli
 from tests.query.conftest import load
