@@ -49,6 +49,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "profilesync.store.access",
             "profilesync.store.alerting",
             "profilesync.store.metrics",
+            "profilesync.store.cohorts",
             "profilesync.store.home",
         ),
     ),

@@ -28,6 +28,7 @@ from sqlglot import exp
 
 from profilesync.errors import ConfigurationError
 from profilesync.events.validate import STANDARD_FIELDS
+from profilesync.query.cohorts import membership
 from profilesync.query.model import Filter, PropertyRef, SegmentationQuery
 from profilesync.query.relations import EVENTS, Catalog, profile_relation, relation
 
@@ -143,13 +144,20 @@ class _Value:
 class _Properties:
     """Properties as expressions; profile properties add the joins the query needs."""
 
-    def __init__(self, catalog: Catalog, bind: Bind, dialect: Dialect) -> None:
+    def __init__(
+        self, catalog: Catalog, bind: Bind, dialect: Dialect, now: datetime | None = None
+    ) -> None:
         self.catalog = catalog
         self.bind = bind
         self.dialect = dialect
+        self.now = now  # what a cohort's "in the last N days" counts back from
         self.joins: dict[str, str] = {}  # source -> alias
 
     def value(self, ref: PropertyRef) -> _Value:
+        if ref.kind == "cohort":
+            raise ConfigurationError(
+                f"{ref.label()} is a filter (member or not): group by a property instead"
+            )
         if ref.kind == "profile":
             prop = self.catalog.property(ref.name)
             alias = self.joins.setdefault(prop.source, f"p{len(self.joins)}")
@@ -174,6 +182,8 @@ class _Properties:
         return exp.cast(value.expr, DOUBLE)
 
     def condition(self, f: Filter) -> exp.Expr:
+        if f.kind == "cohort":
+            return membership(self, f, exp.column("user_id", "e"))
         value = self.value(f)
         expr = value.expr
         if f.op in ("is set", "is not set"):
@@ -236,10 +246,12 @@ def compile_segmentation(
     *,
     project_id: int | None = None,
     dialect: str = "duckdb",
+    now: datetime | None = None,
 ) -> Compiled:
-    """The whole segmentation over ``[start, end)`` as one expression with its values."""
+    """The whole segmentation over ``[start, end)`` as one expression with its values
+    (``now``: when a cohort filter's "in the last N days" ends; default the clock's)."""
     params = Params()
-    base = _base(query, catalog, start, end, project_id, params, DIALECTS[dialect])
+    base = _base(query, catalog, start, end, project_id, params, DIALECTS[dialect], now)
     expression = (
         _uniques(base, query.limit) if query.metric == "uniques" else _additive(base, query)
     )
@@ -254,8 +266,9 @@ def _base(
     project_id: int | None,
     bind: Params,
     dialect: Dialect,
+    now: datetime | None = None,
 ) -> exp.Select:
-    props = _Properties(catalog, bind, dialect)
+    props = _Properties(catalog, bind, dialect, now)
     time = exp.column("time", "e", quoted=True)
     group = props.value(query.group_by).expr if query.group_by else exp.null()
     value = props.number(query.property) if query.property else exp.null()

@@ -9,7 +9,9 @@ time bucket for some event types, filtered and grouped by properties of five kin
 - ``event``: the event's ``event_properties``;
 - ``field``: a standard top-level field of the event (``platform``, ``country``, ...);
 - ``group``: the event's group of a type (``group:company`` is ``groups.company``, the
-  name of the company the event was sent for; a list of names is compared as its JSON text).
+  name of the company the event was sent for; a list of names is compared as its JSON text);
+- ``cohort`` (filters only): the user is (``is``) or is not (``is not``) a member of the
+  saved cohort of that name now (see :mod:`profilesync.query.cohorts`).
 
 These models are the logical plan: the CLI, the REST API and the web UI all build one,
 and :mod:`profilesync.query.compiler` turns it into a sqlglot expression.
@@ -22,13 +24,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-Kind = Literal["profile", "user", "event", "field", "group"]
+Kind = Literal["profile", "user", "event", "field", "group", "cohort"]
 Metric = Literal["totals", "uniques", "sum", "avg"]
 Interval = Literal["hour", "day", "week", "month"]
 Op = Literal[
     "is", "is not", "contains", "does not contain", "<", "<=", ">", ">=", "is set", "is not set"
 ]
-KINDS: tuple[str, ...] = ("profile", "user", "event", "field", "group")
+KINDS: tuple[str, ...] = ("profile", "user", "event", "field", "group", "cohort")
 OPS: tuple[str, ...] = Op.__args__  # type: ignore[attr-defined]
 NONE_LABEL = "(none)"
 OTHER_LABEL = "other"
@@ -40,7 +42,7 @@ class PropertyRef(BaseModel):
     kind: Kind = Field(
         description=(
             "profile (current synced value), user (at event time), event, field, "
-            "group (the event's group name of that type)"
+            "group (the event's group name of that type), cohort (filters: membership)"
         )
     )
     name: str = Field(min_length=1)
@@ -66,6 +68,10 @@ class Filter(PropertyRef):
 
     @model_validator(mode="after")
     def _values_needed(self) -> Filter:
+        if self.kind == "cohort":
+            if self.op not in ("is", "is not"):
+                raise ValueError(f"filter on {self.label()}: a cohort takes 'is' or 'is not'")
+            return self
         if self.op not in ("is set", "is not set") and not self.values:
             raise ValueError(f"filter on {self.label()} with {self.op!r} needs a value")
         return self

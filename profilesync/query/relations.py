@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlglot import exp
 
@@ -64,6 +65,8 @@ class Catalog:
 
     properties: dict[str, ProfileProperty]
     tables: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: saved cohorts by name: their definitions as stored (JSON)
+    cohorts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def property(self, name: str) -> ProfileProperty:
         if name not in self.properties:
@@ -81,7 +84,8 @@ def load_catalog(store: Store) -> Catalog:
         for name, type_name in types.items():
             data_type = _data_type(type_name, store.dialect)
             properties[name] = ProfileProperty(name, source.name, data_type, type_name)
-    return Catalog(properties, tables)
+    cohorts = {c.name: c.definition for c in store.list_cohorts()}
+    return Catalog(properties, tables, cohorts)
 
 
 def _data_type(name: str, dialect: str) -> exp.DataType:

@@ -35,6 +35,7 @@ from sqlglot import exp
 from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResult
 from profilesync.store.access import Access
 from profilesync.store.alerting import Alerting
+from profilesync.store.cohorts import Cohorts
 from profilesync.store.metrics import Metrics
 
 #: the boolean column of a net change that marks a delete (see profilesync.engine.transform)
@@ -250,7 +251,7 @@ class Query(Reader, Protocol):
         ...
 
 
-class Store(Catalog, Access, Alerting, Metrics, Profiles, Query, Protocol):
+class Store(Catalog, Access, Alerting, Cohorts, Metrics, Profiles, Query, Protocol):
     """A profile store: the parts above, its home directory and its capabilities."""
 
     @property

@@ -143,6 +143,8 @@ def test_the_demo_runs_on_chdb_as_on_duckdb(tmp_path: Path, cli: Cli) -> None:
     assert "Purchase Completed" in "\n".join(shown[1])
     assert (tmp_path / "on-chdb__" / "home" / "clickhouse").is_dir()
     profile = json.loads(
-        Cli(tmp_path / "on-chdb__" / "home", tmp_path).ok("profile", "get", "100003", "--json").stdout
+        Cli(tmp_path / "on-chdb__" / "home", tmp_path)
+        .ok("profile", "get", "100003", "--json")
+        .stdout
     )
     assert profile["properties"]["User Model Version"] == "v2"

@@ -16,6 +16,7 @@ from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResul
 from profilesync.secrets import seal, unseal
 from profilesync.store.duckdb.access import AccessTables
 from profilesync.store.duckdb.alerting import AlertTables
+from profilesync.store.duckdb.cohorts import CohortTables
 from profilesync.store.duckdb.metrics import MetricsTables
 from profilesync.store.home import store_error
 from profilesync.store.protocol import REJECTED_SAMPLE
@@ -43,7 +44,7 @@ RUN_COLUMNS = (
 )
 
 
-class CatalogTables(AccessTables, AlertTables, MetricsTables):
+class CatalogTables(AccessTables, AlertTables, CohortTables, MetricsTables):
     """The catalog part of the store protocol."""
 
     # -- settings ----------------------------------------------------------------------

@@ -145,6 +145,12 @@ CREATE TABLE IF NOT EXISTS alert_state (
     subject VARCHAR PRIMARY KEY, state VARCHAR NOT NULL, changed_at TIMESTAMPTZ NOT NULL);
 """
 
+_V6 = """
+CREATE TABLE IF NOT EXISTS cohorts (
+    name VARCHAR PRIMARY KEY, definition JSON NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL);
+"""
+
 
 def _run(sql: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
     def migrate(con: duckdb.DuckDBPyConnection) -> None:
@@ -160,6 +166,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] =
     (3, "runs record the process's peak memory", _run(_V3)),
     (4, "every HTTP V2 event field; user and group property states", _run(_V4)),
     (5, "users, API tokens, audit log, alert channels, deliveries and state", _run(_V5)),
+    (6, "saved cohorts", _run(_V6)),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -1,0 +1,186 @@
+"""What funnels and retention share: the events they read, per user, in one dialect.
+
+Both analyses start from :func:`event_rows`: one row per event that matches any of the
+analysis's events, with ``uid`` (the user, or ``device:<id>``), ``ts`` (microseconds since
+the epoch: exact integer arithmetic on every engine), one boolean flag per step (``f1``,
+``f2``, ...: the event matches that step) and ``grp`` (the group-by value at that event).
+Profile properties and cohorts come through the segmentation compiler's property
+resolution (:class:`profilesync.query.compiler._Properties`), so a filter means the same
+everywhere.
+
+Where DuckDB and ClickHouse differ beyond what sqlglot carries, :class:`Functions` holds
+the two renderings (epoch microseconds, integer division, exact median).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlglot import exp
+
+from profilesync.query.analyses import Step
+from profilesync.query.compiler import DIALECTS, Params, _Properties, fragments
+from profilesync.query.model import Filter, PropertyRef
+from profilesync.query.relations import EVENTS, Catalog, relation
+
+MICROS = 1_000_000
+DAY_US = 86_400 * MICROS
+
+
+def _duckdb_median(value: exp.Expr) -> exp.Expr:
+    return exp.func("median", value, dialect="duckdb")
+
+
+def _clickhouse_median(value: exp.Expr) -> exp.Expr:
+    # ``median`` is approximate in ClickHouse; this one is exact and, like DuckDB's,
+    # the mean of the two middle values for an even count
+    return exp.ParameterizedAgg(
+        this="quantileExactInclusive", expressions=[exp.Literal.number(0.5)], params=[value]
+    )
+
+
+@dataclass(frozen=True)
+class Functions:
+    epoch_us: Callable[[exp.Expr], exp.Expr]
+    int_div: Callable[[exp.Expr, exp.Expr], exp.Expr]
+    median: Callable[[exp.Expr], exp.Expr]
+
+
+FUNCTIONS: dict[str, Functions] = {
+    "duckdb": Functions(
+        epoch_us=lambda t: exp.func("epoch_us", t, dialect="duckdb"),
+        int_div=lambda a, b: exp.IntDiv(this=a, expression=b),
+        median=_duckdb_median,
+    ),
+    "clickhouse": Functions(
+        epoch_us=lambda t: exp.Anonymous(this="toUnixTimestamp64Micro", expressions=[t]),
+        int_div=lambda a, b: exp.Anonymous(this="intDiv", expressions=[a, b]),
+        median=_clickhouse_median,
+    ),
+}
+
+
+@dataclass
+class Context:
+    """One analysis being compiled: names, bound values and the dialect's renderings."""
+
+    catalog: Catalog
+    dialect: str
+    now: datetime | None = None
+    params: Params = field(default_factory=Params)
+
+    def __post_init__(self) -> None:
+        self.props = _Properties(self.catalog, self.params, DIALECTS[self.dialect], self.clock)
+        self.fn = FUNCTIONS[self.dialect]
+
+    @property
+    def clock(self) -> datetime:
+        return self.now or datetime.now(UTC).replace(tzinfo=None)
+
+    def bind(self, value: Any) -> exp.Expr:
+        return self.params(value)
+
+
+def col(name: str, table: str | None = None) -> exp.Column:
+    return exp.column(name, table)
+
+
+def event_rows(
+    ctx: Context,
+    steps: Sequence[Step],
+    where: Sequence[Filter],
+    group_by: PropertyRef | None,
+    lower: datetime,
+    upper: datetime | None,
+    project_id: int | None,
+) -> exp.Select:
+    """Events matching any step in ``[lower, upper)``, flagged per step (see module doc)."""
+    props = ctx.props
+    time = exp.column("time", "e", quoted=True)
+    flags = [_matches(ctx, step) for step in steps]
+    uid = exp.func(
+        "coalesce",
+        col("user_id", "e"),
+        exp.DPipe(this=exp.Literal.string("device:"), expression=col("device_id", "e")),
+    )
+    group = props.value(group_by).expr if group_by else exp.null()
+    conditions: list[exp.Expr] = [exp.or_(*(f.copy() for f in flags)), time >= ctx.bind(lower)]
+    if upper is not None:
+        conditions.append(time.copy() < ctx.bind(upper))
+    if project_id is not None:
+        conditions.append(col("project_id", "e").eq(ctx.bind(project_id)))
+    conditions += [props.condition(f) for f in where]
+    select = exp.select(
+        uid.as_("uid"),
+        ctx.fn.epoch_us(time.copy()).as_("ts"),
+        *(flag.as_(f"f{i}") for i, flag in enumerate(flags, 1)),
+        group.as_("grp"),
+    ).from_(relation(EVENTS, "e"))
+    return props.join(select).where(exp.and_(*conditions), copy=False)
+
+
+def _matches(ctx: Context, step: Step) -> exp.Expr:
+    condition = col("event_type", "e").eq(ctx.bind(step.event_type))
+    if not step.filters:
+        return condition
+    return exp.paren(exp.and_(condition, *(ctx.props.condition(f) for f in step.filters)))
+
+
+def after(e: str, ts: exp.Expr, previous_flag: str) -> exp.Expr:
+    """Event ``e`` is after the moment ``ts`` of a match of ``previous_flag``: later, or
+    at the same moment and not itself a match of that step."""
+    return exp.paren(exp.or_(col("ts", e) > ts, exp.not_(col(previous_flag, e))))
+
+
+def first_value(users: str, events: str, flag: str) -> exp.Select:
+    """The group value of each user's first event: the smallest among the matches of
+    ``flag`` at the user's first moment ``t1`` (one row per user of ``users``)."""
+    on = exp.and_(col("uid", "e").eq(col("uid", "s")), col("ts", "e").eq(col("t1", "s")))
+    return (
+        exp.select(col("uid", "s").as_("uid"), *fragments("min(e.grp) AS grp"))
+        .from_(exp.table_(users, alias="s"), copy=False)
+        .join(exp.table_(events, alias="e"), on=on, copy=False)
+        .where(col(flag, "e"), copy=False)
+        .group_by(col("uid", "s"), copy=False)
+    )
+
+
+def ranked_groups(users: str) -> exp.Select:
+    """Groups of ``users`` (a relation with ``grp``) ranked by their users, most first."""
+    return (
+        exp.select(
+            col("grp"),
+            *fragments("row_number() OVER (ORDER BY count(*) DESC, grp NULLS LAST) AS r"),
+        )
+        .from_(exp.table_(users), copy=False)
+        .group_by(col("grp"), copy=False)
+    )
+
+
+def by_group(
+    aggregates: Sequence[exp.Expr], users: str, limit: int, keys: Sequence[exp.Expr] = ()
+) -> exp.Select:
+    """``aggregates`` over ``users`` (AS ``u``) per group: the top ``limit`` groups of
+    ``ranked`` by name, the rest together (``named`` false); columns ``grp``, ``named``,
+    ``r``, then ``keys``, then the aggregates."""
+    named = col("r", "r") <= exp.Literal.number(limit)
+    grp = exp.Case(ifs=[exp.If(this=named.copy(), true=col("grp", "u"))])
+    return (
+        exp.select(grp.as_("grp"), named.as_("named"), *fragments("min(r.r) AS r"), *keys, *aggregates)
+        .from_(exp.table_(users, alias="u"), copy=False)
+        .join(exp.table_("ranked", alias="r"), on=fragments("u.grp IS NOT DISTINCT FROM r.grp")[0], copy=False)
+        .group_by(grp.copy(), named.copy(), *(k.copy() for k in keys), copy=False)
+    )  # fmt: skip
+
+
+def overall(
+    aggregates: Sequence[exp.Expr], users: str, keys: Sequence[exp.Expr] = ()
+) -> exp.Select:
+    """``aggregates`` over every user of ``users`` (AS ``u``), marked ``r`` = 0."""
+    select = exp.select(
+        *fragments("NULL AS grp", "1 = 1 AS named", "0 AS r"), *keys, *aggregates
+    ).from_(exp.table_(users, alias="u"), copy=False)
+    return select.group_by(*(k.copy() for k in keys), copy=False) if keys else select

@@ -1,0 +1,217 @@
+"""Retention compiled into one sqlglot expression, run, and shaped into cohorts by start.
+
+The plan (see :class:`~profilesync.query.analyses.RetentionQuery` for the definitions):
+
+- ``ev``: start and return events, flagged ``f1`` (start) and ``f2`` (return);
+- ``c1``: each user's first start event in the range (``t1``); ``u`` adds the group value
+  at that event and ``b``, the number of its UTC day (or Monday-based week) since the epoch;
+- ``back``: every return after the start as its offset ``k`` (its own interval's number
+  minus ``b``); ``on`` keeps each user's distinct offsets up to N, ``on_or_after`` each
+  user's latest offset (capped at N): a user counts for every k up to it;
+- rows per group and cohort: users (``k`` = -1) and users per offset.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlglot import exp
+
+from profilesync.model import json_value
+from profilesync.query.analyses import RetentionQuery
+from profilesync.query.flow import (
+    DAY_US,
+    MICROS,
+    Context,
+    after,
+    by_group,
+    col,
+    event_rows,
+    first_value,
+    overall,
+    ranked_groups,
+)
+from profilesync.query.model import NONE_LABEL, OTHER_LABEL
+from profilesync.query.relations import Catalog, Store, load_catalog, physical
+from profilesync.query.runner import project_id_of
+from profilesync.query.timerange import time_range
+
+EPOCH = datetime(1970, 1, 1)
+_DAYS = {"day": 1, "week": 7}
+
+
+def bucket_number(at: datetime, interval: str) -> int:
+    """The UTC day (or Monday-based week) of ``at``, counted from 1970-01-01."""
+    day = (at - EPOCH).days
+    return day if interval == "day" else (day + 3) // 7  # 1970-01-01 was a Thursday
+
+
+def bucket_start(number: int, interval: str) -> date:
+    days = number if interval == "day" else number * 7 - 3
+    return (EPOCH + timedelta(days=days)).date()
+
+
+def compile_retention(
+    query: RetentionQuery,
+    catalog: Catalog,
+    start: datetime,
+    end: datetime,
+    *,
+    project_id: int | None = None,
+    dialect: str = "duckdb",
+    now: datetime | None = None,
+) -> tuple[exp.Select, list[Any]]:
+    """Retention of users starting in ``[start, end)``: the expression and its values.
+
+    Rows: ``grp``, ``named``, ``r`` (0 overall), ``b`` (cohort), ``k`` (-1: the cohort's
+    users, else the offset), ``n`` (users)."""
+    ctx = Context(catalog, dialect, now)
+    n = query.buckets
+    upper = end + timedelta(days=_DAYS[query.interval] * (n + 2)) if query.mode == "on" else None
+    steps = [query.start_event, query.return_event]
+    ev = event_rows(ctx, steps, query.where, query.group_by, start, upper, project_id)
+    end_us = ctx.bind(int((end - EPOCH).total_seconds()) * MICROS)
+    c1 = (
+        exp.select(col("uid"), exp.func("min", col("ts")).as_("t1"))
+        .from_(exp.table_("ev"), copy=False)
+        .where(exp.and_(col("f1"), col("ts") < end_us), copy=False)
+        .group_by(col("uid"), copy=False)
+    )
+    grouped = query.group_by is not None
+    users = exp.select(
+        col("uid", "c1").as_("uid"),
+        (col("grp", "g") if grouped else exp.null()).as_("grp"),
+        col("t1", "c1").as_("t1"),
+        _number(ctx, col("t1", "c1"), query.interval).as_("b"),
+    ).from_(exp.table_("c1"), copy=False)
+    if grouped:
+        users = users.join(
+            exp.table_("g"), on=col("uid", "g").eq(col("uid", "c1")), join_type="left", copy=False
+        )
+    ctes: list[tuple[str, exp.Query]] = [("ev", ev), ("c1", c1)]
+    if grouped:
+        ctes.append(("g", first_value("c1", "ev", "f1")))
+    ctes += [("u", users), ("back", _returns(ctx, query)), ("counted", _counted(query, n))]
+    keys = [col("b", "u"), col("k", "u")]
+    aggregates = [exp.func("count", exp.Star()).as_("n")]
+    select: exp.Select = overall(aggregates, "counted", keys)
+    if grouped:
+        ctes.append(("ranked", ranked_groups("u")))
+        grouped_rows = by_group([a.copy() for a in aggregates], "counted", query.limit, keys)
+        select = exp.union(select, grouped_rows, distinct=False)  # type: ignore[assignment]
+    for name, cte in ctes:
+        select = select.with_(name, as_=cte, copy=False)
+    return select, ctx.params.values
+
+
+def _number(ctx: Context, ts: exp.Expr, interval: str) -> exp.Expr:
+    day = ctx.fn.int_div(ts, exp.Literal.number(DAY_US))
+    if interval == "day":
+        return day
+    return ctx.fn.int_div(exp.paren(day + exp.Literal.number(3)), exp.Literal.number(7))
+
+
+def _returns(ctx: Context, query: RetentionQuery) -> exp.Select:
+    """Each return after a user's start, as its offset from the start's interval."""
+    offset = _number(ctx, col("ts", "e"), query.interval) - col("b", "s")
+    return (
+        exp.select(col("uid", "s").as_("uid"), offset.as_("k"))
+        .from_(exp.table_("u", alias="s"), copy=False)
+        .join(exp.table_("ev", alias="e"), on=col("uid", "e").eq(col("uid", "s")), copy=False)
+        .where(
+            exp.and_(col("f2", "e"), col("ts", "e") >= col("t1", "s"), after("e", col("t1", "s"), "f1")),
+            copy=False,
+        )
+    )  # fmt: skip
+
+
+def _counted(query: RetentionQuery, n: int) -> exp.Query:
+    """One row per user and cohort (``k`` = -1) and per user and offset they count for."""
+    top = exp.Literal.number(n)
+    if query.mode == "on":
+        offsets = (
+            exp.select(col("uid"), col("k"))
+            .distinct()
+            .from_(exp.table_("back"), copy=False)
+            .where(col("k") <= top, copy=False)
+        )
+    else:
+        latest = exp.Least(this=exp.func("max", col("k")), expressions=[top])
+        offsets = (
+            exp.select(col("uid"), latest.as_("k"))
+            .from_(exp.table_("back"), copy=False)
+            .group_by(col("uid"), copy=False)
+        )
+    returned = (
+        exp.select(col("grp", "u").as_("grp"), col("b", "u").as_("b"), col("k", "o").as_("k"))
+        .from_(exp.table_("u"), copy=False)
+        .join(offsets.subquery("o"), on=col("uid", "o").eq(col("uid", "u")), copy=False)
+    )
+    cohort = exp.select(col("grp"), col("b"), exp.Literal.number(-1).as_("k")).from_("u")
+    return exp.union(cohort, returned, distinct=False)
+
+
+# -- the answer -------------------------------------------------------------------------
+
+
+def shape(
+    query: RetentionQuery, start: datetime, end: datetime, rows: list[tuple[Any, ...]]
+) -> dict[str, Any]:
+    """The JSON answer: a row per cohort (its start, users, returned and rates)."""
+    first = bucket_number(start, query.interval)
+    last = bucket_number(end - timedelta(microseconds=1), query.interval)
+    tables: dict[tuple[Any, bool, int], dict[int, dict[int, int]]] = {}
+    for grp, named, rank, b, k, n in rows:
+        key = (json_value(grp) if named else None, bool(named), int(rank))
+        tables.setdefault(key, {}).setdefault(int(b), {})[int(k)] = int(n)
+
+    def cohorts(counts: dict[int, dict[int, int]]) -> list[dict[str, Any]]:
+        return [_cohort(query, b, counts.get(b, {})) for b in range(first, last + 1)]
+
+    total = next((v for key, v in tables.items() if key[2] == 0), {})
+    answer: dict[str, Any] = {
+        "query": query.model_dump(mode="json"),
+        "interval": query.interval,
+        "mode": query.mode,
+        "start": json_value(start),
+        "end": json_value(end),
+        "cohorts": cohorts(total),
+    }
+    if query.group_by:
+        groups = sorted((k for k in tables if k[2] != 0), key=lambda k: (not k[1], k[2]))
+        answer["groups"] = [
+            {
+                "label": OTHER_LABEL if not named else NONE_LABEL if grp is None else str(grp),
+                "group": grp,
+                "other": not named,
+                "cohorts": cohorts(tables[(grp, named, rank)]),
+            }
+            for grp, named, rank in groups
+        ]
+    return answer
+
+
+def _cohort(query: RetentionQuery, b: int, counts: dict[int, int]) -> dict[str, Any]:
+    users = counts.get(-1, 0)
+    per = [counts.get(k, 0) for k in range(query.buckets + 1)]
+    if query.mode == "on_or_after":  # a user's latest offset counts for every k up to it
+        per = [sum(per[k:]) for k in range(len(per))]
+    return {
+        "start": bucket_start(b, query.interval).isoformat(),
+        "users": users,
+        "returned": per,
+        "rates": [n / users if users else None for n in per],
+    }
+
+
+def retention(store: Store, query: RetentionQuery, now: datetime | None = None) -> dict[str, Any]:
+    """Resolve names, compile for the store's dialect, run and shape."""
+    catalog = load_catalog(store)
+    start, end = time_range(query.start, query.end, "day", now)
+    project_id = project_id_of(store, query.project) if query.project else None
+    expression, params = compile_retention(
+        query, catalog, start, end, project_id=project_id, dialect=store.dialect, now=now
+    )
+    rows = store.read(physical(expression, catalog.tables), params)
+    return shape(query, start, end, rows)
