@@ -292,16 +292,19 @@ def _a(role: str) -> str:
 class ViewerForms(Extension):
     """Hides every ``<form method="post">`` of a template from a viewer (its buttons would
     only be refused): the form gets ``hidden`` when ``viewer`` is true. The log-out form and
-    forms marked ``data-any-role`` (your own account) stay. The server refuses a viewer's
-    change whatever the page shows; this keeps pages from offering it."""
+    forms marked ``data-any-role`` (your own account) stay. Links to a page that exists only
+    to make a change (``.../new``, ``.../edit``, ``.../delete``) are hidden the same way. The
+    server refuses a viewer's change whatever the page shows; this keeps pages from offering it."""
 
     _FORM = re.compile(
         r'<form(?=[^>]*\bmethod="post")(?![^>]*\bdata-any-role\b)(?![^>]*action="/log(?:out|in)")',
         re.I,
     )
+    _CHANGE_LINK = re.compile(r'<a(?=[^>]*\bhref="[^"]*/(?:new|edit|delete)[?"])', re.I)
 
     def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
-        return self._FORM.sub("<form{% if viewer %} hidden{% endif %}", source)
+        source = self._FORM.sub("<form{% if viewer %} hidden{% endif %}", source)
+        return self._CHANGE_LINK.sub("<a{% if viewer %} hidden{% endif %}", source)
 
 
 def _role_context(request: Request) -> dict[str, Any]:

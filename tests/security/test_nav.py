@@ -59,6 +59,8 @@ def test_the_top_bar_names_the_user_and_role_and_links_what_the_role_may_open(
     assert name_link and name_link.groups() == ("/account", f"kim-{role}")
     shown = {label: href for label, href in links.items() if label in PEOPLE}
     assert shown == {label: PEOPLE[label] for label in SEES[role]}
+    # adding a source is a change: a viewer is not offered the page that would refuse them
+    assert ("Add source" in links) == (role != "viewer"), links
     for label, href in PEOPLE.items():
         # every link shown opens; every link hidden would have been refused
         status = member.ui.get(href).status_code
