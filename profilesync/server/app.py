@@ -48,6 +48,7 @@ from profilesync.errors import (
     WarehouseUnavailableError,
 )
 from profilesync.server import api, deps, events, pages, wizard
+from profilesync.server import connections as connection_pages
 from profilesync.server.auth import ADMIN_USER, SESSION_COOKIE, SESSION_SECONDS, Auth
 from profilesync.server.deps import (
     LoginRequired,
@@ -195,6 +196,7 @@ def create_app(
     _errors(app)
     _routes(app)
     app.include_router(api.router)
+    app.include_router(connection_pages.router)
     app.include_router(events.router)
     app.include_router(wizard.router)  # before pages: /sources/new is not a source's page
     app.include_router(pages.router)
