@@ -214,6 +214,7 @@ def _blame(message: str, info: dict[str, Any], name: str) -> str:
 
 
 def _table(store: Store, draft: Draft, form: FormData, action: str) -> str:
+    draft.strategy = ""  # chosen again for this table: diff when its change feed is off
     warehouse = open_connection(store, draft.connection)
     try:
         if draft.mode == "query":

@@ -202,7 +202,8 @@ def test_table_hints_and_diff_preselected_without_a_change_data_feed(
         "prod.users": "change data feed on",
     }
     for table, chosen in (("prod.plain", "diff"), ("prod.users", "cdc")):
-        mapping = post(ui, form(tables, "table"), mode="table", table=table)
+        # as after going back from a draft that chose diff: the new table's choice is made again
+        mapping = post(ui, form(tables, "table"), mode="table", table=table, strategy="diff")
         data = post(ui, form(mapping, "mapping"), user_id="uid")
         assert re.search(rf'<option value="{chosen}" selected', data.text), table
         if chosen == "diff":
