@@ -214,10 +214,7 @@ def test_refusals_name_the_cause_and_the_fix(lake: Warehouse, cli: Cli) -> None:
     refused = cli(*add)
     assert refused.returncode == 1
     assert refused.stderr.startswith("error: Test mapping failed, the source was not saved")
-    assert (
-        "ALTER TABLE prod.plain SET TBLPROPERTIES (delta.enableChangeDataFeed = true)"
-        in refused.stderr
-    )
+    assert "/prod/plain` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)" in refused.stderr
     assert "Traceback" not in refused.stderr
     cli.ok(*add, "--no-check")
     tested = cli("source", "test", "plain", "--json")

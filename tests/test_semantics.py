@@ -427,7 +427,8 @@ def test_cdf_not_enabled_is_refused_with_the_fix(warehouse: Warehouse, store: Du
     assert cdf["level"] == "fail"
     assert "delta.enableChangeDataFeed" in cdf["message"]
     assert cdf["fix_sql"] == (
-        "ALTER TABLE prod.users SET TBLPROPERTIES (delta.enableChangeDataFeed = true)"
+        f"ALTER TABLE delta.`{warehouse.root.resolve() / 'prod' / 'users'}` "
+        "SET TBLPROPERTIES (delta.enableChangeDataFeed = true)"
     )
     # every sync checks too: a CDC source's first sync is refused before anything is read
     with pytest.raises(ChangeTrackingError, match=r"delta\.enableChangeDataFeed is not enabled"):

@@ -1,18 +1,57 @@
-"""Connection use cases: add (after listing the warehouse's tables), list, test, change, delete.
+"""Connection use cases: add and edit (saved only once the warehouse answers), test, list,
+delete.
 
-A connection's settings are shown through :func:`public_doc` only: secrets are left out
-(which ones are set is said by :func:`connection_doc`), passwords inside DSNs redacted.
+A connection is tried before it is saved: the warehouse is opened and its tables listed;
+when that fails, or finds no table, nothing is written and the error says what failed in
+one line, ending with how the caller's surface saves it anyway (a warehouse that is down
+on purpose). A connection's settings are shown through :func:`public_doc` only: secrets
+are left out (which ones are set is said by :func:`connection_doc`), passwords inside
+DSNs redacted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from profilesync.app._warehouses import describe_kind, describe_kinds, opened, validate_config
 from profilesync.app.home import Store
 from profilesync.errors import ConfigurationError, ProfilesyncError
 from profilesync.model import Connection, Source, check_name
-from profilesync.secrets import public_config, secret_fields
+from profilesync.secrets import HIDDEN, embeds_secret, public_config, secret_fields
+
+#: how each surface says "save it without trying" (the end of a refusal's message)
+CLI_ANYWAY = "rerun with --save-anyway to save it as it is"
+API_ANYWAY = 'send "save_anyway": true to save it as it is'
+UI_ANYWAY = "press Save anyway to keep it as it is"
+#: what a kind's warehouse with no table is told, beyond "no tables"
+_EMPTY = {
+    "delta": "{path} holds no Delta table (no directory under it has a _delta_log): "
+    "point the connection at the directory above your tables",
+    "duckdb": "{path} holds no table: point the connection at the database file with your tables",
+}
+#: the table list's note on a table's change tracking, where the warehouse tells it cheaply
+FEED_ON = "change data feed on"
+FEED_OFF = "change data feed off: snapshot diff only"
+_HINTS_UP_TO = 200
+_EMPTY_ANY = (
+    "the warehouse answered but shows no table this connection can read: create one, or "
+    "check the database and the role"
+)
+
+
+@dataclass(frozen=True)
+class ConnectionTest:
+    """What testing a connection found: whether it works, in one line, and its tables."""
+
+    ok: bool
+    message: str
+    tables: list[str] = field(default_factory=list)
+    code: str = "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def public_doc(connection: Connection) -> dict[str, Any]:
@@ -49,49 +88,144 @@ def add_connection(
     kind: str,
     config: dict[str, Any],
     *,
+    save_anyway: bool = False,
     no_check: bool = False,
-    no_check_hint: str = "add --no-check",
+    anyway_hint: str = CLI_ANYWAY,
 ) -> tuple[Connection, list[str] | None]:
-    """Save a connection; unless ``no_check``, only once its tables could be listed.
+    """Save a connection once its tables could be listed; ``save_anyway`` saves it untried.
 
     ``config`` is taken as given (a form's blanks are dropped by :func:`clean_config` first).
-    Returns the saved connection and the tables it can read (None when not checked).
-    ``no_check_hint`` is how the caller's surface says "save it without trying".
+    Returns the saved connection and the tables it can read (None when not tried).
+    ``anyway_hint`` is how the caller's surface says "save it without trying";
+    ``no_check`` is the old name of ``save_anyway``.
     """
+    connection = new_connection(store, name, kind, config)
+    tables = None if save_anyway or no_check else reachable_tables(connection, anyway_hint)
+    store.add_connection(connection)
+    return store.get_connection(connection.name), tables
+
+
+def new_connection(store: Store, name: str, kind: str, config: dict[str, Any]) -> Connection:
+    """A connection checked as far as it can be without its warehouse (a free name, valid
+    settings), not saved: what a form can blame on one of its fields."""
     name = check_name(name, "connection")
     connection = Connection(name, kind, validate_config(kind, config))
     if store.has_connection(name):
         raise ConfigurationError(f"connection {name!r} exists already: pick another name")
-    tables = None if no_check else _reachable_tables(connection, no_check_hint)
-    store.add_connection(connection)
-    return store.get_connection(name), tables
+    return connection
 
 
-def _reachable_tables(connection: Connection, no_check_hint: str) -> list[str]:
-    """The tables ``connection`` can read, or why it cannot be saved (nothing is written)."""
+def edit_connection(
+    store: Store,
+    name: str,
+    changes: dict[str, Any],
+    *,
+    unset: Iterable[str] = (),
+    replace: bool = False,
+    save_anyway: bool = False,
+    anyway_hint: str = CLI_ANYWAY,
+) -> tuple[Connection, list[str] | None]:
+    """Change a connection's settings, tried like a new one before anything is saved.
+
+    ``changes`` are merged into the stored settings (``replace``: they are all of them, as
+    a form posts them); a blank value removes a setting, except a secret's, which keeps
+    its stored value. ``unset`` removes settings, secrets too. Returns the saved connection
+    and its tables (None when ``save_anyway`` saved it untried).
+    """
+    old = store.get_connection(name)
+    config = _edited(old, changes, [k.strip().replace("-", "_") for k in unset], replace)
+    connection = Connection(old.name, old.kind, validate_config(old.kind, config))
+    tables = None if save_anyway else reachable_tables(connection, anyway_hint, verb="changed")
+    store.update_connection(connection)
+    return store.get_connection(old.name), tables
+
+
+def _edited(
+    old: Connection, changes: dict[str, Any], unset: list[str], replace: bool
+) -> dict[str, Any]:
+    """The settings after ``changes``: blank secrets and redacted values sent back unchanged
+    keep what is stored."""
+    changes = {k.strip().replace("-", "_"): v for k, v in changes.items() if k.strip()}
+    secrets = set(secret_fields(old.kind, {**old.config, **changes}))
+    shown = public_config(old.kind, old.config)
+    kept = old.config if not replace else {k: v for k, v in old.config.items() if k in secrets}
+    config = dict(kept)
+    for key, value in changes.items():
+        blank = value is None or (isinstance(value, str) and not value.strip())
+        if key in secrets:
+            if not blank:
+                config[key] = value
+        elif blank:
+            config.pop(key, None)
+        elif key in old.config and value == shown.get(key):
+            config[key] = old.config[key]  # a redacted DSN sent back as shown keeps its password
+        elif isinstance(value, str) and HIDDEN in value and embeds_secret(old.config.get(key)):
+            raise ConfigurationError(
+                f"{key} still holds {HIDDEN} where its password was: type the password "
+                "again (it is never shown), or leave the setting as it was"
+            )
+        else:
+            config[key] = value
+    for key in unset:
+        config.pop(key, None)
+    return config
+
+
+def update_connection(store: Store, name: str, config: dict[str, Any]) -> Connection:
+    """Replace the settings without trying them; a secret left out (or blank) keeps its value."""
+    return edit_connection(store, name, config, replace=True, save_anyway=True)[0]
+
+
+def reachable_tables(connection: Connection, anyway_hint: str, verb: str = "saved") -> list[str]:
+    """The tables ``connection`` can read, or one line on why it is not ``verb``."""
     try:
-        with opened(connection) as warehouse:
-            return warehouse.list_tables()
+        return probe(connection)
     except ProfilesyncError as exc:
-        raise ProfilesyncError(
-            f"{exc} — the connection was not saved; fix the settings, or {no_check_hint} to "
-            "save it without trying"
-        ) from exc
+        # same class (and so API status and code) as the warehouse's error, one line
+        refusal = f"the connection was not {verb}; fix the settings, or {anyway_hint}"
+        exc.args = (f"{_one_line(exc)} — {refusal}",)
+        raise
+
+
+def probe(connection: Connection) -> list[str]:
+    """Open the warehouse and list its tables: the warehouse's error when it cannot, a
+    :class:`ConfigurationError` when it finds none."""
+    with opened(connection) as warehouse:
+        found = warehouse.list_tables()
+        unreadable: dict[str, str] = getattr(warehouse, "unreadable_tables", dict)()
+    if found:
+        return found
+    template = _EMPTY.get(connection.kind, _EMPTY_ANY)
+    message = template.format(**connection.config)
+    if unreadable:
+        place, why = next(iter(unreadable.items()))
+        message += f" ({len(unreadable)} place(s) could not be read, e.g. {place}: {why})"
+    raise ConfigurationError(message)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def connection_test(store: Store, name: str) -> ConnectionTest:
+    """Try a saved connection: open the warehouse and list its tables."""
+    return try_connection(store.get_connection(name))
+
+
+def try_connection(connection: Connection) -> ConnectionTest:
+    """:func:`probe` as a result: never raises for what the warehouse answers (the result
+    says it), and needs no store (a caller may release the store while the warehouse answers)."""
+    try:
+        found = probe(connection)
+    except ProfilesyncError as exc:
+        return ConnectionTest(False, _one_line(exc), [], exc.code)
+    shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    count = f"{len(found)} table{'' if len(found) == 1 else 's'}"
+    return ConnectionTest(True, f"connected: {count} ({shown})", found)
 
 
 def list_connections(store: Store) -> list[Connection]:
     return store.list_connections()
-
-
-def update_connection(store: Store, name: str, config: dict[str, Any]) -> Connection:
-    """Change settings; a secret left out (or blank) keeps its stored value."""
-    old = store.get_connection(name)
-    new = clean_config(config)
-    for key in secret_fields(old.kind, old.config):
-        if key not in new and key in old.config:
-            new[key] = old.config[key]
-    store.update_connection(Connection(name, old.kind, validate_config(old.kind, new)))
-    return store.get_connection(name)
 
 
 def delete_connection(store: Store, name: str) -> None:
@@ -106,6 +240,17 @@ def tables(store: Store, name: str) -> tuple[list[str], dict[str, str]]:
         # places the listing could not look into are said, not silently left out
         unreadable: dict[str, str] = getattr(warehouse, "unreadable_tables", dict)()
     return found, unreadable
+
+
+def table_hints(store: Store, name: str, names: list[str]) -> dict[str, str]:
+    """A short note per table on its change tracking, where the warehouse can tell cheaply
+    (Delta: the table's properties); empty for kinds that cannot."""
+    if len(names) > _HINTS_UP_TO:
+        return {}  # each hint reads a table's metadata: a long list is shown without them
+    with opened(store.get_connection(name)) as warehouse:
+        states = getattr(warehouse, "change_feed_states", None)
+        found: dict[str, bool | None] = states(names) if states else {}
+    return {table: FEED_ON if on else FEED_OFF for table, on in found.items() if on is not None}
 
 
 def test_connection(store: Store, name: str) -> list[str]:

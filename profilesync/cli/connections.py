@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from profilesync.app import connections, settings
 from profilesync.cli._shared import JsonOpt, err, out, print_json, state, store, table
-from profilesync.errors import ConfigurationError
+from profilesync.errors import ConfigurationError, ProfilesyncError
+
+#: ``connection edit --secret KEY`` reads ``PROFILESYNC_SECRET_<KEY>`` before asking
+SECRET_ENV = "PROFILESYNC_SECRET_"
 
 connection_app = typer.Typer(
     help="Warehouse connections (reusable by many sources).", no_args_is_help=True
@@ -46,10 +53,13 @@ def connection_add(
             help="Other settings as KEY=VALUE (repeatable); `connection kinds` lists each kind's.",
         ),
     ] = None,
-    no_check: Annotated[
+    save_anyway: Annotated[
         bool,
         typer.Option(
-            "--no-check", help="Save without listing the warehouse's tables (it may be down now)."
+            "--save-anyway",
+            "--no-check",
+            help="Save without trying the warehouse (it is down on purpose). "
+            "--no-check is its old name.",
         ),
     ] = False,
     json_out: JsonOpt = False,
@@ -57,24 +67,104 @@ def connection_add(
     """Add a warehouse connection; it is saved only once its tables could be listed."""
     given = dict(zip(_OWN_FLAGS, (path, dsn, catalog, data_path), strict=True))
     config: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    for item in option or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigurationError(f"--option {item!r} must be KEY=VALUE")
-        config[key.strip().replace("-", "_")] = value
-    with store() as opened:
+    config.update(_pairs(option, "--option"))
+    with said(), store() as opened:
         connection, tables = connections.add_connection(
-            opened, name, kind, config, no_check=no_check, no_check_hint="add --no-check"
+            opened, name, kind, config, save_anyway=save_anyway
         )
-    name = connection.name
-    if json_out:
+    _print_saved(connection.name, kind, "added", tables, json_out)
+
+
+def _print_saved(name: str, kind: str, verb: str, tables: list[str] | None, as_json: bool) -> None:
+    if as_json:
         print_json({"name": name, "kind": kind, "tables": tables})
     elif tables is None:
-        out.print(f"connection [bold]{name}[/] ({kind}) added without checking the warehouse")
+        out.print(f"connection [bold]{name}[/] ({kind}) {verb} without trying the warehouse")
     else:
-        out.print(
-            f"connection [bold]{name}[/] ({kind}) added; tables: {', '.join(tables) or 'none yet'}"
+        listed = escape(", ".join(tables))
+        out.print(f"connection [bold]{name}[/] ({kind}) {verb}; tables: {listed}")
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` options as settings (``data-path`` written ``data_path``)."""
+    pairs: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(f"{flag} {item!r} must be KEY=VALUE")
+        pairs[key.strip().replace("-", "_")] = value
+    return pairs
+
+
+@contextmanager
+def said() -> Iterator[None]:
+    """A refusal printed as its words: a pip line's ``profilesync[snowflake]`` is not markup."""
+    try:
+        yield
+    except ProfilesyncError as exc:
+        if state["debug"]:
+            raise
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@connection_app.command("edit")
+def connection_edit(
+    name: str,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="A setting as KEY=VALUE (repeatable); KEY= removes it."),
+    ] = None,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret",
+            help=f"A secret setting to change (repeatable): read from {SECRET_ENV}<KEY> "
+            "when set, else asked for without echo.",
+        ),
+    ] = None,
+    unset: Annotated[
+        list[str] | None, typer.Option("--unset", help="A setting (or secret) to remove.")
+    ] = None,
+    save_anyway: Annotated[
+        bool, typer.Option("--save-anyway", help="Save without trying the warehouse.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Change a connection's settings or secrets; saved only once the warehouse answers."""
+    changes: dict[str, Any] = _pairs(set_, "--set")
+    for key in secret or []:
+        changes[key.strip().replace("-", "_")] = _secret_value(name, key)
+    with said(), store() as opened:
+        connection, tables = connections.edit_connection(
+            opened, name, changes, unset=unset or [], save_anyway=save_anyway
         )
+    _print_saved(connection.name, connection.kind, "changed", tables, json_out)
+
+
+def _secret_value(connection: str, key: str) -> str:
+    env = SECRET_ENV + key.strip().replace("-", "_").upper()
+    if os.environ.get(env):
+        return os.environ[env]
+    value = str(typer.prompt(f"{key} of connection {connection}", hide_input=True, default=""))
+    if not value.strip():
+        raise ConfigurationError(f"no value given for {key}: type it, or set {env}")
+    return value
+
+
+@connection_app.command("test")
+def connection_test(name: str, json_out: JsonOpt = False) -> None:
+    """Try a saved connection: open the warehouse and list its tables (exit 1 when it fails)."""
+    with said(), store() as opened:
+        result = connections.connection_test(opened, name)
+    if json_out:
+        print_json(result.to_json())
+    elif result.ok:
+        out.print(f"connection [bold]{name}[/]: {escape(result.message)}")
+    else:
+        err.print(f"[red]error:[/] {escape(result.message)}", highlight=False, soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 @connection_app.command("kinds")

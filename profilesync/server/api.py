@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from profilesync.app import sources
+from profilesync.app import connections, sources
 from profilesync.errors import ConfigurationError
 from profilesync.model import parse_frequency
 from profilesync.server import views
@@ -30,11 +30,23 @@ class ConnectionIn(BaseModel):
         examples=[{"path": "/data/lake"}],
         description="Settings of the kind; secrets (passwords, tokens, keys) are write-only.",
     )
+    save_anyway: bool = Field(
+        False, description="Save without trying the warehouse (it is down on purpose)."
+    )
 
 
 class ConnectionPatch(BaseModel):
     config: dict[str, Any] = Field(
-        description="New settings; a secret left out keeps its stored value."
+        default_factory=dict,
+        examples=[{"schema": "gold", "access_token": "dapi..."}],
+        description="Settings to change, merged into the stored ones; a blank or null value "
+        "removes a setting, except a secret's, which keeps its stored value.",
+    )
+    unset: list[str] = Field(
+        default_factory=list, description="Settings (secrets too) to remove.", examples=[[]]
+    )
+    save_anyway: bool = Field(
+        False, description="Save without trying the warehouse (it is down on purpose)."
     )
 
 
@@ -133,11 +145,26 @@ def list_connections(request: Request) -> list[dict[str, Any]]:
         return [views.connection_doc(c, sources) for c in store.list_connections()]
 
 
-@router.post("/connections", tags=["connections"], status_code=201, summary="Add a connection")
+@router.post(
+    "/connections",
+    tags=["connections"],
+    status_code=201,
+    summary="Add a connection (saved once its tables could be listed)",
+    description="The warehouse is opened and its tables listed first; when that fails, or "
+    "finds no table, nothing is saved and the error says why. `save_anyway` saves it "
+    "untried. The answer lists the tables found (`null` when untried).",
+)
 def add_connection(request: Request, body: ConnectionIn) -> dict[str, Any]:
     with store_session(request) as store:
-        connection = views.add_connection(store, body.name, body.kind, body.config)
-        return views.connection_doc(connection, store.list_sources())
+        connection, found = connections.add_connection(
+            store,
+            body.name,
+            body.kind,
+            connections.clean_config(body.config),
+            save_anyway=body.save_anyway,
+            anyway_hint=connections.API_ANYWAY,
+        )
+        return {**views.connection_doc(connection, store.list_sources()), "tables": found}
 
 
 @router.get("/connections/{name}", tags=["connections"], summary="One connection (no secrets)")
@@ -146,11 +173,38 @@ def get_connection(request: Request, name: str) -> dict[str, Any]:
         return views.connection_doc(store.get_connection(name), store.list_sources())
 
 
-@router.patch("/connections/{name}", tags=["connections"], summary="Change a connection")
+@router.patch(
+    "/connections/{name}",
+    tags=["connections"],
+    summary="Change a connection (saved once the changed settings connect)",
+    description="Tried like a new connection before anything is saved; `save_anyway` "
+    "saves it untried. Sources using it read through the new settings from their next sync.",
+)
 def update_connection(request: Request, name: str, body: ConnectionPatch) -> dict[str, Any]:
+    with write_session(request) as store:
+        connection, found = connections.edit_connection(
+            store,
+            name,
+            body.config,
+            unset=body.unset,
+            save_anyway=body.save_anyway,
+            anyway_hint=connections.API_ANYWAY,
+        )
+        return {**views.connection_doc(connection, store.list_sources()), "tables": found}
+
+
+@router.post(
+    "/connections/{name}/test",
+    tags=["connections"],
+    summary="Test a connection: open the warehouse and list its tables",
+    description="`ok` false with the warehouse's answer in `message` (one line) and its "
+    "`code` when it fails; nothing is changed either way.",
+)
+def test_connection(request: Request, name: str) -> dict[str, Any]:
     with store_session(request) as store:
-        connection = views.update_connection(store, name, body.config)
-        return views.connection_doc(connection, store.list_sources())
+        connection = store.get_connection(name)
+    # the warehouse may take its time to answer: the store is not held meanwhile
+    return connections.try_connection(connection).to_json()
 
 
 @router.delete(

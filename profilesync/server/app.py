@@ -49,6 +49,7 @@ from profilesync.errors import (
     WarehouseUnavailableError,
 )
 from profilesync.server import api, deps, events, pages, users, wizard
+from profilesync.server import connections as connection_pages
 from profilesync.server.alerts import router as alerts_router
 from profilesync.server.audit import note_change
 from profilesync.server.auth import SESSION_COOKIE, SESSION_SECONDS, Auth
@@ -200,6 +201,7 @@ def create_app(
     _errors(app)
     _routes(app)
     app.include_router(api.router)
+    app.include_router(connection_pages.router)
     app.include_router(events.router)
     app.include_router(metrics_router)
     app.include_router(wizard.router)  # before pages: /sources/new is not a source's page

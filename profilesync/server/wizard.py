@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from profilesync.app import Store
+from profilesync.app import Store, connections
 from profilesync.app.sources import open_connection, query_mapping
 from profilesync.errors import ConfigurationError, NotFoundError, ProfilesyncError
 from profilesync.mapping import QUERY_TABLE, from_columns
@@ -156,7 +156,11 @@ def _connection(store: Store, draft: Draft, form: FormData, action: str) -> str:
     if action == "reuse":
         if not draft.connection:
             raise StepError({"connection": "Choose a connection to reuse."})
-        _field_errors(lambda: store.get_connection(draft.connection), "connection")
+        found = _field_errors(
+            lambda: connections.connection_test(store, draft.connection), "connection"
+        )
+        if not found.ok:  # said here, where another connection can be chosen or this one edited
+            raise StepError({"connection": found.message, "reuse_failed": draft.connection})
         return "table"
     kind = str(form.get("kind", ""))
     info = kind_info(kind)
@@ -171,12 +175,20 @@ def _connection(store: Store, draft: Draft, form: FormData, action: str) -> str:
         errors["conn_name"] = "Give the connection a name."
     if errors:
         raise StepError(errors)
+    config = connections.clean_config(config)
     try:
-        connection = views.add_connection(store, name, kind, config)
+        connections.new_connection(store, name, kind, config)
     except ProfilesyncError as exc:
         raise StepError({_blame(str(exc), info, name): str(exc)}) from None
+    anyway = action == "save_anyway"
+    try:  # tried before it is saved; the answer stands beside a "Save anyway" button
+        connection, _ = connections.add_connection(
+            store, name, kind, config, save_anyway=anyway, anyway_hint=connections.UI_ANYWAY
+        )
+    except ProfilesyncError as exc:
+        raise StepError({"save_anyway": str(exc)}) from None
     draft.connection = connection.name
-    return "table"
+    return "table"  # saved anyway: the table step says the warehouse does not answer
 
 
 def _echo(form: FormData, kind: str) -> dict[str, str]:
@@ -202,6 +214,7 @@ def _blame(message: str, info: dict[str, Any], name: str) -> str:
 
 
 def _table(store: Store, draft: Draft, form: FormData, action: str) -> str:
+    draft.strategy = ""  # chosen again for this table: diff when its change feed is off
     warehouse = open_connection(store, draft.connection)
     try:
         if draft.mode == "query":
@@ -324,7 +337,8 @@ def _field_errors(call: Any, field_name: str) -> Any:
 
 
 def strategies(store: Store, draft: Draft) -> list[dict[str, Any]]:
-    """The import strategies for this draft, CDC first where the warehouse supports it."""
+    """The import strategies for this draft, the one to pre-select first: CDC where the
+    warehouse supports it, the snapshot diff for a table whose change tracking is off."""
     info = kind_info(store.get_connection(draft.connection).kind)
     pushdown = draft.mode == "query" and _is_pushdown(store, draft)
     why_not = None
@@ -332,22 +346,34 @@ def strategies(store: Store, draft: Draft) -> list[dict[str, Any]]:
         why_not = "this query runs in the warehouse as written (joins, CTEs, ...), which only a snapshot diff can follow"
     elif not info["supports_cdc"]:
         why_not = f"{info['label']} has no change data capture in profilesync"
-    return [
-        {
-            "value": "cdc",
-            "label": "Change data capture (cdc)",
-            "help": "Each sync reads only what changed since the checkpoint.",
-            "disabled": why_not is not None,
-            "why_not": why_not,
-        },
-        {
-            "value": "diff",
-            "label": "Snapshot diff (diff)",
-            "help": "Each sync reads the whole table and applies only rows that differ.",
-            "disabled": False,
-            "why_not": None,
-        },
-    ]
+    cdc: dict[str, Any] = {
+        "value": "cdc",
+        "label": "Change data capture (cdc)",
+        "help": "Each sync reads only what changed since the checkpoint.",
+        "disabled": why_not is not None,
+        "why_not": why_not,
+    }
+    diff: dict[str, Any] = {
+        "value": "diff",
+        "label": "Snapshot diff (diff)",
+        "help": "Each sync reads the whole table and applies only rows that differ.",
+        "disabled": False,
+        "why_not": None,
+    }
+    if why_not is None and draft.mode != "query" and _feed_off(store, draft):
+        cdc["help"] += (
+            f" The change data feed of {draft.table} is off: Test mapping shows how to turn it"
+            " on, then choose cdc."
+        )
+        diff["help"] += f" Pre-selected: {draft.table} has no change data feed for cdc to read."
+        return [diff, cdc]
+    return [cdc, diff]
+
+
+def _feed_off(store: Store, draft: Draft) -> bool:
+    """Whether the warehouse says, cheaply, that the draft's table has no change feed."""
+    hint = _hints(store, draft.connection, [draft.table]).get(draft.table, "")
+    return hint == connections.FEED_OFF
 
 
 def _is_pushdown(store: Store, draft: Draft) -> bool:
@@ -365,13 +391,18 @@ def _context(store: Store, step: str, draft: Draft, kind: str) -> dict[str, Any]
     """What the template of ``step`` needs beyond the draft."""
     if step == "connection":
         sources = store.list_sources()
-        return {
-            "connections": [views.connection_doc(c, sources) for c in store.list_connections()],
+        return {  # on a kind's tile, only the connections of that kind are offered again
+            "connections": [
+                views.connection_doc(c, sources)
+                for c in store.list_connections()
+                if not kind or c.kind == kind
+            ],
             "kinds": all_kinds(),
             "kind": kind_info(kind) if kind else None,
         }
     if step == "table":
-        return {"tables": views.list_tables(store, draft.connection)}
+        tables = views.list_tables(store, draft.connection)
+        return {"tables": tables, "hints": _hints(store, draft.connection, tables)}
     if step == "mapping":
         return _mapping_context(store, draft)
     if step == "data":
@@ -385,6 +416,14 @@ def _context(store: Store, step: str, draft: Draft, kind: str) -> dict[str, Any]
     if step == "save":
         return {"choices": frequency_choices(store, draft)}
     return {}
+
+
+def _hints(store: Store, connection: str, tables: list[str]) -> dict[str, str]:
+    """Each table's change tracking where the warehouse tells it cheaply; none when it cannot."""
+    try:
+        return connections.table_hints(store, connection, tables)
+    except ProfilesyncError:
+        return {}
 
 
 def _mapping_context(store: Store, draft: Draft) -> dict[str, Any]:

@@ -93,12 +93,9 @@ def test_connection_add_checks_reachability_unless_no_check(
 ) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    saved, tables = connections.add_connection(store, "other", "delta", {"path": str(empty)})
-    assert tables == [] and connections.public_doc(saved) == {
-        "name": "other",
-        "kind": "delta",
-        "config": {"path": str(empty)},
-    }
+    with pytest.raises(ConfigurationError, match=r"holds no Delta table.*not saved"):
+        connections.add_connection(store, "other", "delta", {"path": str(empty)})
+    assert not store.has_connection("other")
     _, unchecked = connections.add_connection(
         store, "third", "delta", {"path": str(empty)}, no_check=True
     )

@@ -135,13 +135,13 @@ def test_unknown_names_are_refused(synced: Cli, args: list[str], word: str) -> N
 
 
 def test_unreachable_postgres_connection_is_not_saved(synced: Cli) -> None:
-    """Nothing listens on port 1: refused and not saved, unless --no-check says so."""
+    """Nothing listens on port 1: refused and not saved, unless --save-anyway says so."""
     before = store_state(synced.home)
     dsn = "postgresql://nobody@127.0.0.1:1/nothing?connect_timeout=3"
     args = ["connection", "add", "pg", "--kind", "postgres", "--dsn", dsn]
-    assert_cli_refused(synced(*args), "not saved", "--no-check")
+    assert_cli_refused(synced(*args), "not saved", "--save-anyway")
     assert store_state(synced.home) == before
-    synced.ok(*args, "--no-check")
+    synced.ok(*args, "--save-anyway")
     assert "pg" in [c["name"] for c in synced.json("connection", "list")]
 
 

@@ -275,20 +275,27 @@ def test_secrets_are_write_only_and_encrypted_at_rest(tmp_path: Path) -> None:
             "catalog": "main",
         }
         made = api.post(
-            "/api/connections", json={"name": "dbx", "kind": "databricks", "config": token}
+            "/api/connections",
+            json={"name": "dbx", "kind": "databricks", "config": token, "save_anyway": True},
         )
         assert made.status_code == 201, made.text
         assert made.json()["secrets_set"] == ["access_token"]
         lake = api.post(
             "/api/connections",
-            json={"name": "ducky", "kind": "ducklake", "config": {"catalog": dsn_with_password}},
+            json={
+                "name": "ducky",
+                "kind": "ducklake",
+                "config": {"catalog": dsn_with_password},
+                "save_anyway": True,
+            },
         )
         assert lake.status_code == 201, lake.text
         assert (
             lake.json()["config"]["catalog"] == "postgres:dbname=lake host=db.internal password=***"
         )
         changed = api.patch(
-            "/api/connections/dbx", json={"config": {**token, "access_token": "", "schema": "gold"}}
+            "/api/connections/dbx",
+            json={"config": {**token, "access_token": "", "schema": "gold"}, "save_anyway": True},
         )
         assert changed.json()["config"]["schema"] == "gold"
         bodies = [

@@ -63,20 +63,40 @@ def cdf_on(properties: Properties[str, Any]) -> bool:
     return str(properties.get(CDF, "false")).strip().lower() == "true"
 
 
-def cdf_missing(table: str) -> Check:
-    """The "Test mapping" line for a table without the change data feed."""
+def path_sql(path: str) -> str:
+    """A Delta table named by its directory, as Spark and Databricks SQL write it."""
+    return "delta.`" + path.replace("`", "``") + "`"
+
+
+def python_enable_cdf(path: str) -> str:
+    """The Python (deltalake) line that switches the change data feed on for ``path``."""
+    return (
+        f"from deltalake import DeltaTable; "
+        f"DeltaTable({path!r}).alter.set_table_properties({{{CDF!r}: 'true'}})"
+    )
+
+
+def cdf_missing(table: str, path: str | None = None) -> Check:
+    """The "Test mapping" line for a table without the change data feed; ``path``: the table
+    is a directory (local Delta), so the fix names it by path, where it works."""
+    sql_name = path_sql(path) if path else table
+    how = (
+        f"Enable it with the SQL below (Spark or Databricks), or in Python: `{python_enable_cdf(path)}`"
+        if path
+        else "Enable it"
+    )
     return Check(
         "change data feed",
         "fail",
         f"{CDF} is not enabled on {table}: changes cannot be read incrementally. "
-        "Enable it (or choose --strategy diff to re-read the table every sync).",
-        f"ALTER TABLE {table} SET TBLPROPERTIES ({CDF} = true)",
+        f"{how} (or choose --strategy diff to re-read the table every sync).",
+        f"ALTER TABLE {sql_name} SET TBLPROPERTIES ({CDF} = true)",
     )
 
 
-def cdf_off_error(table: str, source_name: str) -> ChangeTrackingError:
+def cdf_off_error(table: str, source_name: str, path: str | None = None) -> ChangeTrackingError:
     return ChangeTrackingError(
-        f"{CDF} is off on {table}: run `{cdf_missing(table).fix_sql}`, then "
+        f"{CDF} is off on {table}: run `{cdf_missing(table, path).fix_sql}`, then "
         f"`profilesync sync {source_name} --resync`"
     )
 
@@ -85,7 +105,7 @@ def retention_checks(
     table: str, properties: Properties[str, Any], frequency_seconds: int
 ) -> list[Check]:
     """``delta.logRetentionDuration`` / ``delta.deletedFileRetentionDuration`` against the
-    frequency: refused when shorter, a warning under 7 days."""
+    frequency: refused when shorter, a warning under 7 days. ``table`` as fix SQL names it."""
     return [
         _retention_check(table, key, str(properties.get(key, default)), frequency_seconds)
         for key, default in (
@@ -104,22 +124,26 @@ def _retention_check(table: str, key: str, value: str, frequency_seconds: int) -
 class FeedInspection:
     """What "Test mapping" needs to know of a Delta table, read once by either source."""
 
-    #: the table as named in fix SQL
+    #: the table as the user names it (in messages, and in fix SQL unless ``path`` is set)
     table: str
     #: the "table" check's message: which table, at which version
     found: str
     properties: dict[str, Any]
     #: the version since which the change data feed is on (None: off, or not read)
     cdf_since: int | None
+    #: the table's directory when it has no name outside profilesync (local Delta): fix
+    #: SQL names it ``delta.`<path>```, which Spark and Databricks accept
+    path: str | None = None
 
 
 def judge_feed(inspection: FeedInspection, frequency_seconds: int) -> list[Check]:
     """The CDC checks of a Delta table: the feed is on, and kept long enough."""
     if not cdf_on(inspection.properties):
-        return [cdf_missing(inspection.table)]
+        return [cdf_missing(inspection.table, inspection.path)]
     since = inspection.cdf_since
     feed = Check("change data feed", "pass", f"{CDF} = true since version {since}")
-    return [feed, *retention_checks(inspection.table, inspection.properties, frequency_seconds)]
+    sql_name = path_sql(inspection.path) if inspection.path else inspection.table
+    return [feed, *retention_checks(sql_name, inspection.properties, frequency_seconds)]
 
 
 def check_identity(

@@ -245,6 +245,18 @@ class DeltaWarehouse(FromSpec):
                 break
         return marks
 
+    def change_feed_states(self, tables: list[str]) -> dict[str, bool | None]:
+        """Whether each table's change data feed is on (its current properties, read from
+        the log's latest state); None for a table that cannot be read."""
+        states: dict[str, bool | None] = {}
+        for table in tables:
+            try:
+                with self._reading(table):
+                    states[table] = cdf_on(self._open(table).metadata().configuration)
+            except (ProfilesyncError, DeltaError, OSError):
+                states[table] = None
+        return states
+
     def table_schema(self, table: str) -> pa.Schema:
         with self._reading(table):
             return pa.schema(self._open(table).schema().to_arrow())
@@ -257,7 +269,8 @@ class DeltaWarehouse(FromSpec):
             config = dict(dt.metadata().configuration)
             since = self.cdf_enabled_since(dt) if strategy != "diff" and cdf_on(config) else None
             found = f"Delta table {mapping.table} at version {dt.version()}"
-            return FeedInspection(mapping.table, found, config, since)
+            path = str(self.table_path(mapping.table))
+            return FeedInspection(mapping.table, found, config, since, path)
 
     def judge(
         self, inspection: FeedInspection, frequency_seconds: int, strategy: str
@@ -337,7 +350,8 @@ class DeltaWarehouse(FromSpec):
         commits = ((int(c["version"]), c.get("operation", "")) for c in history)
         check_not_replaced(mapping.table, commits, since, self.source_name)
         if not cdf_on(dt.metadata().configuration):
-            raise cdf_off_error(mapping.table, self.source_name)
+            path = str(self.table_path(mapping.table))
+            raise cdf_off_error(mapping.table, self.source_name, path)
         schema = self._change_schema(dt, mapping)
         if version == since:
             return Changes(empty_reader(schema), Checkpoint(str(version), identity, marks), False)
