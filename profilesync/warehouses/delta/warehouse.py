@@ -150,6 +150,12 @@ class DeltaWarehouse(FromSpec):
         return path
 
     def _open(self, table: str, version: int | None = None) -> DeltaTable:
+        if not self.root.is_dir():  # the whole lake is gone, not one table
+            raise NotFoundError(
+                f"the directory {self.root} of connection {self.connection_name!r} does not "
+                "exist (moved, renamed or not mounted): change the connection's directory to "
+                "where its Delta tables are now, or put them back"
+            )
         path = self.table_path(table)
         if path.exists() and not path.is_dir():
             raise ConfigurationError(
