@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from profilesync.app import Store, analyses
-from profilesync.app.events import PropertyRef
 from profilesync.demo.common import cli_command
 
 STEPS = ["Page Viewed", "Feature Used", "Purchase Completed"]
@@ -27,7 +26,8 @@ def print_analyses(store: Store, console: Console, today: date | None = None) ->
 
 
 def _funnel(store: Store, console: Console) -> None:
-    result = analyses.funnel(store, analyses.FunnelQuery(steps=STEPS, window=WINDOW))
+    query = analyses.FunnelQuery.model_validate({"steps": STEPS, "window": WINDOW})
+    result = analyses.funnel(store, query)
     table = Table(
         "step", "users", "conversion", "from previous", "median time",
         title=f"Funnel, last 30 days: each step within {WINDOW} of the first page view",
@@ -52,14 +52,16 @@ def _retention(store: Store, console: Console, today: date) -> None:
     """One weekly cohort, four weeks back, so that every week shown is over."""
     monday = today - timedelta(days=today.weekday() + 7 * (WEEKS + 1))
     sunday = monday + timedelta(days=6)
-    query = analyses.RetentionQuery(
-        start_event="Page Viewed",
-        return_event="Purchase Completed",
-        interval="week",
-        buckets=WEEKS,
-        start=monday,
-        end=sunday,
-        group_by=PropertyRef(kind="profile", name=GROUP),
+    query = analyses.RetentionQuery.model_validate(
+        {
+            "start_event": "Page Viewed",
+            "return_event": "Purchase Completed",
+            "interval": "week",
+            "buckets": WEEKS,
+            "start": monday,
+            "end": sunday,
+            "group_by": {"kind": "profile", "name": GROUP},
+        }
     )
     result = analyses.retention(store, query)
     table = Table(
