@@ -18,6 +18,7 @@ from profilesync.model import Connection, Source
 from profilesync.store import open_store
 from tests.query.conftest import load
 from tests.query.test_funnel import small_world
+from tests.security.team import add_member
 from tests.server.conftest import Served, serving
 from tests.store.conftest import PROPS
 
@@ -180,3 +181,23 @@ def test_the_api_needs_a_token(served: Served) -> None:
         for method, path in [("POST", "/api/query/funnel"), ("GET", "/api/cohorts")]:
             resp = stranger.request(method, path, json={})
             assert resp.status_code == 401 and resp.json()["code"] == "unauthorized"
+
+
+def test_a_viewer_runs_analyses_but_does_not_change_cohorts(served: Served) -> None:
+    viewer = add_member(served, "vera", "viewer")
+    try:
+        funnel = viewer.api.post("/api/query/funnel", json={"steps": ["View", "Buy"], **RANGE})
+        assert funnel.status_code == 200, funnel.text
+        kept = viewer.api.post(
+            "/api/query/retention", json={"start_event": "View", "return_event": "Cart", **RANGE}
+        )
+        assert kept.status_code == 200, kept.text
+        refused = viewer.api.post("/api/cohorts", json={"name": "managers", **MANAGERS})
+        assert refused.status_code == 403 and "vera is a viewer" in refused.json()["message"]
+        page = viewer.ui.get("/cohorts")
+        assert (
+            page.status_code == 200 and '<form hidden method="post" action="/cohorts"' in page.text
+        )
+    finally:
+        viewer.api.close()
+        viewer.ui.close()
