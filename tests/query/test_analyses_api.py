@@ -5,6 +5,7 @@ application layer answers on the same home, and refuses what it cannot run."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from profilesync.app import analyses
 from profilesync.mapping import from_columns
 from profilesync.model import Connection, Source
+from profilesync.server.snapshot import _Snapshot
 from profilesync.store import open_store
 from tests.query.conftest import load
 from tests.query.test_funnel import small_world
@@ -201,3 +203,37 @@ def test_a_viewer_runs_analyses_but_does_not_change_cohorts(served: Served) -> N
     finally:
         viewer.api.close()
         viewer.ui.close()
+
+
+def test_an_analysis_reads_without_holding_the_store_lock(home: Path) -> None:
+    """While the funnel's query runs, another request could take the store lock; the
+    answer is the one the store gives directly."""
+    lock = threading.RLock()
+    free_while_reading: list[bool] = []
+
+    def lock_is_free() -> bool:
+        taken: list[bool] = []
+
+        def try_it() -> None:
+            taken.append(lock.acquire(blocking=False))
+            if taken[0]:
+                lock.release()
+
+        other = threading.Thread(target=try_it)
+        other.start()
+        other.join()
+        return taken[0]
+
+    query = analyses.FunnelQuery(steps=["View", "Cart", "Buy"], window="1h", **RANGE)
+    with open_store(home) as store, store.reader() as reader:
+
+        class Watched:
+            dialect = reader.dialect
+
+            def read(self, sql: Any, params: Any = ()) -> Any:
+                free_while_reading.append(lock_is_free())
+                return reader.read(sql, params)
+
+        answer = analyses.funnel(_Snapshot(store, lock, Watched()), query)  # type: ignore[arg-type]
+        assert answer == analyses.funnel(store, query)
+    assert free_while_reading == [True]
