@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.markup import escape
 
 from profilesync.app import explain_store_error
 from profilesync.app.home import STORE_ENV, check_backend_name
@@ -181,7 +182,7 @@ def _explained(exc: ProfilesyncError) -> ProfilesyncError:
 def _fail(exc: ProfilesyncError) -> NoReturn:
     if state["debug"]:
         raise exc
-    err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     sys.exit(1)
 
 

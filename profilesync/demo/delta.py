@@ -139,7 +139,10 @@ def run_demo(directory: Path, console: Console, backend: str | None = None) -> N
     console.print(f"\nTry: [bold]{cli_command()} --home {home} profile get 100003 --json[/]")
     console.print(f"     {cli_command()} --home {home} runs users")
     console.print(f"Files are in {directory}")
-    console.print(f"Open the web UI on this home: [bold]{cli_command()} --home {home} serve[/]")
+    console.print(
+        f"Open the web UI on this home: [bold]{cli_command()} --home {home} serve[/] "
+        "(Segmentation, Funnels, Retention and Cohorts pages)"
+    )
 
 
 def users_mapping() -> Mapping:

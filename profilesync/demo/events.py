@@ -3,7 +3,8 @@
 Each demo user gets an activity level; events fall on random moments of the last
 ``weeks`` weeks, more on weekdays. Every event carries the user's ``Title`` and
 ``Seniority`` as they were *before* the warehouse changed, in ``user_properties``, so
-the demo can show a segmentation by the current profile next to the at-event-time one.
+the demo can show a segmentation by the current profile next to the at-event-time one,
+then a funnel and a retention table by a synced property (:mod:`~profilesync.demo.analyses`).
 Generated with numpy and pyarrow, no loop per event, and stored through the same checks as
 events sent by a client.
 """
@@ -24,6 +25,7 @@ from profilesync.app import Store
 from profilesync.app import events as q
 from profilesync.app.events import store_events
 from profilesync.app.projects import create_project
+from profilesync.demo.analyses import print_analyses
 from profilesync.demo.common import cli_command
 
 PAGES = ["/", "/pricing", "/docs", "/blog", "/changelog", "/settings"]
@@ -116,7 +118,8 @@ def _object(**columns: pa.ChunkedArray) -> pa.ChunkedArray:
 def add_demo_events(
     store: Store, console: Console, profiles: dict[str, dict[str, Any]], seed: int = 11
 ) -> None:
-    """Create project ``demo``, store its events, and compare current vs at-event-time titles."""
+    """Create project ``demo``, store its events, compare current vs at-event-time titles,
+    and print a funnel and a retention table."""
     project, key = create_project(store, "demo")
     events = as_events(generate(profiles, seed=seed), seed)
     done = store_events(store, project.name, events)
@@ -125,6 +128,7 @@ def add_demo_events(
         f"over 6 weeks for {len(profiles)} users (project [bold]demo[/], API key {key})"
     )
     _compare(store, console)
+    print_analyses(store, console)
 
 
 def _compare(store: Store, console: Console) -> None:

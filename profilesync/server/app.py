@@ -51,6 +51,7 @@ from profilesync.errors import (
 from profilesync.server import api, deps, events, pages, users, wizard
 from profilesync.server import connections as connection_pages
 from profilesync.server.alerts import router as alerts_router
+from profilesync.server.analyses import router as analyses_router
 from profilesync.server.audit import note_change
 from profilesync.server.auth import SESSION_COOKIE, SESSION_SECONDS, Auth
 from profilesync.server.deps import (
@@ -207,6 +208,7 @@ def create_app(
     app.include_router(wizard.router)  # before pages: /sources/new is not a source's page
     app.include_router(alerts_router)
     app.include_router(edit_router)
+    app.include_router(analyses_router)  # funnels, retention, cohorts: API and pages
     users.install(app)  # members, account, audit log; the audit trail of every change
     app.include_router(pages.router)
     app.include_router(events.pages)

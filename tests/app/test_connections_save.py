@@ -186,6 +186,11 @@ def test_cli_refuses_a_missing_driver_with_the_pip_line(cli: Cli) -> None:
     refused = cli("connection", "add", "sf", "--kind", "snowflake", *options)
     assert_cli_refused(refused, 'pip install "profilesync[snowflake]"', "not saved")
     assert listed(cli) == []
+    # saved anyway, every later command that needs the driver prints the same pip line
+    cli.ok("connection", "add", "sf", "--kind", "snowflake", *options, "--save-anyway")
+    later = cli("source", "add", "users", "--connection", "sf", "--table", "PROD.USERS",
+                "--user-id", "ID")  # fmt: skip
+    assert_cli_refused(later, 'pip install "profilesync[snowflake]"')
 
 
 def test_cli_refuses_a_refused_postgres_port(cli: Cli) -> None:

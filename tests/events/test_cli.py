@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tests.conftest import Cli
@@ -86,3 +87,26 @@ def test_demo_generates_events_for_the_demo_users(tmp_path: Path, cli: Cli) -> N
     found = home.json("query", "user", "100003")
     assert found["profile"]["properties"]["Title"] == "Head of Data"
     assert found["events"][0]["user_properties"]["Title"] != "Head of Data"
+    assert_demo_analyses(demo.stdout, home)
+
+
+def assert_demo_analyses(text: str, home: Cli) -> None:
+    """The demo's funnel and retention tables hold what their ``Try:`` commands answer."""
+    steps = ["-e", "Page Viewed", "-e", "Feature Used", "-e", "Purchase Completed"]
+    assert "query funnel -e 'Page Viewed'" in text
+    funnel = home.json("query", "funnel", *steps, "--window", "3d")
+    for i, step in enumerate(funnel["steps"], 1):
+        assert re.search(rf"│ {i}\. {step['event_type']}\s+│ {step['users']}\s+│", text), step
+    assert 0 < funnel["steps"][2]["users"] < funnel["steps"][0]["users"]
+    week = re.search(r"--from\s+(\S+)\s+--to\s+(\S+)\s+-g\s+profile:Seniority", text)
+    assert week, text
+    retention = home.json(
+        "query", "retention", "--start", "Page Viewed", "--return", "Purchase Completed",
+        "--interval", "week", "--buckets", "3", "--from", week[1], "--to", week[2],
+        "-g", "profile:Seniority",
+    )  # fmt: skip
+    assert len(retention["groups"]) >= 4
+    for group in [{"label": "all users", **retention}, *retention["groups"]]:
+        cohort = group["cohorts"][0]
+        cells = [group["label"], str(cohort["users"])] + [f"{r:.0%}" for r in cohort["rates"]]
+        assert re.search("│ " + r"\s+│ ".join(map(re.escape, cells)) + r"\s+│", text), cells
