@@ -101,6 +101,7 @@ def test_add_a_webhook_and_test_it_in_the_browser(served: Served, webhook: Webho
     page: Any
     with chromium_page(height=900) as page:
         page.goto(f"{served.url}/alerts")
+        page.get_by_label("User name").fill("admin")
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Log in").click()
         expect(page.get_by_role("heading", name="Alerts", exact=True)).to_be_visible()

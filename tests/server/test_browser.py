@@ -89,6 +89,7 @@ def _log_in(page: Any, served: Served, shot: Shots) -> None:
     page.goto(served.url)
     expect(page).to_have_url(f"{served.url}/login?next=%2F")
     shot("login")
+    page.get_by_label("User name").fill("admin")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_text("No sources yet — add one.")).to_be_visible()

@@ -59,6 +59,7 @@ def test_a_refused_connection_saved_anyway_then_tested_and_fixed(
     down = f"host=127.0.0.1 port={port} user=app dbname=app connect_timeout=3"
     with serving(tmp_path / "home") as served:
         page.goto(served.url)
+        page.get_by_label("User name").fill("admin")
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Log in").click()
 

@@ -48,6 +48,7 @@ def test_add_a_property_in_the_edit_page_and_see_it_back_filled(tmp_path: Path) 
         assert api.post("/api/sources/users/sync?wait=true").json()["status"] == "success"
 
         page.goto(f"{served.url}/sources/users")
+        page.get_by_label("User name").fill("admin")
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Log in").click()
         page.get_by_role("link", name="Edit", exact=True).click()
