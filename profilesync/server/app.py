@@ -217,8 +217,12 @@ def create_app(
     return app
 
 
+#: answered as JSON (a 401 with WWW-Authenticate for a stranger), not as pages
+MACHINE_PATHS = ("/openapi.json", "/metrics")
+
+
 def _is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api") or request.url.path == "/openapi.json"
+    return request.url.path.startswith("/api") or request.url.path in MACHINE_PATHS
 
 
 def _errors(app: FastAPI) -> None:
