@@ -44,7 +44,9 @@ def parse_property(spec: str) -> tuple[str, str]:
     column, name = column.strip(), name.strip() or column.strip()
     if not column:
         raise ConfigurationError(
-            f"--property {spec!r} names no column: write COLUMN[=Display Name]"
+            f"--property {spec!r} names no column: write COLUMN[=Display Name]",
+            ui_message=f"the property {spec!r} names no column",
+            ui_fix="Choose a column for each property in the column mapping",
         )
     return column, name
 

@@ -51,7 +51,12 @@ def overview(request: Request) -> Response:
 
 
 @router.get("/sources/{name}")
-def source_page(request: Request, name: str, error: str | None = None) -> Response:
+def source_page(request: Request, name: str) -> Response:
+    return _source_page(request, name)
+
+
+def _source_page(request: Request, name: str, error: ProfilesyncError | None = None) -> Response:
+    """The source's page; ``error``: a change just refused, shown at the top."""
     scheduler = get_scheduler(request)
     with store_session(request) as store:
         source = store.get_source(name)
@@ -59,9 +64,7 @@ def source_page(request: Request, name: str, error: str | None = None) -> Respon
         runs = [_with_duration(r) for r in store.runs(name, limit=20)]
         last_rejected = next((r for r in runs if r["rejected"]), None)
         rejected = store.rejected_rows(last_rejected["id"], 20) if last_rejected else []
-    choices = [(f, parse_frequency(f)) for f in views.FREQUENCIES]
-    if doc["frequency_seconds"] not in [s for _, s in choices]:
-        choices.append((doc["frequency"], doc["frequency_seconds"]))
+        choices = _frequency_choices(store, source, doc)
     return render(
         request,
         "source.html",
@@ -71,10 +74,35 @@ def source_page(request: Request, name: str, error: str | None = None) -> Respon
             "runs": runs,
             "rejected_run": last_rejected,
             "rejected": rejected,
-            "choices": sorted(choices, key=lambda c: c[1]),
+            "choices": choices,
             "error": error,
         },
     )
+
+
+def _frequency_choices(store: Any, source: Any, doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The frequencies offered, each disabled (with why) when the table's change retention
+    cannot cover it, as in "Add a source". A warehouse that cannot be reached disables
+    nothing here: changing the frequency checks it again."""
+    seconds = {f: parse_frequency(f) for f in views.FREQUENCIES}
+    if doc["frequency_seconds"] not in seconds.values():
+        seconds[doc["frequency"]] = doc["frequency_seconds"]
+    problems: dict[int, list[Any]] = {}
+    if source.strategy == "cdc":
+        try:
+            problems = views.frequency_problems(store, source, list(seconds.values()))
+        except ProfilesyncError:
+            problems = {}
+    choices = [
+        {
+            "value": f,
+            "seconds": s,
+            "disabled": s in problems and s != doc["frequency_seconds"],
+            "why_not": "; ".join(c.message for c in problems.get(s, [])),
+        }
+        for f, s in seconds.items()
+    ]
+    return sorted(choices, key=lambda c: c["seconds"])
 
 
 def _with_duration(run: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +145,7 @@ def frequency(request: Request, name: str, frequency: str = Form(...)) -> Respon
             views.check_frequency(store, store.get_source(name), seconds)
             store.update_source(name, frequency_seconds=seconds)
     except ProfilesyncError as exc:
-        return source_page(request, name, error=str(exc))
+        return _source_page(request, name, error=exc)
     return _back(f"/sources/{name}", "frequency")
 
 

@@ -16,7 +16,12 @@ from starlette.datastructures import FormData
 
 from profilesync.app import Store
 from profilesync.app.sources import open_connection, query_mapping
-from profilesync.errors import ConfigurationError, NotFoundError, ProfilesyncError
+from profilesync.errors import (
+    ConfigurationError,
+    NotFoundError,
+    ProfilesyncError,
+    without_cli_advice,
+)
 from profilesync.mapping import QUERY_TABLE, from_columns
 from profilesync.model import (
     DEFAULT_FREQUENCY_SECONDS,
@@ -249,7 +254,7 @@ def _mapping(store: Store, draft: Draft, form: FormData, action: str) -> str:
         )
         store.check_property_names("", mapping)
     except ConfigurationError as exc:
-        raise StepError({_prop_blame(str(exc), draft): str(exc)}) from None
+        raise StepError({_prop_blame(exc.ui_message, draft): ui_error(exc)}) from None
     return "data"
 
 
@@ -270,7 +275,7 @@ def _data(store: Store, draft: Draft, form: FormData, action: str) -> str:
 def _test(store: Store, draft: Draft, form: FormData, action: str) -> str:
     if action == "test":
         return "test"
-    report = views.test_spec(store, draft.spec())
+    report = test_report(store, draft)
     if not report["ok"]:
         raise StepError(
             {
@@ -402,6 +407,42 @@ def _mapping_context(store: Store, draft: Draft) -> dict[str, Any]:
     return {"columns": columns}
 
 
+def test_report(store: Store, draft: Draft) -> dict[str, Any]:
+    """Test mapping, with the retention judged against the frequency the user will choose.
+
+    The frequency is chosen on the next step (12 hours unless changed). When the table's
+    change retention cannot cover it but covers a shorter one, the test judges the longest
+    covered frequency, the draft moves to it, and a warning says so: a table keeping
+    changes 6 hours can be added to sync every 6 hours, rather than failing here.
+    """
+    try:
+        choices = frequency_choices(store, draft)
+    except ProfilesyncError:  # Test mapping itself says what is wrong
+        choices = []
+    wanted = next((c for c in choices if c["value"] == draft.frequency), None)
+    allowed = [c for c in choices if not c["disabled"]]
+    if wanted is None or not wanted["disabled"] or not allowed:
+        return views.test_spec(store, draft.spec(_seconds(draft.frequency)))
+    longest = allowed[-1]  # choices run from the shortest frequency to the longest
+    draft.frequency = longest["value"]
+    report = views.test_spec(store, draft.spec(_seconds(longest["value"])))
+    note = {
+        "name": "frequency",
+        "level": "warn",
+        "message": f"{wanted['label']} is too long for this table ({wanted['why_not']}): "
+        f"choose {longest['label']} or more often on the next step.",
+        "fix_sql": None,
+    }
+    return {**report, "checks": [*report["checks"], note]}
+
+
+def _seconds(frequency: str) -> int:
+    try:
+        return parse_frequency(frequency)
+    except ConfigurationError:
+        return DEFAULT_FREQUENCY_SECONDS
+
+
 def frequency_choices(store: Store, draft: Draft) -> list[dict[str, Any]]:
     """The frequencies offered, each disabled when the warehouse's retention cannot cover it."""
     source, warehouse = views.resolve(store, draft.spec())
@@ -425,6 +466,13 @@ def _label(frequency: str) -> str:
     return f"every {number} {word}{'s' if number > 1 else ''}" if number > 1 else f"every {word}"
 
 
+def ui_error(exc: ProfilesyncError) -> str:
+    """An error as a field or form message of the web UI: the cause, then the UI's fix."""
+    fix = exc.ui_fix_for()
+    message = exc.ui_message
+    return f"{message.rstrip('.')}. {fix.label}." if fix else message
+
+
 def _render(
     request: Request,
     store: Store,
@@ -437,11 +485,17 @@ def _render(
     status: int = 200,
 ) -> Response:
     try:
-        extra = _context(store, step, draft, kind)
+        if step == "test":
+            extra = {"report": test_report(store, draft)}
+        else:
+            extra = _context(store, step, draft, kind)
     except ProfilesyncError as exc:
         # the warehouse refused what this step needs (e.g. a table vanished): say so here
-        extra, errors = {}, {**errors, "form": str(exc)}
+        extra, errors = {}, {**errors, "form": ui_error(exc)}
         status = 422
+    if step == "mapping" and errors.get("user_id"):
+        draft.user_id = ""  # show the blank the error is about, not a guess
+    errors = {key: without_cli_advice(message) for key, message in errors.items()}
     return render(
         request,
         "wizard.html",

@@ -147,7 +147,10 @@ class CatalogTables(AccessTables, AlertTables):
         if clashes:
             raise ConfigurationError(
                 f"property names must be unique across sources; taken already: {', '.join(clashes)}. "
-                "Give them another display name (--property column=Other Name)."
+                "Give them another display name (--property column=Other Name).",
+                ui_message="property names must be unique across sources; taken already: "
+                + ", ".join(clashes),
+                ui_fix="Give each of them another display name in the column mapping",
             )
 
     def get_source(self, name: str) -> Source:
