@@ -243,6 +243,7 @@ class HomeNotWritableError(ConfigurationError):
     """The home (or a file in it) cannot be written by this user."""
 
     code = "home_not_writable"
+    default_ui_fix = UiFix("Ask whoever runs the server to make its home writable again")
 
 
 #: command-line advice inside a message: a ``profilesync ...`` command or a ``--flag``

@@ -294,7 +294,8 @@ class SnowflakeWarehouse(SQLWarehouse[TableRef]):
         if not found:
             raise NotFoundError(
                 f"Snowflake table {table.sql} not found (or the role cannot see it). "
-                "For a view, use the query form with --strategy diff"
+                "For a view, use the query form with --strategy diff",
+                ui_fix="Choose a table from the list, or write a query on the view (snapshot diff)",
             )
         row = found[0]
         return TableInfo(
