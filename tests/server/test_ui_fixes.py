@@ -130,6 +130,16 @@ def test_wizard_errors_speak_ui(tmp_path: Path, served: Served) -> None:
     assert "taken already: 'crm title'" in error_of(clash, "prop_name_0").replace("&#39;", "'")
     assert "taken already" in text
 
+    # Test mapping of a table without the change data feed: the fix SQL, no CLI flag
+    lake.create("prod.nocdf", people([10001], ["Analyst"]), cdf=False)
+    mapping = post(served.ui, form(page, "table"), step="table", table="prod.nocdf")
+    data = post(
+        served.ui, form(mapping, "mapping"), step="mapping", user_id="uid", prop_column="title"
+    )
+    test = post(served.ui, form(data, "data"), step="data", strategy="cdc")
+    text = speaks_ui(test, "delta.enableChangeDataFeed is not enabled on prod.nocdf")
+    assert "SET TBLPROPERTIES (delta.enableChangeDataFeed = true)" in text
+
 
 def test_connection_missing_path_speaks_ui(served: Served) -> None:
     answer = served.api.post("/api/connections", json={"name": "x", "kind": "delta", "config": {}})
