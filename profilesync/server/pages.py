@@ -7,6 +7,7 @@ repeats it; errors render beside what they concern or on the error page.
 from __future__ import annotations
 
 import calendar
+import contextlib
 from datetime import date, datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from markupsafe import Markup, escape
 
 from profilesync.errors import ConcurrentSyncError, NotFoundError, ProfilesyncError
 from profilesync.model import parse_frequency
-from profilesync.server import views
+from profilesync.server import frequencies, views
 from profilesync.server.deps import (
     get_scheduler,
     render,
@@ -81,28 +82,12 @@ def _source_page(request: Request, name: str, error: ProfilesyncError | None = N
 
 
 def _frequency_choices(store: Any, source: Any, doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The frequencies offered, each disabled (with why) when the table's change retention
-    cannot cover it, as in "Add a source". A warehouse that cannot be reached disables
-    nothing here: changing the frequency checks it again."""
-    seconds = {f: parse_frequency(f) for f in views.FREQUENCIES}
-    if doc["frequency_seconds"] not in seconds.values():
-        seconds[doc["frequency"]] = doc["frequency_seconds"]
-    problems: dict[int, list[Any]] = {}
+    """As in "Add a source"; a warehouse that cannot be reached disables nothing here
+    (changing the frequency checks it again), a diff source has no retention to judge."""
     if source.strategy == "cdc":
-        try:
-            problems = views.frequency_problems(store, source, list(seconds.values()))
-        except ProfilesyncError:
-            problems = {}
-    choices = [
-        {
-            "value": f,
-            "seconds": s,
-            "disabled": s in problems and s != doc["frequency_seconds"],
-            "why_not": "; ".join(c.message for c in problems.get(s, [])),
-        }
-        for f, s in seconds.items()
-    ]
-    return sorted(choices, key=lambda c: c["seconds"])
+        with contextlib.suppress(ProfilesyncError):
+            return frequencies.offered(store, source, doc["frequency_seconds"])
+    return frequencies.unchecked(doc["frequency_seconds"])
 
 
 def _with_duration(run: dict[str, Any]) -> dict[str, Any]:

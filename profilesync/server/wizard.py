@@ -31,6 +31,7 @@ from profilesync.model import (
 )
 from profilesync.server import views
 from profilesync.server.deps import render, require_user, store_session
+from profilesync.server.frequencies import frequency_choices, test_report
 from profilesync.server.kinds import all_kinds, kind_info
 
 router = APIRouter(dependencies=[Depends(require_user)], include_in_schema=False)
@@ -405,65 +406,6 @@ def _mapping_context(store: Store, draft: Draft) -> dict[str, Any]:
     if not draft.user_id:
         draft.user_id = next((g for g in USER_ID_GUESSES if g in names), "")
     return {"columns": columns}
-
-
-def test_report(store: Store, draft: Draft) -> dict[str, Any]:
-    """Test mapping, with the retention judged against the frequency the user will choose.
-
-    The frequency is chosen on the next step (12 hours unless changed). When the table's
-    change retention cannot cover it but covers a shorter one, the test judges the longest
-    covered frequency, the draft moves to it, and a warning says so: a table keeping
-    changes 6 hours can be added to sync every 6 hours, rather than failing here.
-    """
-    try:
-        choices = frequency_choices(store, draft)
-    except ProfilesyncError:  # Test mapping itself says what is wrong
-        choices = []
-    wanted = next((c for c in choices if c["value"] == draft.frequency), None)
-    allowed = [c for c in choices if not c["disabled"]]
-    if wanted is None or not wanted["disabled"] or not allowed:
-        return views.test_spec(store, draft.spec(_seconds(draft.frequency)))
-    longest = allowed[-1]  # choices run from the shortest frequency to the longest
-    draft.frequency = longest["value"]
-    report = views.test_spec(store, draft.spec(_seconds(longest["value"])))
-    note = {
-        "name": "frequency",
-        "level": "warn",
-        "message": f"{wanted['label']} is too long for this table ({wanted['why_not']}): "
-        f"choose {longest['label']} or more often on the next step.",
-        "fix_sql": None,
-    }
-    return {**report, "checks": [*report["checks"], note]}
-
-
-def _seconds(frequency: str) -> int:
-    try:
-        return parse_frequency(frequency)
-    except ConfigurationError:
-        return DEFAULT_FREQUENCY_SECONDS
-
-
-def frequency_choices(store: Store, draft: Draft) -> list[dict[str, Any]]:
-    """The frequencies offered, each disabled when the warehouse's retention cannot cover it."""
-    source, warehouse = views.resolve(store, draft.spec())
-    warehouse.close()
-    seconds = {f: parse_frequency(f) for f in views.FREQUENCIES}
-    problems = views.frequency_problems(store, source, list(seconds.values()))
-    return [
-        {
-            "value": f,
-            "label": _label(f),
-            "disabled": s in problems,
-            "why_not": "; ".join(c.message for c in problems.get(s, [])),
-        }
-        for f, s in seconds.items()
-    ]
-
-
-def _label(frequency: str) -> str:
-    number, unit = int(frequency[:-1]), frequency[-1]
-    word = {"m": "minute", "h": "hour", "d": "day"}[unit]
-    return f"every {number} {word}{'s' if number > 1 else ''}" if number > 1 else f"every {word}"
 
 
 def ui_error(exc: ProfilesyncError) -> str:
