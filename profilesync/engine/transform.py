@@ -283,7 +283,8 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, mapping: Mapping) -> duckdb.D
 def _mapping_error(exc: duckdb.Error, mapping: Mapping) -> ConfigurationError:
     return ConfigurationError(
         f"the mapping of table {mapping.table} could not be evaluated: {exc}".splitlines()[0]
-        + " — check the column names and expressions (profilesync source test NAME shows them)"
+        + " — check the column names and expressions (profilesync source test NAME shows them)",
+        ui_fix="Open the source's Edit page and check the column names and expressions",
     )
 
 

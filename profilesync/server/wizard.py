@@ -16,7 +16,12 @@ from starlette.datastructures import FormData
 
 from profilesync.app import Store, connections
 from profilesync.app.sources import open_connection, query_mapping
-from profilesync.errors import ConfigurationError, NotFoundError, ProfilesyncError
+from profilesync.errors import (
+    ConfigurationError,
+    NotFoundError,
+    ProfilesyncError,
+    without_cli_advice,
+)
 from profilesync.mapping import QUERY_TABLE, from_columns
 from profilesync.model import (
     DEFAULT_FREQUENCY_SECONDS,
@@ -26,6 +31,7 @@ from profilesync.model import (
 )
 from profilesync.server import views
 from profilesync.server.deps import render, require_user, store_session
+from profilesync.server.frequencies import frequency_choices, test_report
 from profilesync.server.kinds import all_kinds, kind_info
 
 router = APIRouter(dependencies=[Depends(require_user)], include_in_schema=False)
@@ -262,7 +268,7 @@ def _mapping(store: Store, draft: Draft, form: FormData, action: str) -> str:
         )
         store.check_property_names("", mapping)
     except ConfigurationError as exc:
-        raise StepError({_prop_blame(str(exc), draft): str(exc)}) from None
+        raise StepError({_prop_blame(exc.ui_message, draft): ui_error(exc)}) from None
     return "data"
 
 
@@ -283,7 +289,7 @@ def _data(store: Store, draft: Draft, form: FormData, action: str) -> str:
 def _test(store: Store, draft: Draft, form: FormData, action: str) -> str:
     if action == "test":
         return "test"
-    report = views.test_spec(store, draft.spec())
+    report = test_report(store, draft)
     if not report["ok"]:
         raise StepError(
             {
@@ -441,27 +447,11 @@ def _mapping_context(store: Store, draft: Draft) -> dict[str, Any]:
     return {"columns": columns}
 
 
-def frequency_choices(store: Store, draft: Draft) -> list[dict[str, Any]]:
-    """The frequencies offered, each disabled when the warehouse's retention cannot cover it."""
-    source, warehouse = views.resolve(store, draft.spec())
-    warehouse.close()
-    seconds = {f: parse_frequency(f) for f in views.FREQUENCIES}
-    problems = views.frequency_problems(store, source, list(seconds.values()))
-    return [
-        {
-            "value": f,
-            "label": _label(f),
-            "disabled": s in problems,
-            "why_not": "; ".join(c.message for c in problems.get(s, [])),
-        }
-        for f, s in seconds.items()
-    ]
-
-
-def _label(frequency: str) -> str:
-    number, unit = int(frequency[:-1]), frequency[-1]
-    word = {"m": "minute", "h": "hour", "d": "day"}[unit]
-    return f"every {number} {word}{'s' if number > 1 else ''}" if number > 1 else f"every {word}"
+def ui_error(exc: ProfilesyncError) -> str:
+    """An error as a field or form message of the web UI: the cause, then the UI's fix."""
+    fix = exc.ui_fix_for()
+    message = exc.ui_message
+    return f"{message.rstrip('.')}. {fix.label}." if fix else message
 
 
 def _render(
@@ -476,11 +466,17 @@ def _render(
     status: int = 200,
 ) -> Response:
     try:
-        extra = _context(store, step, draft, kind)
+        if step == "test":
+            extra = {"report": test_report(store, draft)}
+        else:
+            extra = _context(store, step, draft, kind)
     except ProfilesyncError as exc:
         # the warehouse refused what this step needs (e.g. a table vanished): say so here
-        extra, errors = {}, {**errors, "form": str(exc)}
+        extra, errors = {}, {**errors, "form": ui_error(exc)}
         status = 422
+    if step == "mapping" and errors.get("user_id"):
+        draft.user_id = ""  # show the blank the error is about, not a guess
+    errors = {key: without_cli_advice(message) for key, message in errors.items()}
     return render(
         request,
         "wizard.html",
