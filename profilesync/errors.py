@@ -41,6 +41,10 @@ class UiFix:
         return {"label": self.label, "href": self.href}
 
 
+#: where a source's mapping is changed (``{source}`` is filled in where the source is known)
+EDIT_SOURCE = "/sources/{source}/edit"
+
+
 class ProfilesyncError(Exception):
     """Root of every error profilesync raises on purpose.
 
@@ -79,13 +83,12 @@ class ProfilesyncError(Exception):
     def fixes(self, source: str | None = None) -> dict[str, Any]:
         """``{"cli": command or None, "ui": {"label", "href"} or None}`` for the API."""
         cli = self.cli_fix or _fill(self.default_cli_fix, source)
-        ui = self.ui_fix or (self.default_ui_fix and self.default_ui_fix.for_source(source))
+        ui = self.ui_fix_for(source)
         return {"cli": cli, "ui": ui.to_json() if ui else None}
 
     def ui_fix_for(self, source: str | None = None) -> UiFix | None:
-        if self.ui_fix is not None:
-            return self.ui_fix
-        return self.default_ui_fix.for_source(source) if self.default_ui_fix else None
+        fix = self.ui_fix or self.default_ui_fix
+        return fix.for_source(source) if fix else None
 
 
 def resync_fixes(source: str) -> dict[str, Any]:

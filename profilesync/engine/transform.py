@@ -31,7 +31,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from profilesync.errors import ConfigurationError, ProfilesyncError
+from profilesync.errors import EDIT_SOURCE, ConfigurationError, ProfilesyncError, UiFix
 from profilesync.faults import fault
 from profilesync.mapping import quote
 from profilesync.model import Mapping
@@ -284,7 +284,9 @@ def _mapping_error(exc: duckdb.Error, mapping: Mapping) -> ConfigurationError:
     return ConfigurationError(
         f"the mapping of table {mapping.table} could not be evaluated: {exc}".splitlines()[0]
         + " — check the column names and expressions (profilesync source test NAME shows them)",
-        ui_fix="Open the source's Edit page and check the column names and expressions",
+        ui_fix=UiFix(
+            "Open the source's Edit page and check the column names and expressions", EDIT_SOURCE
+        ),
     )
 
 

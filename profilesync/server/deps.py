@@ -337,6 +337,7 @@ NOTICES = {
     "paused": "Paused: scheduled syncs are off until you resume.",
     "resumed": "Resumed: scheduled syncs are on again.",
     "frequency": "Frequency changed.",
+    "edited": "Source saved. If it needs a back-fill, its next sync is a resync; “Resync” runs it now.",
     "deleted": "Source deleted with every property it gave to profiles.",
     "property_removed": "Property removed from its source's mapping and from the store.",
     "connection_deleted": "Connection deleted.",

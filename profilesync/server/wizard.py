@@ -30,6 +30,7 @@ from profilesync.model import (
     parse_frequency,
 )
 from profilesync.server import views
+from profilesync.server.audit import note_change
 from profilesync.server.deps import render, require_user, store_session
 from profilesync.server.frequencies import frequency_choices, test_report
 from profilesync.server.kinds import all_kinds, kind_info
@@ -152,6 +153,8 @@ def advance(request: Request, form: FormData = Depends(form_data)) -> Response: 
             )
         if target == "saved":
             return RedirectResponse(f"/sources/{draft.name}?notice=created", status_code=303)
+        if step == "connection" and action != "reuse":  # a new connection, saved (200)
+            note_change(request.state, "connection.create", "connection", draft.connection)
         return _render(request, store, target, draft, {})
 
 
@@ -185,14 +188,14 @@ def _connection(store: Store, draft: Draft, form: FormData, action: str) -> str:
     try:
         connections.new_connection(store, name, kind, config)
     except ProfilesyncError as exc:
-        raise StepError({_blame(str(exc), info, name): str(exc)}) from None
+        raise StepError({_blame(str(exc), info, name): ui_error(exc)}) from None
     anyway = action == "save_anyway"
     try:  # tried before it is saved; the answer stands beside a "Save anyway" button
         connection, _ = connections.add_connection(
             store, name, kind, config, save_anyway=anyway, anyway_hint=connections.UI_ANYWAY
         )
     except ProfilesyncError as exc:
-        raise StepError({"save_anyway": str(exc)}) from None
+        raise StepError({"save_anyway": ui_error(exc)}) from None
     draft.connection = connection.name
     return "table"  # saved anyway: the table step says the warehouse does not answer
 
@@ -318,7 +321,7 @@ def _save(store: Store, draft: Draft, form: FormData, action: str) -> str:
     try:
         views.create_source(store, draft.spec(seconds))
     except ProfilesyncError as exc:
-        raise StepError({"frequency" if "frequen" in str(exc) else "form": str(exc)}) from None
+        raise StepError({"frequency" if "frequen" in str(exc) else "form": ui_error(exc)}) from None
     return "saved"
 
 
@@ -336,7 +339,7 @@ def _field_errors(call: Any, field_name: str) -> Any:
     try:
         return call()
     except ProfilesyncError as exc:
-        raise StepError({field_name: str(exc)}) from None
+        raise StepError({field_name: ui_error(exc)}) from None
 
 
 # -- what each step shows ---------------------------------------------------------------------

@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from profilesync.errors import (
+    EDIT_SOURCE,
     ConfigurationError,
     MissingDependencyError,
     NotFoundError,
@@ -37,7 +38,7 @@ from profilesync.warehouses.protocol import Changes, Check
 from profilesync.warehouses.spec import ConfigSpec, FromSpec
 
 #: what the web UI offers for a mapping the warehouse cannot read
-_FIX_MAPPING = UiFix("Open the source's Edit page and fix the mapping")
+_FIX_MAPPING = UiFix("Open the source's Edit page and fix the mapping", EDIT_SOURCE)
 #: rows per Arrow batch handed to the sync engine
 BATCH_ROWS = 262_144
 #: never reach for the network: extensions are loaded from installed wheels or not at all

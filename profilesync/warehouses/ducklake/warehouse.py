@@ -23,10 +23,12 @@ import duckdb
 import pyarrow as pa
 
 from profilesync.errors import (
+    EDIT_SOURCE,
     ConfigurationError,
     NotFoundError,
     RetentionExceededError,
     TableReplacedError,
+    UiFix,
     WarehouseUnavailableError,
 )
 from profilesync.mapping import QUERY_TABLE, quote
@@ -409,7 +411,7 @@ class DuckLakeWarehouse(DuckDBWarehouse):
         return ConfigurationError(
             f"reading the changes of {table} failed: {text.splitlines()[0]} — check the mapping "
             "(profilesync source test NAME shows it)",
-            ui_fix="Open the source's Edit page and fix the mapping",
+            ui_fix=UiFix("Open the source's Edit page and fix the mapping", EDIT_SOURCE),
         )
 
     def _replaced(self, table: str, why: str) -> TableReplacedError:

@@ -17,10 +17,12 @@ import duckdb
 import pyarrow as pa
 
 from profilesync.errors import (
+    EDIT_SOURCE,
     ConcurrentSyncError,
     ConfigurationError,
     MissingDependencyError,
     ProfilesyncError,
+    UiFix,
     WarehouseUnavailableError,
 )
 from profilesync.scratch import scratch
@@ -145,7 +147,9 @@ def errors() -> Iterator[None]:
 
 
 #: where the UI lists what a source needs of the server
-_TEST_MAPPING = "Open the source's Edit page and run Test mapping: it lists what the source needs"
+_TEST_MAPPING = UiFix(
+    "Open the source's Edit page and run Test mapping: it lists what the source needs", EDIT_SOURCE
+)
 
 
 def first_line(exc: BaseException) -> str:
