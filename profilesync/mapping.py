@@ -44,7 +44,9 @@ def parse_property(spec: str) -> tuple[str, str]:
     column, name = column.strip(), name.strip() or column.strip()
     if not column:
         raise ConfigurationError(
-            f"--property {spec!r} names no column: write COLUMN[=Display Name]"
+            f"--property {spec!r} names no column: write COLUMN[=Display Name]",
+            ui_message=f"the property {spec!r} names no column",
+            ui_fix="Choose a column for each property in the column mapping",
         )
     return column, name
 
@@ -228,7 +230,8 @@ def _refuse_unsupported(select: exp.Select) -> None:
         if select.find(kind) is not None:
             raise ConfigurationError(
                 f"the query uses {what}, which change data capture cannot follow row by row. "
-                f"Supported: {SUPPORTED}; for anything else use a view with --strategy diff"
+                f"Supported: {SUPPORTED}; for anything else use a view with --strategy diff",
+                ui_fix="Choose the snapshot diff strategy, or read a view of the table",
             )
     for clause in ("limit", "order", "having", "distinct"):
         if select.args.get(clause):
@@ -256,7 +259,11 @@ def _check_names(names: list[str]) -> None:
     seen: set[str] = set()
     for name in names:
         if name.lower() == USER_ID:
-            raise ConfigurationError('"user_id" is the key, not a property: map it with --user-id')
+            raise ConfigurationError(
+                '"user_id" is the key, not a property: map it with --user-id',
+                ui_message='"user_id" is the key, not a property',
+                ui_fix="Choose its column as the user_id column instead",
+            )
         if name.startswith("_"):
             raise ConfigurationError(f"property {name!r}: names starting with '_' are reserved")
         if name.lower() in seen:

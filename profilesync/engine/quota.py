@@ -31,5 +31,6 @@ class Quota:
                 f"this sync needs {operations:,} operations; {used:,} of the {self.plan} plan's "
                 f"{self.limit:,} monthly operations are used, so it would reach {forecast:,}. "
                 "Nothing was applied. Wait for next month, narrow the source's mapping, or move "
-                "to a larger plan (`profilesync config set plan enterprise`)."
+                "to a larger plan (`profilesync config set plan enterprise`).",
+                cli_fix="profilesync config set plan enterprise",
             )

@@ -29,6 +29,7 @@ from profilesync.errors import (
     StoreCorruptedError,
     StoreFullError,
     SyncMemoryError,
+    UiFix,
 )
 from profilesync.faults import fault
 from profilesync.model import (
@@ -170,7 +171,12 @@ def _require_change_tracking(warehouse: Warehouse, source: Source) -> None:
             "the first sync was refused, nothing was read: "
             + "; ".join(failed)
             + f". Then run `profilesync sync {source.name}` again (`profilesync source test "
-            f"{source.name}` shows every check)."
+            f"{source.name}` shows every check).",
+            cli_fix=f"profilesync sync {source.name}",
+            ui_fix=UiFix(
+                "Fix the failed checks in the warehouse (see the source's Test mapping), then Sync now",
+                f"/sources/{source.name}#sync",
+            ),
         )
 
 
@@ -208,5 +214,6 @@ def _memory_error(exc: Exception, limit: int) -> SyncMemoryError:
     return SyncMemoryError(
         f"the sync needs more working memory than sync_memory_limit ({limit:,} bytes) "
         f"allows, even spilling to disk ({first_line(str(exc))}). Nothing was applied. "
-        "Raise the limit, e.g. `profilesync config set sync_memory_limit 1GB`, and sync again."
+        "Raise the limit, e.g. `profilesync config set sync_memory_limit 1GB`, and sync again.",
+        cli_fix="profilesync config set sync_memory_limit 1GB",
     )

@@ -31,7 +31,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from profilesync.errors import ConfigurationError, ProfilesyncError
+from profilesync.errors import EDIT_SOURCE, ConfigurationError, ProfilesyncError, UiFix
 from profilesync.faults import fault
 from profilesync.mapping import quote
 from profilesync.model import Mapping
@@ -283,7 +283,10 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, mapping: Mapping) -> duckdb.D
 def _mapping_error(exc: duckdb.Error, mapping: Mapping) -> ConfigurationError:
     return ConfigurationError(
         f"the mapping of table {mapping.table} could not be evaluated: {exc}".splitlines()[0]
-        + " — check the column names and expressions (profilesync source test NAME shows them)"
+        + " — check the column names and expressions (profilesync source test NAME shows them)",
+        ui_fix=UiFix(
+            "Open the source's Edit page and check the column names and expressions", EDIT_SOURCE
+        ),
     )
 
 

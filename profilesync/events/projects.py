@@ -10,7 +10,7 @@ import hashlib
 import secrets
 from typing import Protocol
 
-from profilesync.errors import ConfigurationError, NotFoundError
+from profilesync.errors import ConfigurationError, NotFoundError, UiFix
 from profilesync.store.protocol import Events, Project
 
 __all__ = [
@@ -65,7 +65,8 @@ def get_project(store: _HasEvents, name: str) -> Project:
     if project is None:
         raise NotFoundError(
             f"no project named {name!r}: see `profilesync events projects list`, "
-            "or create it with `profilesync events projects add NAME`"
+            "or create it with `profilesync events projects add NAME`",
+            ui_fix=UiFix("See the projects, or create one", "/projects"),
         )
     return project
 
@@ -97,7 +98,11 @@ def resolve_project(store: _HasEvents, name: str | None) -> Project:
         return projects[0]
     if not projects:
         raise ConfigurationError(
-            "there is no project yet: create one with `profilesync events projects add NAME`"
+            "there is no project yet: create one with `profilesync events projects add NAME`",
+            ui_fix=UiFix("Create a project", "/projects"),
         )
     names = ", ".join(p.name for p in projects)
-    raise ConfigurationError(f"several projects exist ({names}): name one with --project")
+    raise ConfigurationError(
+        f"several projects exist ({names}): name one with --project",
+        ui_fix="Choose a project",
+    )

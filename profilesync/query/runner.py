@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from profilesync.errors import NotFoundError
+from profilesync.errors import NotFoundError, UiFix
 from profilesync.events.validate import STANDARD_FIELDS
 from profilesync.model import json_value
 from profilesync.query.compiler import Compiled, compile_segmentation, fragments
@@ -97,7 +97,8 @@ def project_id_of(store: Store, name: str) -> int:
     if project is None:
         raise NotFoundError(
             f"no project named {name!r}: see `profilesync events projects list`, "
-            "or create it with `profilesync events projects add NAME`"
+            "or create it with `profilesync events projects add NAME`",
+            ui_fix=UiFix("See the projects, or create one", "/projects"),
         )
     return project.id
 

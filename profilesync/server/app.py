@@ -47,6 +47,7 @@ from profilesync.errors import (
     StoreFullError,
     WarehouseDataError,
     WarehouseUnavailableError,
+    ui_view,
 )
 from profilesync.server import api, deps, events, pages, users, wizard
 from profilesync.server import connections as connection_pages
@@ -217,17 +218,27 @@ def create_app(
     return app
 
 
+#: answered as JSON (a 401 with WWW-Authenticate for a stranger), not as pages
+MACHINE_PATHS = ("/openapi.json", "/metrics")
+
+
 def _is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api") or request.url.path == "/openapi.json"
+    return request.url.path.startswith("/api") or request.url.path in MACHINE_PATHS
 
 
 def _errors(app: FastAPI) -> None:
+    """Errors as each surface speaks them: the API answers ``{"code", "message", "fix":
+    {"cli", "ui"}}``, a page shows a title, the cause and the UI's fix (never a command)."""
+
     @app.exception_handler(ProfilesyncError)
     async def profilesync_error(request: Request, exc: ProfilesyncError) -> Response:
         status = status_of(exc)
+        source = request.path_params.get("name") if "/sources/" in request.url.path else None
         if _is_api(request):
-            return JSONResponse({"code": exc.code, "message": str(exc)}, status_code=status)
-        return render(request, "error.html", {"code": exc.code, "message": str(exc)}, status)
+            body = {"code": exc.code, "message": str(exc), "fix": exc.fixes(source)}
+            return JSONResponse(body, status_code=status)
+        view = ui_view(exc, source=source)
+        return render(request, "error.html", {**view, "title": _TITLES.get(status)}, status)
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> Response:
@@ -242,7 +253,11 @@ def _errors(app: FastAPI) -> None:
                 status_code=exc.status_code,
                 headers=getattr(exc, "headers", None),
             )
-        return render(request, "error.html", {"code": code, "message": exc.detail}, exc.status_code)
+        message = exc.detail
+        if exc.status_code == 404 and message == "Not Found":  # no route: say which page
+            message = f"There is no page at {request.url.path}."
+        page = {"code": code, "message": message, "title": _TITLES.get(exc.status_code)}
+        return render(request, "error.html", page, exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -253,6 +268,19 @@ def _errors(app: FastAPI) -> None:
         return JSONResponse(
             {"code": "invalid_request", "message": where, "errors": errors}, status_code=422
         )
+
+
+#: the heading of an error page by its status (else "Something needs attention")
+_TITLES = {
+    404: "Not found",
+    403: "Not allowed",
+    405: "Not allowed",
+    409: "Needs a person",
+    422: "Cannot do that",
+    429: "Too many requests",
+    503: "Not available right now",
+    507: "The disk is full",
+}
 
 
 def _routes(app: FastAPI) -> None:

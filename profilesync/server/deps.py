@@ -25,6 +25,7 @@ A bearer token is not sent by browsers on their own, so token calls are not chec
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ from jinja2.ext import Extension
 
 from profilesync.app import Store
 from profilesync.app.users import User
+from profilesync.errors import ProfilesyncError, ui_view, without_cli_advice
 from profilesync.model import format_frequency
 from profilesync.server.auth import SESSION_COOKIE, Auth
 
@@ -338,6 +340,7 @@ NOTICES = {
     "paused": "Paused: scheduled syncs are off until you resume.",
     "resumed": "Resumed: scheduled syncs are on again.",
     "frequency": "Frequency changed.",
+    "edited": "Source saved. If it needs a back-fill, its next sync is a resync; “Resync” runs it now.",
     "deleted": "Source deleted with every property it gave to profiles.",
     "property_removed": "Property removed from its source's mapping and from the store.",
     "connection_deleted": "Connection deleted.",
@@ -358,6 +361,8 @@ def _when(value: Any) -> str:
 
 
 def _relative(seconds: float) -> str:
+    if abs(seconds) < 1:
+        return "now"
     size = abs(seconds)
     for unit, span in (("d", 86400), ("h", 3600), ("min", 60)):
         if size >= span:
@@ -402,8 +407,76 @@ def _date(value: Any) -> str:
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
 
 
+def _next_run(value: Any) -> str:
+    """When a source syncs next: a time ahead, "due now" (up to a minute late: the
+    scheduler looks every few seconds), or "overdue since ..." (the server was busy or down)."""
+    if not value:
+        return "none"
+    moment = _moment(value)
+    late = (datetime.now(UTC) - moment).total_seconds()
+    if late < 0:
+        return _when(moment)
+    if late < 60:
+        return "due now"
+    return f"overdue since {moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({_relative(-late)})"
+
+
+def _moment(value: Any) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+#: how each kind's checkpoint position reads ({} is the position)
+_POSITIONS = {
+    "delta": "version {} of the Delta table",
+    "databricks": "version {} of the Delta table",
+    "ducklake": "snapshot {} of the DuckLake catalog",
+    "postgres": "LSN {}",
+}
+#: kinds whose position is the time of a snapshot, or of the changes read up to
+_TIMED = {"duckdb": "snapshot of {}", "snowflake": "changes up to {}"}
+
+
+def _checkpoint(position: Any, kind: str = "") -> str:
+    """A checkpoint's position in words: "version 12 of the Delta table", "LSN 0/16B3748",
+    "snapshot of 2026-11-29 10:00 UTC" (the raw value goes in a title beside it)."""
+    if position in (None, ""):
+        return "none"
+    if kind in _TIMED:
+        try:
+            moment = _moment(position)
+        except ValueError:
+            return str(position)
+        return _TIMED[kind].format(f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
+    return _POSITIONS.get(kind, "{}").format(position)
+
+
+def _value(value: Any) -> str:
+    """A profile or preview value as a person reads it: text without JSON quotes, numbers
+    and booleans as JSON writes them, null as "null"."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _ui_text(message: Any) -> str:
+    """A message without its advice for the command line (the CLI cannot run next to
+    ``serve``): for checks and errors that reach a page as text."""
+    return without_cli_advice(str(message or ""))
+
+
+def _problem(error: Any, code: str | None = None, source: str | None = None) -> dict[str, Any]:
+    """What a page shows of an error, raised or stored (``{"message", "fix", "code"}``)."""
+    return ui_view(error if isinstance(error, ProfilesyncError) else str(error or ""), code, source)
+
+
+templates.env.globals["problem_of"] = _problem
 templates.env.filters.update(
     when=_when,
+    next_run=_next_run,
+    checkpoint=_checkpoint,
+    value=_value,
+    ui_text=_ui_text,
     date=_date,
     number=_number,
     frequency=format_frequency,

@@ -359,6 +359,15 @@ def create_project_page(
     return _to_key(user, project.name, key, "created")
 
 
+@pages.get("/projects/{name}/rotate")
+def rotate_key_confirm(request: Request, name: str, _: str = Depends(require_user)) -> Response:
+    """The confirmation: a new key stops the old one at once (works without JavaScript)."""
+    with store_session(request) as store:
+        project = app_projects.get_project(store, name)
+    row = next(r for r in _project_rows(request) if r["name"] == project.name)
+    return render(request, "projects.html", {"rotate": row})
+
+
 @pages.post("/projects/{name}/rotate")
 def rotate_key_page(request: Request, name: str, user: str = Depends(require_user)) -> Response:
     with store_session(request) as store:

@@ -7,6 +7,7 @@ repeats it; errors render beside what they concern or on the error page.
 from __future__ import annotations
 
 import calendar
+import contextlib
 from datetime import date, datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from markupsafe import Markup, escape
 
 from profilesync.errors import ConcurrentSyncError, NotFoundError, ProfilesyncError
 from profilesync.model import parse_frequency
-from profilesync.server import views
+from profilesync.server import frequencies, views
 from profilesync.server.deps import (
     get_scheduler,
     render,
@@ -51,7 +52,12 @@ def overview(request: Request) -> Response:
 
 
 @router.get("/sources/{name}")
-def source_page(request: Request, name: str, error: str | None = None) -> Response:
+def source_page(request: Request, name: str) -> Response:
+    return _source_page(request, name)
+
+
+def _source_page(request: Request, name: str, error: ProfilesyncError | None = None) -> Response:
+    """The source's page; ``error``: a change just refused, shown at the top."""
     scheduler = get_scheduler(request)
     with store_session(request) as store:
         source = store.get_source(name)
@@ -59,9 +65,7 @@ def source_page(request: Request, name: str, error: str | None = None) -> Respon
         runs = [_with_duration(r) for r in store.runs(name, limit=20)]
         last_rejected = next((r for r in runs if r["rejected"]), None)
         rejected = store.rejected_rows(last_rejected["id"], 20) if last_rejected else []
-    choices = [(f, parse_frequency(f)) for f in views.FREQUENCIES]
-    if doc["frequency_seconds"] not in [s for _, s in choices]:
-        choices.append((doc["frequency"], doc["frequency_seconds"]))
+        choices = _frequency_choices(store, source, doc)
     return render(
         request,
         "source.html",
@@ -71,10 +75,19 @@ def source_page(request: Request, name: str, error: str | None = None) -> Respon
             "runs": runs,
             "rejected_run": last_rejected,
             "rejected": rejected,
-            "choices": sorted(choices, key=lambda c: c[1]),
+            "choices": choices,
             "error": error,
         },
     )
+
+
+def _frequency_choices(store: Any, source: Any, doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """As in "Add a source"; a warehouse that cannot be reached disables nothing here
+    (changing the frequency checks it again), a diff source has no retention to judge."""
+    if source.strategy == "cdc":
+        with contextlib.suppress(ProfilesyncError):
+            return frequencies.offered(store, source, doc["frequency_seconds"])
+    return frequencies.unchecked(doc["frequency_seconds"])
 
 
 def _with_duration(run: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +130,7 @@ def frequency(request: Request, name: str, frequency: str = Form(...)) -> Respon
             views.check_frequency(store, store.get_source(name), seconds)
             store.update_source(name, frequency_seconds=seconds)
     except ProfilesyncError as exc:
-        return source_page(request, name, error=str(exc))
+        return _source_page(request, name, error=exc)
     return _back(f"/sources/{name}", "frequency")
 
 

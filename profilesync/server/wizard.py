@@ -16,7 +16,12 @@ from starlette.datastructures import FormData
 
 from profilesync.app import Store, connections
 from profilesync.app.sources import open_connection, query_mapping
-from profilesync.errors import ConfigurationError, NotFoundError, ProfilesyncError
+from profilesync.errors import (
+    ConfigurationError,
+    NotFoundError,
+    ProfilesyncError,
+    without_cli_advice,
+)
 from profilesync.mapping import QUERY_TABLE, from_columns
 from profilesync.model import (
     DEFAULT_FREQUENCY_SECONDS,
@@ -25,7 +30,9 @@ from profilesync.model import (
     parse_frequency,
 )
 from profilesync.server import views
+from profilesync.server.audit import note_change
 from profilesync.server.deps import render, require_user, store_session
+from profilesync.server.frequencies import frequency_choices, test_report
 from profilesync.server.kinds import all_kinds, kind_info
 
 router = APIRouter(dependencies=[Depends(require_user)], include_in_schema=False)
@@ -146,6 +153,8 @@ def advance(request: Request, form: FormData = Depends(form_data)) -> Response: 
             )
         if target == "saved":
             return RedirectResponse(f"/sources/{draft.name}?notice=created", status_code=303)
+        if step == "connection" and action != "reuse":  # a new connection, saved (200)
+            note_change(request.state, "connection.create", "connection", draft.connection)
         return _render(request, store, target, draft, {})
 
 
@@ -179,14 +188,14 @@ def _connection(store: Store, draft: Draft, form: FormData, action: str) -> str:
     try:
         connections.new_connection(store, name, kind, config)
     except ProfilesyncError as exc:
-        raise StepError({_blame(str(exc), info, name): str(exc)}) from None
+        raise StepError({_blame(str(exc), info, name): ui_error(exc)}) from None
     anyway = action == "save_anyway"
     try:  # tried before it is saved; the answer stands beside a "Save anyway" button
         connection, _ = connections.add_connection(
             store, name, kind, config, save_anyway=anyway, anyway_hint=connections.UI_ANYWAY
         )
     except ProfilesyncError as exc:
-        raise StepError({"save_anyway": str(exc)}) from None
+        raise StepError({"save_anyway": ui_error(exc)}) from None
     draft.connection = connection.name
     return "table"  # saved anyway: the table step says the warehouse does not answer
 
@@ -262,7 +271,7 @@ def _mapping(store: Store, draft: Draft, form: FormData, action: str) -> str:
         )
         store.check_property_names("", mapping)
     except ConfigurationError as exc:
-        raise StepError({_prop_blame(str(exc), draft): str(exc)}) from None
+        raise StepError({_prop_blame(exc.ui_message, draft): ui_error(exc)}) from None
     return "data"
 
 
@@ -283,7 +292,7 @@ def _data(store: Store, draft: Draft, form: FormData, action: str) -> str:
 def _test(store: Store, draft: Draft, form: FormData, action: str) -> str:
     if action == "test":
         return "test"
-    report = views.test_spec(store, draft.spec())
+    report = test_report(store, draft)
     if not report["ok"]:
         raise StepError(
             {
@@ -312,7 +321,7 @@ def _save(store: Store, draft: Draft, form: FormData, action: str) -> str:
     try:
         views.create_source(store, draft.spec(seconds))
     except ProfilesyncError as exc:
-        raise StepError({"frequency" if "frequen" in str(exc) else "form": str(exc)}) from None
+        raise StepError({"frequency" if "frequen" in str(exc) else "form": ui_error(exc)}) from None
     return "saved"
 
 
@@ -330,7 +339,7 @@ def _field_errors(call: Any, field_name: str) -> Any:
     try:
         return call()
     except ProfilesyncError as exc:
-        raise StepError({field_name: str(exc)}) from None
+        raise StepError({field_name: ui_error(exc)}) from None
 
 
 # -- what each step shows ---------------------------------------------------------------------
@@ -441,27 +450,11 @@ def _mapping_context(store: Store, draft: Draft) -> dict[str, Any]:
     return {"columns": columns}
 
 
-def frequency_choices(store: Store, draft: Draft) -> list[dict[str, Any]]:
-    """The frequencies offered, each disabled when the warehouse's retention cannot cover it."""
-    source, warehouse = views.resolve(store, draft.spec())
-    warehouse.close()
-    seconds = {f: parse_frequency(f) for f in views.FREQUENCIES}
-    problems = views.frequency_problems(store, source, list(seconds.values()))
-    return [
-        {
-            "value": f,
-            "label": _label(f),
-            "disabled": s in problems,
-            "why_not": "; ".join(c.message for c in problems.get(s, [])),
-        }
-        for f, s in seconds.items()
-    ]
-
-
-def _label(frequency: str) -> str:
-    number, unit = int(frequency[:-1]), frequency[-1]
-    word = {"m": "minute", "h": "hour", "d": "day"}[unit]
-    return f"every {number} {word}{'s' if number > 1 else ''}" if number > 1 else f"every {word}"
+def ui_error(exc: ProfilesyncError) -> str:
+    """An error as a field or form message of the web UI: the cause, then the UI's fix."""
+    fix = exc.ui_fix_for()
+    message = exc.ui_message
+    return f"{message.rstrip('.')}. {fix.label}." if fix else message
 
 
 def _render(
@@ -476,11 +469,17 @@ def _render(
     status: int = 200,
 ) -> Response:
     try:
-        extra = _context(store, step, draft, kind)
+        if step == "test":
+            extra = {"report": test_report(store, draft)}
+        else:
+            extra = _context(store, step, draft, kind)
     except ProfilesyncError as exc:
         # the warehouse refused what this step needs (e.g. a table vanished): say so here
-        extra, errors = {}, {**errors, "form": str(exc)}
+        extra, errors = {}, {**errors, "form": ui_error(exc)}
         status = 422
+    if step == "mapping" and errors.get("user_id"):
+        draft.user_id = ""  # show the blank the error is about, not a guess
+    errors = {key: without_cli_advice(message) for key, message in errors.items()}
     return render(
         request,
         "wizard.html",

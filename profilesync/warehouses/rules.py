@@ -10,7 +10,7 @@ pure functions, written once here and used by every kind.
 
 from __future__ import annotations
 
-from profilesync.errors import RetentionExceededError, TableReplacedError
+from profilesync.errors import RetentionExceededError, TableReplacedError, resync_fixes
 from profilesync.model import format_frequency
 from profilesync.warehouses.protocol import Check
 
@@ -98,7 +98,8 @@ def replaced_error(table: str, why: str, source_name: str) -> TableReplacedError
     return TableReplacedError(
         f"table {table} was dropped and re-created ({why}), as a dbt full refresh or "
         "CREATE OR REPLACE TABLE does. Nothing was applied. CDC needs incremental models; "
-        f"run `profilesync sync {source_name} --resync` to diff the new table against the store."
+        f"run `profilesync sync {source_name} --resync` to diff the new table against the store.",
+        **resync_fixes(source_name),
     )
 
 
@@ -112,5 +113,6 @@ def expired_error(
     return RetentionExceededError(
         f"the changes of {table} {since} are no longer retained: {why}. Nothing was applied. "
         f"{remedy}, and run `profilesync sync {source_name} --resync` to diff the table "
-        "against the store."
+        "against the store.",
+        **resync_fixes(source_name),
     )

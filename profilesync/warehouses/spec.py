@@ -94,7 +94,12 @@ class ConfigSpec:
         """``config`` validated against this spec and normalised by the kind."""
         missing = [name for name in self.required_names if not config.get(name)]
         if missing:
-            raise ConfigurationError(self.needs or self._needs(missing))
+            labels = " and ".join(f"“{self.field(name).label}”" for name in missing)
+            raise ConfigurationError(
+                self.needs or self._needs(missing),
+                ui_message=f"a {self.label} connection needs {labels}",
+                ui_fix=f"Fill in {labels} on the connection form",
+            )
         unknown = sorted(set(config) - set(self.names))
         if unknown and self.strict:
             raise ConfigurationError(

@@ -97,7 +97,7 @@ def test_pages_need_a_login_and_render(served: Served) -> None:
     bad = ui.get("/segmentation", params={"event": "Purchase", "metric": "sum"})
     assert "needs a property" in bad.text
     user = ui.get("/users", params={"user_id": "user-0002"})
-    assert 'data-property="Plan">"pro"' in user.text
+    assert 'data-property="Plan">pro' in user.text
     assert "Purchase" in user.text
     assert "no profile and no events" in ui.get("/users", params={"user_id": "nobody-here"}).text
     assert ui.get("/static/vendor/chart.umd.min.js").status_code == 200

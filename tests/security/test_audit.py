@@ -94,3 +94,25 @@ def test_the_cli_records_changing_commands_as_the_os_user(tmp_path: Path) -> Non
     assert log[1]["detail"]["fields"] == ["name", "password_stdin", "role"]
     assert "ana-pass-123" not in json.dumps(log)
     assert log[0]["actor"] and log[0]["actor"] == log[1]["actor"]
+
+
+def test_a_connection_made_in_the_add_source_flow_is_recorded(
+    served: Served, team: Team, tmp_path: Path
+) -> None:
+    """The wizard's connection step answers 200 with the next step, not a redirect."""
+    ed = team("ed", "editor")
+    form = {"step": "connection", "action": "next", "kind": "delta", "conn_name": "lake2",
+            "cfg_path": str(tmp_path / "lake")}  # fmt: skip
+    step = ed.ui.post("/sources/new", data=form)
+    assert step.status_code == 200 and "lake2" in step.text, step.text
+    (tmp_path / "empty").mkdir()
+    refused = ed.ui.post(
+        "/sources/new", data={**form, "conn_name": "empty", "cfg_path": str(tmp_path / "empty")}
+    )
+    assert refused.status_code == 422  # not saved, so not recorded
+    made = [
+        (e["actor"], e["via"], e["target"])
+        for e in served.api.get("/api/audit").json()
+        if e["action"] == "connection.create"
+    ]
+    assert made[0] == ("ed", "ui", "lake2") and ("ed", "ui", "empty") not in made

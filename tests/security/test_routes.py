@@ -19,6 +19,7 @@ import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
 
+from profilesync.server.app import MACHINE_PATHS
 from profilesync.server.auth import SESSION_COOKIE
 from tests.server.conftest import PASSWORD, Served, serving
 
@@ -49,7 +50,7 @@ class Endpoint:
 
     @property
     def is_api(self) -> bool:
-        return self.template.startswith("/api/") or self.template == "/openapi.json"
+        return self.template.startswith("/api/") or self.template in MACHINE_PATHS
 
     @property
     def public(self) -> bool:

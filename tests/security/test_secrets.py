@@ -144,9 +144,11 @@ def test_no_secret_is_shown_or_stored_in_clear(home: Path, tmp_path: Path) -> No
         assert_no_secret(proc.stdout + proc.stderr, f"refused {kind} connection")
     with serving(home) as served:
         for name, (kind, config) in CONNECTIONS.items():
-            resp = served.api.post(
-                "/api/connections", json={"name": f"api-{name}", "kind": kind, "config": config}
-            )
+            body = {"name": f"api-{name}", "kind": kind, "config": config}
+            tried = served.api.post("/api/connections", json=body)  # no server here: refused
+            assert tried.status_code >= 400, tried.text
+            assert_no_secret(tried.text, f"refused POST /api/connections {name}")
+            resp = served.api.post("/api/connections", json={**body, "save_anyway": True})
             assert resp.status_code == 201, resp.text
             assert_no_secret(resp.text, f"POST /api/connections {name}")
         patched = served.api.patch(
@@ -156,7 +158,8 @@ def test_no_secret_is_shown_or_stored_in_clear(home: Path, tmp_path: Path) -> No
                     "server_hostname": "adb-2.azuredatabricks.net",
                     "http_path": "/sql/1.0/warehouses/b",
                     "catalog": "main",
-                }
+                },
+                "save_anyway": True,
             },
         )
         assert patched.status_code == 200, patched.text
@@ -272,7 +275,8 @@ def test_warehouse_errors_do_not_echo_secrets(home: Path) -> None:
     with serving(home) as served:
         for name, (kind, config) in CONNECTIONS.items():
             resp = served.api.post(
-                "/api/connections", json={"name": name, "kind": kind, "config": config}
+                "/api/connections",
+                json={"name": name, "kind": kind, "config": config, "save_anyway": True},
             )
             assert resp.status_code == 201, resp.text
         for name in CONNECTIONS:

@@ -100,6 +100,7 @@ def test_edit_page_reviews_then_saves_and_the_next_sync_back_fills(users: Served
     assert [p["name"] for p in doc["properties"]] == ["Seniority", "Title"]
     assert doc["resync_pending"]["reasons"] == ["new property Title"]
     assert "Resync pending (new property Title)" in text(ui.get("/sources/users"))
+    assert "Source saved. If it needs a back-fill" in text(ui.get(saved.headers["location"]))
 
     run = api.post("/api/sources/users/sync?wait=true").json()  # a plain sync: the resync
     assert (run["mode"], run["updated"], run["inserted"], run["deleted"]) == ("resync", 2, 0, 0)

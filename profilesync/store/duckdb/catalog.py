@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from profilesync.engine.quota import DEFAULT_PLAN
 from profilesync.engine.quota import Quota as PlanQuota
-from profilesync.errors import ConfigurationError, NotFoundError
+from profilesync.errors import ConfigurationError, NotFoundError, UiFix
 from profilesync.model import Checkpoint, Connection, Mapping, Source, SyncResult, json_value, now
 from profilesync.secrets import seal, unseal
 from profilesync.store.duckdb.access import AccessTables
@@ -82,7 +82,10 @@ class CatalogTables(AccessTables, AlertTables, CohortTables, MetricsTables):
             "SELECT name, kind, config FROM connections WHERE name = ?", [name]
         ).fetchone()
         if row is None:
-            raise NotFoundError(f"no connection named {name!r}: see `profilesync connection list`")
+            raise NotFoundError(
+                f"no connection named {name!r}: see `profilesync connection list`",
+                ui_fix=UiFix("See the connections", "/#connections"),
+            )
         return Connection(row[0], row[1], unseal(self.home, row[0], json.loads(row[2])))
 
     def list_connections(self) -> list[Connection]:
@@ -149,13 +152,19 @@ class CatalogTables(AccessTables, AlertTables, CohortTables, MetricsTables):
         if clashes:
             raise ConfigurationError(
                 f"property names must be unique across sources; taken already: {', '.join(clashes)}. "
-                "Give them another display name (--property column=Other Name)."
+                "Give them another display name (--property column=Other Name).",
+                ui_message="property names must be unique across sources; taken already: "
+                + ", ".join(clashes),
+                ui_fix="Give each of them another display name in the column mapping",
             )
 
     def get_source(self, name: str) -> Source:
         rows = self._sources("WHERE name = ?", [name])
         if not rows:
-            raise NotFoundError(f"no source named {name!r}: see `profilesync source list`")
+            raise NotFoundError(
+                f"no source named {name!r}: see `profilesync source list`",
+                ui_fix=UiFix("See the sources", "/"),
+            )
         return rows[0]
 
     def list_sources(self) -> list[Source]:

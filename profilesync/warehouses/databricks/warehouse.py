@@ -245,7 +245,8 @@ class DatabricksWarehouse(SQLWarehouse[TableRef]):
         if str(detail.get("format") or "delta").lower() != "delta":
             raise ConfigurationError(
                 f"{table.sql} is a {detail.get('format')} table: only Delta tables have a change "
-                "data feed and versions. Use the query form with --strategy diff"
+                "data feed and versions. Use the query form with --strategy diff",
+                ui_fix="Write a query on it instead, read by snapshot diff",
             )
         return detail
 

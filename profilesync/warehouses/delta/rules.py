@@ -22,7 +22,9 @@ from profilesync.errors import (
     ChangeTrackingError,
     RetentionExceededError,
     TableReplacedError,
+    UiFix,
     WarehouseDataError,
+    resync_fixes,
 )
 from profilesync.model import Checkpoint
 from profilesync.warehouses.protocol import DELETE, UPSERT, Check
@@ -97,7 +99,9 @@ def cdf_missing(table: str, path: str | None = None) -> Check:
 def cdf_off_error(table: str, source_name: str, path: str | None = None) -> ChangeTrackingError:
     return ChangeTrackingError(
         f"{CDF} is off on {table}: run `{cdf_missing(table, path).fix_sql}`, then "
-        f"`profilesync sync {source_name} --resync`"
+        f"`profilesync sync {source_name} --resync`",
+        cli_fix=f"profilesync sync {source_name} --resync",
+        ui_fix=UiFix("Turn the change data feed on, then Resync", f"/sources/{source_name}#resync"),
     )
 
 
@@ -187,7 +191,8 @@ def history_changed(table: str, why: str, source_name: str) -> TableReplacedErro
         f"the history of {table} changed since the last sync ({why}): it was restored from a "
         "copy or older files, its log was rewritten, or it was dropped and re-created. Nothing "
         f"was applied. Run `profilesync sync {source_name} --resync` to diff the table as it is "
-        "now against the store."
+        "now against the store.",
+        **resync_fixes(source_name),
     )
 
 
@@ -213,7 +218,8 @@ def check_feed_since(table: str, enabled: int, since: int, source_name: str) -> 
         raise RetentionExceededError(
             f"the change data feed of {table} was enabled at version {enabled}, after the "
             f"checkpoint (version {since}): changes in between were never recorded. "
-            f"Run `profilesync sync {source_name} --resync` to diff the table against the store."
+            f"Run `profilesync sync {source_name} --resync` to diff the table against the store.",
+            **resync_fixes(source_name),
         )
 
 

@@ -12,7 +12,10 @@ from profilesync.warehouses.spec import ConfigField, ConfigSpec
 def _validate(config: dict[str, Any]) -> dict[str, Any]:
     resolved = Path(config["path"]).expanduser().resolve()
     if not resolved.is_dir():
-        raise ConfigurationError(f"{resolved} is not a directory: --path must hold Delta tables")
+        raise ConfigurationError(
+            f"{resolved} is not a directory: --path must hold Delta tables",
+            ui_fix="Choose the directory that holds the Delta tables",
+        )
     return {"path": str(resolved)}
 
 

@@ -34,6 +34,7 @@ from profilesync.errors import (
     NotFoundError,
     ProfilesyncError,
     RetentionExceededError,
+    resync_fixes,
 )
 from profilesync.mapping import quote
 from profilesync.model import Checkpoint, Connection, Mapping
@@ -447,7 +448,8 @@ class DeltaWarehouse(FromSpec):
         return NeedsResyncError(
             f"{what} of {table} changed type (a table rewrite or dbt full refresh) and earlier "
             f"changes cannot be converted{because}. Nothing was applied. Run `profilesync sync "
-            f"{self.source_name} --resync` to diff the table as it is now against the store."
+            f"{self.source_name} --resync` to diff the table as it is now against the store.",
+            **resync_fixes(self.source_name),
         )
 
     def _expired(self, table: str, why: str, since: int) -> RetentionExceededError:

@@ -13,7 +13,8 @@ def _validate(config: dict[str, Any]) -> dict[str, Any]:
     resolved = Path(config["path"]).expanduser().resolve()
     if not resolved.is_file():
         raise ConfigurationError(
-            f"{resolved} is not a file: --path must be an existing DuckDB database file"
+            f"{resolved} is not a file: --path must be an existing DuckDB database file",
+            ui_fix="Choose an existing DuckDB database file",
         )
     return {"path": str(resolved)}
 

@@ -22,9 +22,11 @@ import duckdb
 import pyarrow as pa
 
 from profilesync.errors import (
+    EDIT_SOURCE,
     ConfigurationError,
     MissingDependencyError,
     NotFoundError,
+    UiFix,
     WarehouseUnavailableError,
 )
 from profilesync.mapping import QUERY_TABLE, checked, quote
@@ -35,6 +37,8 @@ from profilesync.warehouses.duckdb.spec import SPEC
 from profilesync.warehouses.protocol import Changes, Check
 from profilesync.warehouses.spec import ConfigSpec, FromSpec
 
+#: what the web UI offers for a mapping the warehouse cannot read
+_FIX_MAPPING = UiFix("Open the source's Edit page and fix the mapping", EDIT_SOURCE)
 #: rows per Arrow batch handed to the sync engine
 BATCH_ROWS = 262_144
 #: never reach for the network: extensions are loaded from installed wheels or not at all
@@ -234,13 +238,17 @@ class DuckDBWarehouse(FromSpec):
             what = "query" if mapping.table == QUERY_TABLE else f"table {mapping.table}"
             raise ConfigurationError(
                 f"reading the {what} failed: {str(exc).splitlines()[0]} — fix the mapping "
-                "(profilesync source test NAME shows it)"
+                "(profilesync source test NAME shows it)",
+                ui_fix=_FIX_MAPPING,
             ) from exc
 
     def changes(self, mapping: Mapping, checkpoint: Checkpoint) -> Changes:
         raise ConfigurationError(
             f"{self.kind} connections keep no change history and only support --strategy diff: "
-            f"re-add the source with --strategy diff (or run `profilesync sync {self.source_name} --resync`)"
+            f"re-add the source with --strategy diff (or run `profilesync sync {self.source_name} --resync`)",
+            ui_message=f"{self.kind} connections keep no change history: a source on one syncs by "
+            "snapshot diff only.",
+            ui_fix=UiFix("Resync", f"/sources/{self.source_name}#resync"),
         )
 
     def release(self, mapping: Mapping) -> None:

@@ -19,7 +19,8 @@ def _validate(config: dict[str, Any]) -> dict[str, Any]:
         if not path.is_file():
             raise ConfigurationError(
                 f"{path} is not a DuckLake catalog file: --catalog must name an existing one "
-                "(create the lake first, e.g. ATTACH 'ducklake:FILE' AS lake (DATA_PATH 'DIR'))"
+                "(create the lake first, e.g. ATTACH 'ducklake:FILE' AS lake (DATA_PATH 'DIR'))",
+                ui_fix="Choose an existing DuckLake catalog file",
             )
         result["catalog"] = str(path)
     if config.get("data_path"):

@@ -23,10 +23,12 @@ import duckdb
 import pyarrow as pa
 
 from profilesync.errors import (
+    EDIT_SOURCE,
     ConfigurationError,
     NotFoundError,
     RetentionExceededError,
     TableReplacedError,
+    UiFix,
     WarehouseUnavailableError,
 )
 from profilesync.mapping import QUERY_TABLE, quote
@@ -320,7 +322,8 @@ class DuckLakeWarehouse(DuckDBWarehouse):
         if mapping.table == QUERY_TABLE or self.is_view(mapping.table):
             raise ConfigurationError(
                 f"{mapping.table} is a query or view, whose changes DuckLake does not record: "
-                f"re-add source {self.source_name!r} with --strategy diff"
+                f"re-add source {self.source_name!r} with --strategy diff",
+                ui_fix="Add the source again with the snapshot diff strategy",
             )
         since = int(checkpoint.position)
         snapshot = self.current_snapshot()
@@ -407,7 +410,8 @@ class DuckLakeWarehouse(DuckDBWarehouse):
             )
         return ConfigurationError(
             f"reading the changes of {table} failed: {text.splitlines()[0]} — check the mapping "
-            "(profilesync source test NAME shows it)"
+            "(profilesync source test NAME shows it)",
+            ui_fix=UiFix("Open the source's Edit page and fix the mapping", EDIT_SOURCE),
         )
 
     def _replaced(self, table: str, why: str) -> TableReplacedError:

@@ -155,7 +155,8 @@ def find_relation(conn: psycopg.Connection[Any], table: str) -> Relation:
     if row is None:
         raise NotFoundError(
             f"table {table!r} not found in PostgreSQL (name it schema.table; "
-            "`profilesync connection tables NAME` lists them)"
+            "`profilesync connection tables NAME` lists them)",
+            ui_fix="Choose a table from the list",
         )
     columns = conn.execute(
         """SELECT a.attname, coalesce(nullif(b.typname, ''), t.typname) FROM pg_attribute a

@@ -17,10 +17,12 @@ import duckdb
 import pyarrow as pa
 
 from profilesync.errors import (
+    EDIT_SOURCE,
     ConcurrentSyncError,
     ConfigurationError,
     MissingDependencyError,
     ProfilesyncError,
+    UiFix,
     WarehouseUnavailableError,
 )
 from profilesync.scratch import scratch
@@ -124,7 +126,8 @@ def errors() -> Iterator[None]:
     except psycopg.errors.InsufficientPrivilege as exc:
         raise ConfigurationError(
             f"PostgreSQL refused: {first_line(exc)}. `profilesync source test NAME` lists the "
-            "privileges a source needs and the GRANT to run"
+            "privileges a source needs and the GRANT to run",
+            ui_fix=_TEST_MAPPING,
         ) from None
     except psycopg.errors.ObjectInUse as exc:
         raise ConcurrentSyncError(
@@ -138,8 +141,15 @@ def errors() -> Iterator[None]:
             ) from None
         raise ConfigurationError(
             f"PostgreSQL refused: {first_line(exc)}. `profilesync source test NAME` checks "
-            "what a source needs (wal_level, wal2json, privileges, replica identity)"
+            "what a source needs (wal_level, wal2json, privileges, replica identity)",
+            ui_fix=_TEST_MAPPING,
         ) from None
+
+
+#: where the UI lists what a source needs of the server
+_TEST_MAPPING = UiFix(
+    "Open the source's Edit page and run Test mapping: it lists what the source needs", EDIT_SOURCE
+)
 
 
 def first_line(exc: BaseException) -> str:

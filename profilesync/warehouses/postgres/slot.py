@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
-from profilesync.errors import ConcurrentSyncError, ConfigurationError, RetentionExceededError
+from profilesync.errors import (
+    ConcurrentSyncError,
+    ConfigurationError,
+    RetentionExceededError,
+    resync_fixes,
+)
 from profilesync.model import Checkpoint
 from profilesync.warehouses.postgres.catalog import Relation
 from profilesync.warehouses.postgres.driver import first_line, psycopg_module, stage
@@ -134,7 +139,8 @@ class Slot:
         return RetentionExceededError(
             f"{why}. Nothing was applied. Raise {KEEP_SIZE} on the server (or sync more often), and "
             f"run `profilesync sync {self.source_name} --resync` to re-create the slot and diff the "
-            "table against the store."
+            "table against the store.",
+            **resync_fixes(self.source_name),
         )
 
     def peek(

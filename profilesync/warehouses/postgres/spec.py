@@ -16,7 +16,11 @@ def _validate(config: dict[str, Any]) -> dict[str, Any]:
     try:
         psycopg.conninfo.conninfo_to_dict(config["dsn"])
     except psycopg.ProgrammingError as exc:
-        raise ConfigurationError(f"--dsn is not a valid libpq connection string: {exc}") from None
+        raise ConfigurationError(
+            f"--dsn is not a valid libpq connection string: {exc}",
+            ui_message=f"the connection string is not a valid libpq connection string: {exc}",
+            ui_fix="Correct the connection string",
+        ) from None
     return {k: v for k, v in config.items() if v}
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 import duckdb
 import pyarrow as pa
 
-from profilesync.errors import ChangeTrackingError, TableReplacedError
+from profilesync.errors import ChangeTrackingError, TableReplacedError, UiFix, resync_fixes
 from profilesync.mapping import quote
 from profilesync.model import Checkpoint, Mapping
 from profilesync.warehouses.postgres.catalog import Column, Relation, pick
@@ -120,7 +120,8 @@ def _refuse_unreadable(
     if scalar_duck(con, "SELECT count(*) FROM changes WHERE action = 'T'"):
         raise TableReplacedError(
             f"table {relation.label} was truncated (as a full refresh does). Nothing was applied. "
-            f"Run `profilesync sync {source_name} --resync` to diff the table against the store."
+            f"Run `profilesync sync {source_name} --resync` to diff the table against the store.",
+            **resync_fixes(source_name),
         )
     unsent = " OR ".join(f"NOT (np{i} OR op{i})" for i in range(len(wanted)))
     if scalar_duck(con, f"SELECT count(*) FROM changes WHERE action = 'U' AND ({unsent})"):
@@ -128,7 +129,12 @@ def _refuse_unreadable(
             f"an UPDATE of {relation.label} left a large (TOASTed, over ~2 kB) mapped value unchanged, "
             "and Postgres does not send such values in the change stream. Nothing was applied. Run "
             f"ALTER TABLE {relation.qualified} REPLICA IDENTITY FULL; then "
-            f"`profilesync sync {source_name} --resync`."
+            f"`profilesync sync {source_name} --resync`.",
+            cli_fix=f"profilesync sync {source_name} --resync",
+            ui_fix=UiFix(
+                f"Run ALTER TABLE {relation.qualified} REPLICA IDENTITY FULL, then Resync",
+                f"/sources/{source_name}#resync",
+            ),
         )
 
 

@@ -51,6 +51,7 @@ from profilesync.errors import (
     NotFoundError,
     TableReplacedError,
     WarehouseUnavailableError,
+    resync_fixes,
 )
 from profilesync.mapping import QUERY_TABLE
 from profilesync.model import Checkpoint, Connection, Mapping
@@ -114,7 +115,9 @@ class PostgresWarehouse(FromSpec):
         except psycopg.OperationalError as exc:
             raise WarehouseUnavailableError(
                 f"could not connect to PostgreSQL: {first_line(exc)}. Check the connection's "
-                "--dsn and that the server accepts connections from here"
+                "--dsn and that the server accepts connections from here",
+                ui_fix="Check the connection's connection string and that the server accepts "
+                "connections from here",
             ) from None
         self._open.append(conn)
         if not replication:
@@ -242,14 +245,16 @@ class PostgresWarehouse(FromSpec):
         except NotFoundError:
             raise NotFoundError(
                 f"table {table} no longer exists in PostgreSQL (it was dropped). Nothing was applied. "
-                f"When it exists again, run `profilesync sync {self.source_name} --resync`"
+                f"When it exists again, run `profilesync sync {self.source_name} --resync`",
+                **resync_fixes(self.source_name),
             ) from None
         if str(relation.oid) != checkpoint.identity:
             raise TableReplacedError(
                 f"table {table} was dropped and re-created (relation OID changed from "
                 f"{checkpoint.identity} to {relation.oid}), as a dbt full refresh or CREATE OR REPLACE "
                 "does. Nothing was applied. CDC needs incremental models; run "
-                f"`profilesync sync {self.source_name} --resync` to diff the new table against the store."
+                f"`profilesync sync {self.source_name} --resync` to diff the new table against the store.",
+                **resync_fixes(self.source_name),
             )
         return relation
 

@@ -38,6 +38,7 @@ from profilesync.errors import (
     NotFoundError,
     ProfilesyncError,
     RetentionExceededError,
+    UiFix,
 )
 from profilesync.mapping import QUERY_TABLE
 from profilesync.model import Checkpoint, Mapping, format_frequency
@@ -293,7 +294,8 @@ class SnowflakeWarehouse(SQLWarehouse[TableRef]):
         if not found:
             raise NotFoundError(
                 f"Snowflake table {table.sql} not found (or the role cannot see it). "
-                "For a view, use the query form with --strategy diff"
+                "For a view, use the query form with --strategy diff",
+                ui_fix="Choose a table from the list, or write a query on the view (snapshot diff)",
             )
         row = found[0]
         return TableInfo(
@@ -366,7 +368,12 @@ class SnowflakeWarehouse(SQLWarehouse[TableRef]):
             raise ChangeTrackingError(
                 f"change tracking is off on {table.sql}: run `ALTER TABLE {table.sql} SET "
                 f"CHANGE_TRACKING = TRUE;`, then `profilesync sync {self.source_name} --resync` "
-                "(changes made while it was off were not recorded)"
+                "(changes made while it was off were not recorded)",
+                cli_fix=f"profilesync sync {self.source_name} --resync",
+                ui_fix=UiFix(
+                    f"Run ALTER TABLE {table.sql} SET CHANGE_TRACKING = TRUE; then Resync",
+                    f"/sources/{self.source_name}#resync",
+                ),
             )
         now = self._now()
         since = datetime.fromisoformat(checkpoint.position)
