@@ -117,6 +117,14 @@ class NotFoundError(ConfigurationError):
     code = "not_found"
 
 
+class ConnectionSettingsError(ConfigurationError):
+    """A saved connection no longer reaches its warehouse as set (its directory moved, its
+    mount is gone): a person changes the connection's settings."""
+
+    code = "connection_settings"
+    default_ui_fix = UiFix("Edit the connection's settings", "/sources/{source}/connection/edit")
+
+
 class MissingDependencyError(ConfigurationError):
     """An optional driver is not installed; the message carries the pip line."""
 

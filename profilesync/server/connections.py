@@ -9,6 +9,7 @@ warehouse's answer when it fails.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
@@ -65,6 +66,15 @@ def edit_form(request: Request, name: str) -> Response:
     with store_session(request) as store:
         connection = store.get_connection(name)
     return _edit_page(request, connection, {}, {})
+
+
+@router.get("/sources/{name}/connection/edit")
+def source_connection_edit(request: Request, name: str) -> Response:
+    """The Edit page of a source's connection: where the UI fix of an error stored with
+    the source's run, which knows only the source, leads."""
+    with store_session(request) as store:
+        connection = store.get_source(name).connection
+    return RedirectResponse(f"/connections/{quote(connection, safe='')}/edit", status_code=303)
 
 
 @router.post("/connections/{name}/edit")

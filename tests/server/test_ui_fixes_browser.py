@@ -43,6 +43,7 @@ def shot(page: Any, name: str) -> None:
 
 def _log_in(page: Any, served: Served) -> None:
     page.goto(served.url)
+    page.get_by_label("User name").fill("admin")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
 

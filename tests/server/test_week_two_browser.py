@@ -97,18 +97,20 @@ def test_week_two_edit_a_mapping_break_and_fix_the_connection(tmp_path: Path) ->
             assert failed["status"] == "failed"
             shown = page.locator("tr.run-error").first
             expect(shown).to_contain_text(f"the directory {lake.root} of connection 'lake'")
-            expect(shown).to_contain_text("change the connection's directory")
+            fix = shown.locator("[data-fix]")
+            expect(fix).to_contain_text("What to do: Edit the connection's settings")
+            expect(page.locator("#connection")).to_have_attribute("href", "/connections/lake")
             assert not CLI_ADVICE.search(page.locator("main").inner_text())
             assert webhook.events() == ["run_failed"]
             sync_now(page, served, 4)  # still broken: no one is told twice
             assert webhook.events() == ["run_failed"]
             failure = webhook.bodies[0]["profilesync"]
             assert (failure["source"], failure["run_id"]) == ("users", failed["id"])
+            assert failure["error_code"] == "connection_settings"
 
-            # fixed through the connection's Edit page: tried before it is saved
-            page.locator("#connection").click()
-            expect(page.get_by_role("heading", name="Connection lake")).to_be_visible()
-            page.get_by_role("link", name="Edit", exact=True).click()
+            # fixed on the connection's Edit page, where the fix leads: tried, then saved
+            page.locator("tr.run-error [data-fix]").first.get_by_role("link").click()
+            expect(page.get_by_role("heading", name="Edit connection lake")).to_be_visible()
             directory = page.get_by_label("Directory of Delta tables")
             expect(directory).to_have_value(str(lake.root))
             directory.fill(str(moved))

@@ -30,6 +30,7 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from profilesync.errors import (
     ConfigurationError,
+    ConnectionSettingsError,
     NeedsResyncError,
     NotFoundError,
     ProfilesyncError,
@@ -152,10 +153,12 @@ class DeltaWarehouse(FromSpec):
 
     def _open(self, table: str, version: int | None = None) -> DeltaTable:
         if not self.root.is_dir():  # the whole lake is gone, not one table
-            raise NotFoundError(
-                f"the directory {self.root} of connection {self.connection_name!r} does not "
-                "exist (moved, renamed or not mounted): change the connection's directory to "
-                "where its Delta tables are now, or put them back"
+            name = self.connection_name
+            raise ConnectionSettingsError(
+                f"the directory {self.root} of connection {name!r} does not exist (moved, "
+                f"renamed or not mounted): run `profilesync connection edit {name} --set "
+                "path=DIR` with the directory its Delta tables are in now, or put them back",
+                cli_fix=f"profilesync connection edit {name} --set path=DIR",
             )
         path = self.table_path(table)
         if path.exists() and not path.is_dir():
