@@ -80,6 +80,10 @@ class ProfilesyncError(Exception):
         """The cause, without advice for the command line."""
         return self._ui_message or without_cli_advice(str(self))
 
+    @ui_message.setter
+    def ui_message(self, text: str) -> None:
+        self._ui_message = text
+
     def fixes(self, source: str | None = None) -> dict[str, Any]:
         """``{"cli": command or None, "ui": {"label", "href"} or None}`` for the API."""
         cli = self.cli_fix or _fill(self.default_cli_fix, source)

@@ -148,6 +148,7 @@ CLI_ONLY = {
     "cli",
     "events/importer.py",
     "server/serve.py",
+    "server/logs.py",
     "server/scheduler.py",
     "store/backends.py",
     "store/home.py",

@@ -64,20 +64,23 @@ def _check_email(config: dict[str, Any]) -> dict[str, Any]:
     if not host or security not in SECURITY:
         raise ConfigurationError(
             "an email channel needs an SMTP host (--smtp-host) and a security of "
-            f"{', '.join(SECURITY)} (got {security!r})"
+            f"{', '.join(SECURITY)} (got {security!r})",
+            ui_fix="Fill in the SMTP host and choose its security",
         )
     to = config.get("to") or []
     to = [a.strip() for a in (to.split(",") if isinstance(to, str) else to) if a.strip()]
     sender = str(config.get("from") or "").strip()
     if not sender:
         raise ConfigurationError(
-            "an email channel needs a sender address (--smtp-from), e.g. profilesync@example.com"
+            "an email channel needs a sender address (--smtp-from), e.g. profilesync@example.com",
+            ui_fix="Fill in the sender address",
         )
     bad = [a for a in [*to, sender] if not _EMAIL.fullmatch(a)]
     if not to or bad:
         raise ConfigurationError(
             f"email addresses {', '.join(map(repr, bad)) or '(none)'} are not valid: give "
-            "--email TO (comma-separated) and --smtp-from with addresses like ops@example.com"
+            "--email TO (comma-separated) and --smtp-from with addresses like ops@example.com",
+            ui_fix="Give recipient and sender addresses like ops@example.com",
         )
     return {
         "host": host,

@@ -183,7 +183,9 @@ def reachable_tables(connection: Connection, anyway_hint: str, verb: str = "save
     except ProfilesyncError as exc:
         # same class (and so API status and code) as the warehouse's error, one line
         refusal = f"the connection was not {verb}; fix the settings, or {anyway_hint}"
+        cause = exc.ui_message
         exc.args = (f"{_one_line(exc)} — {refusal}",)
+        exc.ui_message = f"{cause.rstrip('.')} — {refusal}"
         raise
 
 

@@ -19,7 +19,7 @@ import secrets
 from datetime import timedelta
 
 from profilesync.app.home import Store
-from profilesync.errors import ConfigurationError, NotFoundError
+from profilesync.errors import ConfigurationError, NotFoundError, UiFix
 from profilesync.model import now
 from profilesync.store.access import ROLES, ApiToken, User
 
@@ -98,7 +98,8 @@ def get_user(store: Store, name: str) -> User:
     user = store.find_user(name.strip().lower())
     if user is None:
         raise NotFoundError(
-            f"no user named {name!r}: see `profilesync user list` or the Members page"
+            f"no user named {name!r}: see `profilesync user list` or the Members page",
+            ui_fix=UiFix("See the Members page", "/members"),
         )
     return user
 
@@ -250,7 +251,10 @@ def revoke_token(store: Store, token_id: int, *, user: str | None = None) -> Api
     """Revoke a token; ``user`` (not an admin) may revoke only their own."""
     token = store.get_api_token(token_id)
     if token is None or token.revoked_at is not None or (user and token.user_name != user):
-        raise NotFoundError(f"no live API token {token_id}: see `profilesync token list`")
+        raise NotFoundError(
+            f"no live API token {token_id}: see `profilesync token list`",
+            ui_fix=UiFix("See your tokens on the Account page", "/account"),
+        )
     store.revoke_api_token(token_id)
     return token
 

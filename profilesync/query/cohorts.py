@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from sqlglot import exp
 
-from profilesync.errors import NotFoundError
+from profilesync.errors import NotFoundError, UiFix
 from profilesync.query.analyses import Behaviour, CohortDefinition
 from profilesync.query.model import Filter
 from profilesync.query.relations import EVENTS, PROFILES, Catalog, profile_relation, relation
@@ -44,7 +44,8 @@ def definition(catalog: Catalog, name: str) -> CohortDefinition:
     if name not in catalog.cohorts:
         known = ", ".join(sorted(catalog.cohorts)) or "none yet"
         raise NotFoundError(
-            f"no cohort named {name!r} (known: {known}): add it with `profilesync query cohort add`"
+            f"no cohort named {name!r} (known: {known}): add it with `profilesync query cohort add`",
+            ui_fix=UiFix("See the Cohorts page", "/cohorts"),
         )
     return CohortDefinition.model_validate(catalog.cohorts[name])
 

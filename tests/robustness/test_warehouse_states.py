@@ -47,7 +47,9 @@ def _synced(lake: Warehouse, cli: Cli) -> Warehouse:
 
 
 def _without_runs(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in state.items() if k != "runs"}
+    """The state minus the run history: the failed run and the source's alert state
+    (failed or stopped, kept so that its alert is sent once and its recovery noticed)."""
+    return {k: v for k, v in state.items() if k not in ("runs", "alert_state")}
 
 
 def sync_refused(
@@ -60,6 +62,9 @@ def sync_refused(
     line = assert_cli_refused((run or cli)(*args), *words)
     after = store_state(home)
     assert _without_runs(after) == _without_runs(before)
+    assert all(
+        '"source:users"' in s for s in set(after["alert_state"]) - set(before["alert_state"])
+    )
     new_runs = sorted(set(after["runs"]) - set(before["runs"]))
     assert len(new_runs) == 1 and '"failed"' in new_runs[0], new_runs
     assert '"internal"' not in new_runs[0], new_runs

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from profilesync.errors import NotFoundError
+from profilesync.errors import NotFoundError, UiFix
 from profilesync.model import now
 from profilesync.store.access import ApiToken, AuditEntry, User
 from profilesync.store.duckdb.connected import Connected
@@ -46,7 +46,10 @@ class AccessTables(Connected):
     def _user(self, name: str) -> User:
         found = self.find_user(name)
         if found is None:
-            raise NotFoundError(f"no user named {name!r}: see `profilesync user list`")
+            raise NotFoundError(
+                f"no user named {name!r}: see `profilesync user list`",
+                ui_fix=UiFix("See the Members page", "/members"),
+            )
         return found
 
     def list_users(self) -> list[User]:

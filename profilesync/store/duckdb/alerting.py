@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from profilesync.errors import ConfigurationError, NotFoundError
+from profilesync.errors import ConfigurationError, NotFoundError, UiFix
 from profilesync.model import now
 from profilesync.secrets import seal, unseal
 from profilesync.store.alerting import SECRET_SETTINGS, Channel, Delivery
@@ -39,7 +39,10 @@ class AlertTables(Connected):
     def get_alert_channel(self, name: str) -> Channel:
         found = self._channels("WHERE name = ?", [name])
         if not found:
-            raise NotFoundError(f"no alert channel named {name!r}: see `profilesync alert list`")
+            raise NotFoundError(
+                f"no alert channel named {name!r}: see `profilesync alert list`",
+                ui_fix=UiFix("See the Alerts page", "/alerts"),
+            )
         return found[0]
 
     def list_alert_channels(self) -> list[Channel]:
@@ -80,7 +83,8 @@ class AlertTables(Connected):
             raise ConfigurationError(
                 f"the secrets of alert channel {name!r} cannot be decrypted with the key in "
                 "use: restore the key they were saved with, or remove the channel "
-                f"(`profilesync alert remove {name}`) and add it again"
+                f"(`profilesync alert remove {name}`) and add it again",
+                ui_fix=UiFix("Remove the channel on the Alerts page and add it again", "/alerts"),
             ) from None
 
     # -- deliveries --------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from profilesync.errors import ConfigurationError, NotFoundError
+from profilesync.errors import ConfigurationError, NotFoundError, UiFix
 from profilesync.model import now
 from profilesync.store.cohorts import Cohort
 from profilesync.store.duckdb.connected import Connected
@@ -34,7 +34,8 @@ class CohortTables(Connected):
             known = ", ".join(c.name for c in self.list_cohorts()) or "none yet"
             raise NotFoundError(
                 f"no cohort named {name!r} (known: {known}): "
-                "see `profilesync query cohort list`, or add it with `profilesync query cohort add`"
+                "see `profilesync query cohort list`, or add it with `profilesync query cohort add`",
+                ui_fix=UiFix("See the Cohorts page", "/cohorts"),
             )
         return _cohort(row)
 
