@@ -323,3 +323,18 @@ def ui_view(
     default = error_class(code).default_ui_fix
     fix = default.for_source(source) if default else None
     return {"code": code, "message": without_cli_advice(error), "fix": fix}
+
+
+#: error codes after which only a person can make the next run succeed: the scheduler
+#: stops a source on them and alerts say it is stopped
+NEEDS_PERSON = frozenset(
+    {
+        "needs_resync",
+        "table_replaced",
+        "retention_exceeded",
+        "quota_exceeded",
+        "change_tracking",
+        "warehouse_damaged",
+        "store_corrupted",
+    }
+)

@@ -17,23 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from profilesync.alerts.message import Message
+from profilesync.errors import NEEDS_PERSON
 from profilesync.store.protocol import Store
 
 #: every event a channel can take
 EVENTS = ("run_failed", "source_stopped", "quota_80", "quota_100", "recovered")
-#: error codes after which only a person can make the next run succeed (the codes the
-#: scheduler stops a source on)
-NEEDS_PERSON = frozenset(
-    {
-        "needs_resync",
-        "table_replaced",
-        "retention_exceeded",
-        "quota_exceeded",
-        "change_tracking",
-        "warehouse_damaged",
-        "store_corrupted",
-    }
-)
 #: quota events and the share of the limit (percent) that raises them
 THRESHOLDS = (("quota_80", 80), ("quota_100", 100))
 _RAISED_BY = {"failed": "run_failed", "stopped": "source_stopped"}

@@ -33,23 +33,11 @@ from typing import Any
 from profilesync.app import Store
 from profilesync.app.alerts import notify_run
 from profilesync.app.runs import sync_source
-from profilesync.errors import ConcurrentSyncError, NotFoundError, ProfilesyncError
+from profilesync.errors import NEEDS_PERSON, ConcurrentSyncError, NotFoundError, ProfilesyncError
 from profilesync.model import MAX_FREQUENCY_SECONDS, Source, SyncResult
 
 log = logging.getLogger("profilesync.scheduler")
 
-#: error codes after which only a person can make the next run succeed
-NEEDS_PERSON = frozenset(
-    {
-        "needs_resync",
-        "table_replaced",
-        "retention_exceeded",
-        "quota_exceeded",
-        "change_tracking",
-        "warehouse_damaged",
-        "store_corrupted",
-    }
-)
 BLOCK_KEY = "scheduler.blocked."
 
 Clock = Callable[[], datetime]
