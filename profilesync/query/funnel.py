@@ -102,11 +102,14 @@ def _next_step(k: int, window: exp.Expr, *, strict: bool) -> exp.Select:
         columns.append(
             exp.func("min", exp.Case(ifs=[exp.If(this=other, true=col("ts", "e"))])).as_("x")
         )
+    within = [col("ts", "e") >= previous.copy(), col("ts", "e") <= col("t1", "s") + window.copy()]
+    if not strict:  # only step-k events matter: the join carries no others
+        within.insert(0, col(f"f{k}", "e"))
     inner = (
         exp.select(*columns)
         .from_(exp.table_("ev", alias="e"), copy=False)
         .join(exp.table_(f"c{k - 1}", alias="s"), on=col("uid", "e").eq(col("uid", "s")), copy=False)
-        .where(exp.and_(col("ts", "e") >= previous.copy(), col("ts", "e") <= col("t1", "s") + window.copy()), copy=False)
+        .where(exp.and_(*within), copy=False)
         .group_by(col("uid", "s"), col("t1", "s"), copy=False)
     )  # fmt: skip
     keep: exp.Expr = exp.Not(this=col("t").is_(exp.null()))
