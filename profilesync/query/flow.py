@@ -99,11 +99,16 @@ def event_rows(
     lower: datetime,
     upper: datetime | None,
     project_id: int | None,
-) -> exp.Select:
-    """Events matching any step in ``[lower, upper)``, flagged per step (see module doc)."""
+) -> exp.Query:
+    """Events matching any step in ``[lower, upper)``, flagged per step (see module doc).
+
+    One scan per event type of the steps, put together with UNION ALL: an equality on
+    ``event_type`` is what both engines push into their scans (DuckDB compares it once
+    per dictionary entry, ClickHouse reads only that type's range of its sort key), where
+    a disjunction of types is evaluated row by row; and within a scan each step's flag is
+    known (true, false, or the step's own filters)."""
     props = ctx.props
     time = exp.column("time", "e", quoted=True)
-    flags = [_matches(ctx, step) for step in steps]
     uid = exp.func(
         "coalesce",
         col("user_id", "e"),
@@ -112,20 +117,29 @@ def event_rows(
     per_user = per_user_group(group_by)
     group = props.value(group_by).expr if group_by and not per_user else exp.null()
     keyed = [exp.Not(this=col("user_id", "e").is_(exp.null())).as_("keyed")] if per_user else []
-    conditions: list[exp.Expr] = [exp.or_(*(f.copy() for f in flags)), time >= ctx.bind(lower)]
+    conditions: list[exp.Expr] = [time >= ctx.bind(lower)]
     if upper is not None:
         conditions.append(time.copy() < ctx.bind(upper))
     if project_id is not None:
         conditions.append(col("project_id", "e").eq(ctx.bind(project_id)))
     conditions += [props.condition(f) for f in where]
-    select = exp.select(
-        uid.as_("uid"),
-        ctx.fn.epoch_us(time.copy()).as_("ts"),
-        *(flag.as_(f"f{i}") for i, flag in enumerate(flags, 1)),
-        group.as_("grp"),
-        *keyed,
-    ).from_(relation(EVENTS, "e"))
-    return props.join(select).where(exp.and_(*conditions), copy=False)
+    scans = []
+    for kind in dict.fromkeys(step.event_type for step in steps):
+        flags = [_flag(ctx, step, kind) for step in steps]
+        select = exp.select(
+            uid.copy().as_("uid"),
+            ctx.fn.epoch_us(time.copy()).as_("ts"),
+            *(flag.as_(f"f{i}") for i, flag in enumerate(flags, 1)),
+            group.copy().as_("grp"),
+            *(k.copy() for k in keyed),
+        ).from_(relation(EVENTS, "e"))
+        is_kind = col("event_type", "e").eq(ctx.bind(kind))
+        where_all = exp.and_(is_kind, *(c.copy() for c in conditions))
+        scans.append(props.join(select).where(where_all, copy=False))
+    union: exp.Query = scans[0]
+    for scan in scans[1:]:
+        union = exp.union(union, scan, distinct=False)
+    return union
 
 
 def per_user_group(group_by: PropertyRef | None) -> bool:
@@ -171,11 +185,15 @@ def group_values(ctx: Context, group_by: PropertyRef) -> exp.Select:
     )
 
 
-def _matches(ctx: Context, step: Step) -> exp.Expr:
-    condition = col("event_type", "e").eq(ctx.bind(step.event_type))
-    if not step.filters:
-        return condition
-    return exp.paren(exp.and_(condition, *(ctx.props.condition(f) for f in step.filters)))
+def _flag(ctx: Context, step: Step, kind: str) -> exp.Expr:
+    """Whether an event of type ``kind`` matches ``step`` (a boolean on both engines)."""
+    if step.event_type != kind:
+        matches: exp.Expr = exp.false()
+    elif not step.filters:
+        matches = exp.true()
+    else:
+        matches = exp.and_(*(ctx.props.condition(f) for f in step.filters))
+    return exp.cast(matches, exp.DataType.build("BOOLEAN"))
 
 
 def after(e: str, ts: exp.Expr, previous_flag: str) -> exp.Expr:

@@ -64,7 +64,7 @@ def compile_funnel(
     window = timedelta(seconds=query.window_seconds)
     ev = event_rows(ctx, query.steps, query.where, query.group_by, start, end + window, project_id)
     w = ctx.bind(query.window_seconds * MICROS)
-    ctes: list[tuple[str, exp.Select]] = [("ev", ev), ("c1", entries(ctx, end, query.group_by))]
+    ctes: list[tuple[str, exp.Query]] = [("ev", ev), ("c1", entries(ctx, end, query.group_by))]
     if query.order == "any":
         ctes.append(("c", _any_order(n, w)))
         times = _any_times(n)
@@ -102,7 +102,10 @@ def _next_step(k: int, window: exp.Expr, *, strict: bool) -> exp.Select:
         columns.append(
             exp.func("min", exp.Case(ifs=[exp.If(this=other, true=col("ts", "e"))])).as_("x")
         )
-    within = [col("ts", "e") >= previous.copy(), col("ts", "e") <= col("t1", "s") + window.copy()]
+    within: list[exp.Expr] = [
+        col("ts", "e") >= previous.copy(),
+        col("ts", "e") <= col("t1", "s") + window.copy(),
+    ]
     if not strict:  # only step-k events matter: the join carries no others
         within.insert(0, col(f"f{k}", "e"))
     inner = (
