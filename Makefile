@@ -47,6 +47,7 @@ bench: venv sysdeps ## Benchmarks against baselines run alongside (sync per sour
 	$(BIN)/python bench/diff_throughput.py
 	$(BIN)/python bench/postgres_throughput.py
 	$(BIN)/python bench/segmentation.py
+	$(BIN)/python bench/analyses.py
 	$(BIN)/python bench/ingest.py
 
 clean: ## Remove the venv, caches and demo output

@@ -4,6 +4,9 @@ Both analyses start from :func:`event_rows`: one row per event that matches any 
 analysis's events, with ``uid`` (the user, or ``device:<id>``), ``ts`` (microseconds since
 the epoch: exact integer arithmetic on every engine), one boolean flag per step (``f1``,
 ``f2``, ...: the event matches that step) and ``grp`` (the group-by value at that event).
+A ``profile:`` group is the same at every event of a user who sent it with a ``user_id``
+(the current value), so it is not joined to every event: ``keyed`` marks those events and
+:func:`group_values` joins the profiles to the users at step 1 only.
 Profile properties and cohorts come through the segmentation compiler's property
 resolution (:class:`profilesync.query.compiler._Properties`), so a filter means the same
 everywhere.
@@ -24,7 +27,7 @@ from sqlglot import exp
 from profilesync.query.analyses import Step
 from profilesync.query.compiler import DIALECTS, Params, _Properties, fragments
 from profilesync.query.model import Filter, PropertyRef
-from profilesync.query.relations import EVENTS, Catalog, relation
+from profilesync.query.relations import EVENTS, Catalog, profile_relation, relation
 
 MICROS = 1_000_000
 DAY_US = 86_400 * MICROS
@@ -96,37 +99,101 @@ def event_rows(
     lower: datetime,
     upper: datetime | None,
     project_id: int | None,
-) -> exp.Select:
-    """Events matching any step in ``[lower, upper)``, flagged per step (see module doc)."""
+) -> exp.Query:
+    """Events matching any step in ``[lower, upper)``, flagged per step (see module doc).
+
+    One scan per event type of the steps, put together with UNION ALL: an equality on
+    ``event_type`` is what both engines push into their scans (DuckDB compares it once
+    per dictionary entry, ClickHouse reads only that type's range of its sort key), where
+    a disjunction of types is evaluated row by row; and within a scan each step's flag is
+    known (true, false, or the step's own filters)."""
     props = ctx.props
     time = exp.column("time", "e", quoted=True)
-    flags = [_matches(ctx, step) for step in steps]
     uid = exp.func(
         "coalesce",
         col("user_id", "e"),
         exp.DPipe(this=exp.Literal.string("device:"), expression=col("device_id", "e")),
     )
-    group = props.value(group_by).expr if group_by else exp.null()
-    conditions: list[exp.Expr] = [exp.or_(*(f.copy() for f in flags)), time >= ctx.bind(lower)]
+    per_user = per_user_group(group_by)
+    group = props.value(group_by).expr if group_by and not per_user else exp.null()
+    keyed = [exp.Not(this=col("user_id", "e").is_(exp.null())).as_("keyed")] if per_user else []
+    conditions: list[exp.Expr] = [time >= ctx.bind(lower)]
     if upper is not None:
         conditions.append(time.copy() < ctx.bind(upper))
     if project_id is not None:
         conditions.append(col("project_id", "e").eq(ctx.bind(project_id)))
     conditions += [props.condition(f) for f in where]
-    select = exp.select(
-        uid.as_("uid"),
-        ctx.fn.epoch_us(time.copy()).as_("ts"),
-        *(flag.as_(f"f{i}") for i, flag in enumerate(flags, 1)),
-        group.as_("grp"),
-    ).from_(relation(EVENTS, "e"))
-    return props.join(select).where(exp.and_(*conditions), copy=False)
+    scans = []
+    for kind in dict.fromkeys(step.event_type for step in steps):
+        flags = [_flag(ctx, step, kind) for step in steps]
+        select = exp.select(
+            uid.copy().as_("uid"),
+            ctx.fn.epoch_us(time.copy()).as_("ts"),
+            *(flag.as_(f"f{i}") for i, flag in enumerate(flags, 1)),
+            group.copy().as_("grp"),
+            *(k.copy() for k in keyed),
+        ).from_(relation(EVENTS, "e"))
+        is_kind = col("event_type", "e").eq(ctx.bind(kind))
+        where_all = exp.and_(is_kind, *(c.copy() for c in conditions))
+        scans.append(props.join(select).where(where_all, copy=False))
+    union: exp.Query = scans[0]
+    for scan in scans[1:]:
+        union = exp.union(union, scan, distinct=False)
+    return union
 
 
-def _matches(ctx: Context, step: Step) -> exp.Expr:
-    condition = col("event_type", "e").eq(ctx.bind(step.event_type))
-    if not step.filters:
-        return condition
-    return exp.paren(exp.and_(condition, *(ctx.props.condition(f) for f in step.filters)))
+def per_user_group(group_by: PropertyRef | None) -> bool:
+    """The group is a profile property, looked up per user (see the module doc)."""
+    return group_by is not None and group_by.kind == "profile"
+
+
+def entries(ctx: Context, end: datetime, group_by: PropertyRef | None) -> exp.Select:
+    """``c1``: each user's first step-1 event before ``end`` (``t1``); for a profile group
+    also ``tk``, their first step-1 event sent with a ``user_id``."""
+    end_us = ctx.bind(int((end - datetime(1970, 1, 1)).total_seconds()) * MICROS)
+    firsts = [exp.func("min", col("ts")).as_("t1")]
+    if per_user_group(group_by):
+        keyed_ts = exp.Case(ifs=[exp.If(this=col("keyed"), true=col("ts"))])
+        firsts.append(exp.func("min", keyed_ts).as_("tk"))
+    return (
+        exp.select(col("uid"), *firsts)
+        .from_(exp.table_("ev"), copy=False)
+        .where(exp.and_(col("f1"), col("ts") < end_us), copy=False)
+        .group_by(col("uid"), copy=False)
+    )
+
+
+def group_values(ctx: Context, group_by: PropertyRef) -> exp.Select:
+    """``g``: each entered user's group value at their first step-1 event. A profile
+    property is the user's current value when one of the events at that first moment
+    carried their ``user_id`` (an anonymous event has no profile); anything else is
+    :func:`first_value` of the events."""
+    if not per_user_group(group_by):
+        return first_value("c1", "ev", "f1")
+    prop = ctx.catalog.property(group_by.name)
+    value = exp.column(group_by.name, "p", quoted=True)
+    known = exp.Case(ifs=[exp.If(this=col("tk", "s").eq(col("t1", "s")), true=value)])
+    return (
+        exp.select(col("uid", "s").as_("uid"), known.as_("grp"))
+        .from_(exp.table_("c1", alias="s"), copy=False)
+        .join(
+            profile_relation(prop.source, "p"),
+            on=col("user_id", "p").eq(col("uid", "s")),
+            join_type="left",
+            copy=False,
+        )
+    )
+
+
+def _flag(ctx: Context, step: Step, kind: str) -> exp.Expr:
+    """Whether an event of type ``kind`` matches ``step`` (a boolean on both engines)."""
+    if step.event_type != kind:
+        matches: exp.Expr = exp.false()
+    elif not step.filters:
+        matches = exp.true()
+    else:
+        matches = exp.and_(*(ctx.props.condition(f) for f in step.filters))
+    return exp.cast(matches, exp.DataType.build("BOOLEAN"))
 
 
 def after(e: str, ts: exp.Expr, previous_flag: str) -> exp.Expr:
@@ -141,8 +208,8 @@ def first_value(users: str, events: str, flag: str) -> exp.Select:
     on = exp.and_(col("uid", "e").eq(col("uid", "s")), col("ts", "e").eq(col("t1", "s")))
     return (
         exp.select(col("uid", "s").as_("uid"), *fragments("min(e.grp) AS grp"))
-        .from_(exp.table_(users, alias="s"), copy=False)
-        .join(exp.table_(events, alias="e"), on=on, copy=False)
+        .from_(exp.table_(events, alias="e"), copy=False)
+        .join(exp.table_(users, alias="s"), on=on, copy=False)
         .where(col(flag, "e"), copy=False)
         .group_by(col("uid", "s"), copy=False)
     )
@@ -174,6 +241,20 @@ def by_group(
         .join(exp.table_("ranked", alias="r"), on=fragments("u.grp IS NOT DISTINCT FROM r.grp")[0], copy=False)
         .group_by(grp.copy(), named.copy(), *(k.copy() for k in keys), copy=False)
     )  # fmt: skip
+
+
+def with_ctes(select: exp.Select, ctes: Sequence[tuple[str, exp.Query]]) -> exp.Select:
+    """``select`` with ``ctes`` (in order); each read more than once is MATERIALIZED, so it
+    is computed once on both engines (ClickHouse would run it again at every reference)."""
+    reads: dict[str, int] = {}
+    for node in [select, *(cte for _, cte in ctes)]:
+        for table in node.find_all(exp.Table):
+            if not table.db:
+                reads[table.name] = reads.get(table.name, 0) + 1
+    for name, cte in ctes:
+        again = reads.get(name, 0) > 1 or None  # False would say NOT MATERIALIZED
+        select = select.with_(name, as_=cte, materialized=again, copy=False)
+    return select
 
 
 def overall(

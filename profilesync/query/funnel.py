@@ -32,10 +32,12 @@ from profilesync.query.flow import (
     after,
     by_group,
     col,
+    entries,
     event_rows,
-    first_value,
+    group_values,
     overall,
     ranked_groups,
+    with_ctes,
 )
 from profilesync.query.model import NONE_LABEL, OTHER_LABEL
 from profilesync.query.relations import Catalog, Store, load_catalog, physical
@@ -62,14 +64,7 @@ def compile_funnel(
     window = timedelta(seconds=query.window_seconds)
     ev = event_rows(ctx, query.steps, query.where, query.group_by, start, end + window, project_id)
     w = ctx.bind(query.window_seconds * MICROS)
-    end_us = ctx.bind(int((end - datetime(1970, 1, 1)).total_seconds()) * MICROS)
-    c1 = (
-        exp.select(col("uid"), exp.func("min", col("ts")).as_("t1"))
-        .from_(exp.table_("ev"), copy=False)
-        .where(exp.and_(col("f1"), col("ts") < end_us), copy=False)
-        .group_by(col("uid"), copy=False)
-    )
-    ctes: list[tuple[str, exp.Select]] = [("ev", ev), ("c1", c1)]
+    ctes: list[tuple[str, exp.Query]] = [("ev", ev), ("c1", entries(ctx, end, query.group_by))]
     if query.order == "any":
         ctes.append(("c", _any_order(n, w)))
         times = _any_times(n)
@@ -79,7 +74,7 @@ def compile_funnel(
         ]
         times = [col("t", f"c{k}") for k in range(2, n + 1)]
     if query.group_by:
-        ctes.append(("g", first_value("c1", "ev", "f1")))
+        ctes.append(("g", group_values(ctx, query.group_by)))
     ctes.append(("u", _users(n, times, query.order == "any", grouped=query.group_by is not None)))
     aggregates = [exp.func("count", col("t1", "u")).as_("n1")]
     aggregates += [exp.func("count", col(f"t{k}", "u")).as_(f"n{k}") for k in range(2, n + 1)]
@@ -91,9 +86,7 @@ def compile_funnel(
         ctes.append(("ranked", ranked_groups("u")))
         grouped = by_group([a.copy() for a in aggregates], "u", query.limit)
         select = exp.union(select, grouped, distinct=False)  # type: ignore[assignment]
-    for name, cte in ctes:
-        select = select.with_(name, as_=cte, copy=False)
-    return select, ctx.params.values
+    return with_ctes(select, ctes), ctx.params.values
 
 
 def _next_step(k: int, window: exp.Expr, *, strict: bool) -> exp.Select:
@@ -109,11 +102,17 @@ def _next_step(k: int, window: exp.Expr, *, strict: bool) -> exp.Select:
         columns.append(
             exp.func("min", exp.Case(ifs=[exp.If(this=other, true=col("ts", "e"))])).as_("x")
         )
+    within: list[exp.Expr] = [
+        col("ts", "e") >= previous.copy(),
+        col("ts", "e") <= col("t1", "s") + window.copy(),
+    ]
+    if not strict:  # only step-k events matter: the join carries no others
+        within.insert(0, col(f"f{k}", "e"))
     inner = (
         exp.select(*columns)
-        .from_(exp.table_(f"c{k - 1}", alias="s"), copy=False)
-        .join(exp.table_("ev", alias="e"), on=col("uid", "e").eq(col("uid", "s")), copy=False)
-        .where(exp.and_(col("ts", "e") >= previous.copy(), col("ts", "e") <= col("t1", "s") + window.copy()), copy=False)
+        .from_(exp.table_("ev", alias="e"), copy=False)
+        .join(exp.table_(f"c{k - 1}", alias="s"), on=col("uid", "e").eq(col("uid", "s")), copy=False)
+        .where(exp.and_(*within), copy=False)
         .group_by(col("uid", "s"), col("t1", "s"), copy=False)
     )  # fmt: skip
     keep: exp.Expr = exp.Not(this=col("t").is_(exp.null()))
@@ -137,8 +136,8 @@ def _any_order(n: int, window: exp.Expr) -> exp.Select:
     ]  # fmt: skip
     return (
         exp.select(col("uid", "s").as_("uid"), *firsts)
-        .from_(exp.table_("c1", alias="s"), copy=False)
-        .join(exp.table_("ev", alias="e"), on=col("uid", "e").eq(col("uid", "s")), copy=False)
+        .from_(exp.table_("ev", alias="e"), copy=False)
+        .join(exp.table_("c1", alias="s"), on=col("uid", "e").eq(col("uid", "s")), copy=False)
         .where(exp.and_(col("ts", "e") >= col("t1", "s"), col("ts", "e") <= col("t1", "s") + window.copy()), copy=False)
         .group_by(col("uid", "s"), copy=False)
     )  # fmt: skip

@@ -22,15 +22,16 @@ from profilesync.model import json_value
 from profilesync.query.analyses import RetentionQuery
 from profilesync.query.flow import (
     DAY_US,
-    MICROS,
     Context,
     after,
     by_group,
     col,
+    entries,
     event_rows,
-    first_value,
+    group_values,
     overall,
     ranked_groups,
+    with_ctes,
 )
 from profilesync.query.model import NONE_LABEL, OTHER_LABEL
 from profilesync.query.relations import Catalog, Store, load_catalog, physical
@@ -71,13 +72,6 @@ def compile_retention(
     upper = end + timedelta(days=_DAYS[query.interval] * (n + 2)) if query.mode == "on" else None
     steps = [query.start_event, query.return_event]
     ev = event_rows(ctx, steps, query.where, query.group_by, start, upper, project_id)
-    end_us = ctx.bind(int((end - EPOCH).total_seconds()) * MICROS)
-    c1 = (
-        exp.select(col("uid"), exp.func("min", col("ts")).as_("t1"))
-        .from_(exp.table_("ev"), copy=False)
-        .where(exp.and_(col("f1"), col("ts") < end_us), copy=False)
-        .group_by(col("uid"), copy=False)
-    )
     grouped = query.group_by is not None
     users = exp.select(
         col("uid", "c1").as_("uid"),
@@ -89,9 +83,9 @@ def compile_retention(
         users = users.join(
             exp.table_("g"), on=col("uid", "g").eq(col("uid", "c1")), join_type="left", copy=False
         )
-    ctes: list[tuple[str, exp.Query]] = [("ev", ev), ("c1", c1)]
-    if grouped:
-        ctes.append(("g", first_value("c1", "ev", "f1")))
+    ctes: list[tuple[str, exp.Query]] = [("ev", ev), ("c1", entries(ctx, end, query.group_by))]
+    if query.group_by is not None:
+        ctes.append(("g", group_values(ctx, query.group_by)))
     ctes += [("u", users), ("back", _returns(ctx, query)), ("counted", _counted(query, n))]
     keys = [col("b", "u"), col("k", "u")]
     aggregates = [exp.func("count", exp.Star()).as_("n")]
@@ -100,9 +94,7 @@ def compile_retention(
         ctes.append(("ranked", ranked_groups("u")))
         grouped_rows = by_group([a.copy() for a in aggregates], "counted", query.limit, keys)
         select = exp.union(select, grouped_rows, distinct=False)  # type: ignore[assignment]
-    for name, cte in ctes:
-        select = select.with_(name, as_=cte, copy=False)
-    return select, ctx.params.values
+    return with_ctes(select, ctes), ctx.params.values
 
 
 def _number(ctx: Context, ts: exp.Expr, interval: str) -> exp.Expr:
@@ -117,8 +109,8 @@ def _returns(ctx: Context, query: RetentionQuery) -> exp.Select:
     offset = _number(ctx, col("ts", "e"), query.interval) - col("b", "s")
     return (
         exp.select(col("uid", "s").as_("uid"), offset.as_("k"))
-        .from_(exp.table_("u", alias="s"), copy=False)
-        .join(exp.table_("ev", alias="e"), on=col("uid", "e").eq(col("uid", "s")), copy=False)
+        .from_(exp.table_("ev", alias="e"), copy=False)
+        .join(exp.table_("u", alias="s"), on=col("uid", "e").eq(col("uid", "s")), copy=False)
         .where(
             exp.and_(col("f2", "e"), col("ts", "e") >= col("t1", "s"), after("e", col("t1", "s"), "f1")),
             copy=False,
