@@ -5,6 +5,8 @@ from __future__ import annotations
 from profilesync.engine.quota import PLANS, Quota
 from profilesync.engine.sync import (
     failures,
+    mark_resync,
+    pending_resync,
     resolve_mapping,
     source_checks,
     source_lock,
@@ -16,6 +18,8 @@ __all__ = [
     "PLANS",
     "Quota",
     "failures",
+    "mark_resync",
+    "pending_resync",
     "resolve_mapping",
     "source_checks",
     "source_lock",

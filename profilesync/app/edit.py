@@ -11,7 +11,6 @@ that diffs the warehouse against the store and meters only the rows that really 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,10 +21,9 @@ from profilesync.app import _engine as engine
 from profilesync.app._warehouses import open_warehouse, warehouse_class
 from profilesync.app.home import Store
 from profilesync.app.sources import STRATEGIES, ChecksFailedError, SourceSpec, resolve
-from profilesync.engine.sync import RESYNC_PENDING, pending_resync
 from profilesync.errors import ConfigurationError, NotFoundError, ProfilesyncError
 from profilesync.mapping import QUERY_TABLE
-from profilesync.model import Source, format_frequency, now
+from profilesync.model import Source, format_frequency
 
 __all__ = [
     "EditPlan",
@@ -35,6 +33,9 @@ __all__ = [
     "plan_edit",
     "user_id_column",
 ]
+
+#: ``{"reasons", "at"}`` when the next sync of a source runs as a resync, else None
+pending_resync = engine.pending_resync
 
 #: what a back-fill costs, said once for every change that needs one
 METERED = "the resync meters an operation for each profile whose values change"
@@ -167,24 +168,20 @@ def apply_edit(
 
     Returns the saved source, the plan it followed and a warning to show (the warehouse
     side could not be freed after a switch to diff). Raises :class:`ChecksFailedError`.
-    A back-fill is marked first, so a crash halfway leaves at worst one resync too many.
+    The store saves the whole edit at once (see ``Store.edit_source``): a failure partway
+    leaves the source, its mapping and its profiles as they were.
     """
     plan = plan or plan_edit(store, name, changes)
     if plan.failures:
         raise ChecksFailedError(plan.failures)
     if not plan.changed:
         return plan.before, plan, None
-    before, mapping = plan.before, plan.after.mapping
-    if plan.resync_reasons:
-        mark = {"reasons": plan.resync_reasons, "at": now().isoformat()}
-        store.set_setting(RESYNC_PENDING.format(before.id), json.dumps(mark))
-    for removed in plan.removed:
-        store.drop_property(before, removed, mapping)
-    for old, new in plan.renamed:
-        store.rename_property(before, old, new, mapping)
-    saved = store.update_source(
-        name,
-        mapping=mapping,
+    saved = store.edit_source(
+        plan.before,
+        plan.after.mapping,
+        drops=plan.removed,
+        renames=plan.renamed,
+        resync=plan.resync_reasons,
         strategy=plan.after.strategy,
         frequency_seconds=plan.after.frequency_seconds,
     )

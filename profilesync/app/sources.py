@@ -12,7 +12,6 @@ from typing import Any
 from profilesync.app import _engine as engine
 from profilesync.app._warehouses import Check, Warehouse, open_warehouse
 from profilesync.app.home import Store, json_value
-from profilesync.engine.sync import pending_resync
 from profilesync.errors import ConfigurationError, ProfilesyncError
 from profilesync.mapping import QUERY_TABLE
 from profilesync.model import (
@@ -165,7 +164,7 @@ def source_doc(store: Store, source: Source) -> dict[str, Any]:
         "frequency_seconds": source.frequency_seconds,
         "paused": source.paused,
         "checkpoint": source.checkpoint.to_json() if source.checkpoint else None,
-        "resync_pending": pending_resync(store, source),
+        "resync_pending": engine.pending_resync(store, source),
         "created_at": json_value(source.created_at),
         "last_run": runs[0] if runs else None,
     }

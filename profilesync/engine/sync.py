@@ -10,16 +10,15 @@ Every engine on the way spills to the home's temp directory past the
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from profilesync.engine.checks import failures, resolve_mapping, source_checks, test_mapping
 from profilesync.engine.locks import source_lock
+from profilesync.engine.resync import clear_resync, mark_resync, pending_resync
 from profilesync.engine.transform import transformed
 from profilesync.errors import (
     ChangeTrackingError,
@@ -42,7 +41,7 @@ from profilesync.model import (
 )
 from profilesync.scratch import budget
 from profilesync.store.home import first_line, store_error
-from profilesync.store.protocol import TEMP_DIR, Catalog, Store
+from profilesync.store.protocol import TEMP_DIR, Store
 from profilesync.warehouses import open_warehouse
 from profilesync.warehouses.protocol import Changes, Warehouse
 
@@ -50,6 +49,7 @@ from profilesync.warehouses.protocol import Changes, Warehouse
 __all__ = [
     "Progress",
     "failures",
+    "mark_resync",
     "pending_resync",
     "resolve_mapping",
     "source_checks",
@@ -60,16 +60,6 @@ __all__ = [
 
 #: called with (stage, rows so far) while a sync reads; the CLI draws a progress bar with it
 Progress = Callable[[str, int], None]
-
-#: the setting that makes a source's next sync a resync (after an edit that needs a
-#: back-fill), keyed by source id: ids are never reused, so a deleted source's mark is inert
-RESYNC_PENDING = "resync_pending.{}"
-
-
-def pending_resync(store: Catalog, source: Source) -> dict[str, Any] | None:
-    """``{"reasons": [...], "at": ...}`` when the next sync of ``source`` runs as a resync."""
-    raw = store.get_setting(RESYNC_PENDING.format(source.id))
-    return json.loads(raw) if raw else None
 
 
 def sync(
@@ -92,11 +82,13 @@ def sync(
         source = store.get_source(name)  # under the lock: the checkpoint a sync just committed
         result = SyncResult(source=name, started_at=now())
         result.previous_checkpoint = source.checkpoint.position if source.checkpoint else None
-        pending = store.get_setting(RESYNC_PENDING.format(source.id))
+        pending = pending_resync(store, source)
         try:
             applied = _run(store, source, result, resync or pending is not None, progress)
             if pending is not None:
-                _clear_pending(store, source, pending)
+                # outside the sync's transaction: a crash before this runs one more resync,
+                # which applies and meters nothing that is already in the store
+                clear_resync(store, source, pending)
             return applied
         except ConcurrentSyncError:
             raise  # another sync holds the source (e.g. its Postgres slot): this one never ran
@@ -114,15 +106,6 @@ def sync(
             result.peak_memory_bytes = peak_memory_bytes()
             store.record_failed_run(source, result)
             raise error from exc
-
-
-def _clear_pending(store: Store, source: Source, pending: str) -> None:
-    """The back-fill an edit asked for is done; an edit saved meanwhile keeps its own mark.
-    (Outside the sync's transaction: a crash before this runs one more resync, which
-    applies and meters nothing that is already in the store.)"""
-    key = RESYNC_PENDING.format(source.id)
-    if store.get_setting(key) == pending:
-        store.set_setting(key, None)
 
 
 def _run(

@@ -191,6 +191,25 @@ class Profiles(Protocol):
         stored values' column with it: no row is rewritten, nothing is metered."""
         ...
 
+    def edit_source(
+        self,
+        source: Source,
+        mapping: Mapping,
+        *,
+        drops: Sequence[str] = (),
+        renames: Sequence[tuple[str, str]] = (),
+        resync: Sequence[str] = (),
+        **changes: Any,
+    ) -> Source:
+        """Save an edit of ``source`` as one: ``mapping`` and ``changes`` (as
+        :meth:`Catalog.update_source` takes them), the stored columns of ``drops`` dropped
+        and of ``renames`` (old, new) renamed, and with ``resync`` reasons the mark that
+        makes the next sync a resync. Where column changes are transactional (DuckDB) it
+        all commits in one transaction or not at all; elsewhere (ClickHouse) the stored
+        columns change first, after a resync mark, and the catalog then commits in one
+        transaction, so a failure between heals at the next sync."""
+        ...
+
 
 class Events(Protocol):
     """Append-only events, their projects and the catalog of names seen.

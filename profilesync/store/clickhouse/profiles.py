@@ -3,17 +3,21 @@ statistics and removal, all through each source's view of its committed rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
 
+from profilesync.engine.resync import mark_resync
 from profilesync.errors import NotFoundError
+from profilesync.faults import fault
 from profilesync.model import Mapping, Source, json_value
 from profilesync.store.clickhouse.apply import Applier
 from profilesync.store.clickhouse.driver import naive_times, quote_name
 from profilesync.store.protocol import PropertyStats
 
+#: why the next sync is a resync after stored columns were renamed or dropped in ClickHouse
+RENAMED = "stored columns were renamed or dropped in ClickHouse: the resync checks them"
 #: the DuckDB type of properties that keep their time zone when read
 _ZONED = "TIMESTAMP WITH TIME ZONE"
 
@@ -65,15 +69,48 @@ class ProfileRows(Applier):
 
     def rename_property(self, source: Source, old: str, new: str, mapping: Mapping) -> Source:
         """Rename the stored column, then save ``mapping`` (``source``'s with ``old`` shown as
-        ``new``): no row is rewritten. A crash between leaves the column under its new name
-        and the mapping under the old one; the next sync then re-fills it from the warehouse."""
+        ``new``): no row is rewritten. See :meth:`edit_source` for a crash between."""
+        return self.edit_source(source, mapping, renames=[(old, new)])
+
+    def edit_source(
+        self,
+        source: Source,
+        mapping: Mapping,
+        *,
+        drops: Sequence[str] = (),
+        renames: Sequence[tuple[str, str]] = (),
+        resync: Sequence[str] = (),
+        **changes: Any,
+    ) -> Source:
+        """Drop and rename the stored columns in ClickHouse, then save the mapping, the other
+        changes and the resync mark in one catalog transaction.
+
+        ClickHouse has no transaction around its DDL, so when a stored column changes a
+        resync mark is committed first: a crash after the ClickHouse change leaves the old
+        mapping and that mark, and the next sync, a resync, puts the columns back as the
+        mapping says and re-fills them from the warehouse. After a clean save that resync
+        finds nothing to change and meters nothing.
+        """
         self.check_property_names(source.name, mapping)  # refused before anything changes
-        present = {s.id: cols for s, cols in self.profile_tables()}
-        if old in present.get(source.id, []):
-            action = f"RENAME COLUMN {quote_name(old)} TO {quote_name(new)}"
-            self.run(self.layout.alter(source.profile_table, action))
+        stored = next((cols for s, cols in self.profile_tables() if s.id == source.id), [])
+        actions = [f"DROP COLUMN {quote_name(n)}" for n in drops if n in stored] + [
+            f"RENAME COLUMN {quote_name(old)} TO {quote_name(new)}"
+            for old, new in renames
+            if old in stored
+        ]
+        reasons = list(resync) + ([RENAMED] if actions else [])
+        if actions:
+            mark_resync(self, source, reasons)  # committed before ClickHouse changes anything
+            for action in actions:
+                self.run(self.layout.alter(source.profile_table, action))
             self.refresh_view(source)
-        return self.update_source(source.name, mapping=mapping)
+        fault("edit_mid")
+        with self.transaction():
+            updated = self.update_source(source.name, mapping=mapping, **changes)
+            if reasons and not actions:
+                mark_resync(self, source, reasons)
+            fault("edit_before_commit")
+        return updated
 
     def get_profile(self, user_id: str, *, detail: bool = False) -> dict[str, Any]:
         """``{"user_id", "properties"}``; with ``detail`` also each property's source and sync

@@ -196,13 +196,19 @@ class CatalogTables(AccessTables, AlertTables, CohortTables, MetricsTables):
         """Change a source's frequency, paused flag, strategy or mapping."""
         self.get_source(name)
         allowed = {"frequency_seconds", "paused", "strategy", "mapping"}
+        values: dict[str, Any] = {}
         for key, value in changes.items():
             if key not in allowed:
                 raise ConfigurationError(f"cannot change {key!r} of a source")
             if key == "mapping":
                 self.check_property_names(name, value)
                 value = json.dumps(value.to_json())
-            self.con.execute(f"UPDATE sources SET {key} = ? WHERE name = ?", [value, name])
+            values[key] = value
+        if values:  # one statement: every field changes, or none does
+            assignments = ", ".join(f"{key} = ?" for key in values)
+            self.con.execute(
+                f"UPDATE sources SET {assignments} WHERE name = ?", [*values.values(), name]
+            )
         return self.get_source(name)
 
     def delete_source(self, name: str) -> None:

@@ -4,10 +4,12 @@ read by lookups, exports and the property pages."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+from profilesync.engine.resync import mark_resync
 from profilesync.errors import NotFoundError
+from profilesync.faults import fault
 from profilesync.mapping import quote
 from profilesync.model import Mapping, Source, json_value
 from profilesync.store.duckdb.apply import OWN_COLUMNS as _OWN_COLUMNS
@@ -62,23 +64,37 @@ class ProfileTables(Applier):
     def drop_property(self, source: Source, name: str, mapping: Mapping) -> Source:
         """Save ``mapping`` (``source``'s without ``name``) and drop ``name``'s stored values,
         together."""
-        present = {s.id: cols for s, cols in self.profile_tables()}
-        with self.transaction() as con:
-            updated = self.update_source(source.name, mapping=mapping)
-            if name in present.get(source.id, []):
-                con.execute(f"ALTER TABLE {source.profile_table} DROP COLUMN {quote(name)}")
-        return updated
+        return self.edit_source(source, mapping, drops=[name])
 
     def rename_property(self, source: Source, old: str, new: str, mapping: Mapping) -> Source:
         """Save ``mapping`` (``source``'s with ``old`` shown as ``new``) and rename the stored
         column, together: no row is rewritten."""
-        present = {s.id: cols for s, cols in self.profile_tables()}
+        return self.edit_source(source, mapping, renames=[(old, new)])
+
+    def edit_source(
+        self,
+        source: Source,
+        mapping: Mapping,
+        *,
+        drops: Sequence[str] = (),
+        renames: Sequence[tuple[str, str]] = (),
+        resync: Sequence[str] = (),
+        **changes: Any,
+    ) -> Source:
+        """Drop and rename stored columns, save the mapping, the other changes and the resync
+        mark in one transaction (DuckDB's DDL is transactional): all of it or nothing."""
+        stored = next((cols for s, cols in self.profile_tables() if s.id == source.id), [])
+        table = source.profile_table
         with self.transaction() as con:
-            updated = self.update_source(source.name, mapping=mapping)
-            if old in present.get(source.id, []):
-                con.execute(
-                    f"ALTER TABLE {source.profile_table} RENAME COLUMN {quote(old)} TO {quote(new)}"
-                )
+            for name in (n for n in drops if n in stored):
+                con.execute(f"ALTER TABLE {table} DROP COLUMN {quote(name)}")
+            for old, new in ((o, n) for o, n in renames if o in stored):
+                con.execute(f"ALTER TABLE {table} RENAME COLUMN {quote(old)} TO {quote(new)}")
+            fault("edit_mid")
+            updated = self.update_source(source.name, mapping=mapping, **changes)
+            if resync:
+                mark_resync(self, source, list(resync))
+            fault("edit_before_commit")
         return updated
 
     def get_profile(self, user_id: str, *, detail: bool = False) -> dict[str, Any]:
