@@ -290,19 +290,19 @@ def update_source(
             return {"plan": edit.plan_edit(store, name, body.changes()).to_json()}
     with write_session(request) as store:
         source = store.get_source(name)
+        edited: dict[str, Any] = {}
         if body.edits_mapping():
-            saved, plan, warning = edit.apply_edit(store, name, body.changes())
-            doc = views.source_doc(store, scheduler, saved)
-            return {**doc, "plan": plan.to_json(), "warning": warning}
-        if body.frequency is not None:
+            _, plan, warning = edit.apply_edit(store, name, body.changes())
+            edited = {"plan": plan.to_json(), "warning": warning}
+        elif body.frequency is not None:
             seconds = parse_frequency(body.frequency)
             views.check_frequency(store, source, seconds)
             store.update_source(name, frequency_seconds=seconds)
-        if body.paused is True:
+        if body.paused is True:  # after an edit too: the body is applied whole
             store.update_source(name, paused=True)
         elif body.paused is False:
             scheduler.resume(name)
-        return views.source_doc(store, scheduler, store.get_source(name))
+        return {**views.source_doc(store, scheduler, store.get_source(name)), **edited}
 
 
 @router.post("/sources/{name}/pause", tags=["sources"], summary="Pause scheduled syncs")
