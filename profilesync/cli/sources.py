@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -228,20 +228,7 @@ def source_edit(
     json_out: JsonOpt = False,
 ) -> None:
     """Change a source's mapping, query, frequency or strategy; says first what it does to the profiles."""
-    changes = edit.SourceChanges(
-        add=[parse_property(p) for p in add or []],
-        remove=list(remove or []),
-        rename=[_rename(r) for r in rename or []],
-        user_id=user_id,
-        query=query,
-        frequency_seconds=parse_frequency(frequency) if frequency else None,
-        strategy=strategy,
-    )
-    if changes.empty():
-        raise ConfigurationError(
-            "nothing to change: give --add-property, --remove-property, --rename, --user-id, "
-            "--query, --frequency or --strategy"
-        )
+    changes = _changes(add, remove, rename, user_id, query, frequency, strategy)
     with store() as opened:
         plan = edit.plan_edit(opened, name, changes)
         if not (json_out and not dry_run):
@@ -259,6 +246,40 @@ def source_edit(
             _confirm(name)
         saved, plan, warning = edit.apply_edit(opened, name, changes)
         doc = sources.source_doc(opened, saved)
+    _print_saved(plan, doc, warning, json_out)
+
+
+def _changes(
+    add: list[str] | None,
+    remove: list[str] | None,
+    rename: list[str] | None,
+    user_id: str | None,
+    query: str | None,
+    frequency: str | None,
+    strategy: str | None,
+) -> edit.SourceChanges:
+    """The options of ``source edit`` as one change; refused when they change nothing."""
+    changes = edit.SourceChanges(
+        add=[parse_property(p) for p in add or []],
+        remove=list(remove or []),
+        rename=[_rename(r) for r in rename or []],
+        user_id=user_id,
+        query=query,
+        frequency_seconds=parse_frequency(frequency) if frequency else None,
+        strategy=strategy,
+    )
+    if changes.empty():
+        raise ConfigurationError(
+            "nothing to change: give --add-property, --remove-property, --rename, --user-id, "
+            "--query, --frequency or --strategy"
+        )
+    return changes
+
+
+def _print_saved(
+    plan: edit.EditPlan, doc: dict[str, Any], warning: str | None, json_out: bool
+) -> None:
+    name = doc["name"]
     if warning:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if json_out:
