@@ -257,3 +257,16 @@ def test_the_cli_prints_the_plan_asks_and_saves(cli: Cli, warehouse: Warehouse) 
     assert cli.json("profile", "get", "10001")["properties"] == {"Job title": "Analyst"}
     bad = cli("source", "edit", "users", "--rename", "Job title")
     assert bad.returncode == 1 and "write OLD=NEW" in bad.stderr
+
+
+def test_a_second_edit_before_the_resync_keeps_the_first_ones_reasons(
+    synced: DuckDBStore,
+) -> None:
+    edit.apply_edit(synced, "users", SourceChanges(add=[("title", "Title")]))
+    saved, _, _ = edit.apply_edit(synced, "users", SourceChanges(add=[("email", "Email")]))
+    pending = edit.pending_resync(synced, saved)
+    assert pending is not None
+    assert pending["reasons"] == ["new property Title", "new property Email"]
+    result = runs.sync_source(synced, "users")
+    assert (result.mode, result.updated) == ("resync", 3)
+    assert edit.pending_resync(synced, synced.get_source("users")) is None
