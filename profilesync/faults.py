@@ -3,7 +3,9 @@
 ``PROFILESYNC_FAULT=<point>`` kills the process (SIGKILL: no cleanup, no rollback) when
 it reaches ``fault(<point>)``. The points sit inside the transactions that must be all or
 nothing: ``after_read``, ``apply``, ``mid_apply`` and ``before_commit`` in a sync,
-``import_chunk`` and ``import_before_commit`` in an events import.
+``import_chunk`` and ``import_before_commit`` in an events import, ``edit_mid`` (a source
+edit's stored columns changed, its catalog not yet saved) and ``edit_before_commit``
+(everything written, not committed) in a source edit.
 """
 
 from __future__ import annotations
