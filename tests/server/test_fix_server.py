@@ -21,7 +21,7 @@ from profilesync.server import frequencies, logs
 from profilesync.server.app import create_app
 from profilesync.warehouses.delta.warehouse import DeltaWarehouse
 from tests.security.team import build_world
-from tests.server.conftest import Served, free_port, serving
+from tests.server.conftest import PASSWORD, Served, free_port, serving
 
 
 @pytest.fixture
@@ -154,3 +154,33 @@ def test_no_invitation_code_reaches_the_log(tmp_path: Path) -> None:
     assert logs.redact(f"GET /login/invite/{code}?next=/ HTTP/1.1") == (
         "GET /login/invite/[redacted]?next=/ HTTP/1.1"
     )
+
+
+def test_a_login_checks_the_password_without_holding_the_store(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from profilesync.app import users as app_users
+
+    hashing, go_on = threading.Event(), threading.Event()
+    verify = app_users.verify_password
+
+    def slow_verify(password: str, stored: str) -> bool:  # scrypt on a busy machine
+        hashing.set()
+        go_on.wait(20)
+        return verify(password, stored)
+
+    monkeypatch.setattr(app_users, "verify_password", slow_verify)
+    answers: list[httpx.Response] = []
+    form = {"username": "admin", "password": PASSWORD, "next": "/"}
+    login = threading.Thread(
+        target=lambda: answers.append(httpx.post(served.url + "/login", data=form, timeout=30))
+    )
+    login.start()
+    try:
+        assert hashing.wait(20), "the login never checked the password"
+        listed = served.api.get("/api/sources", timeout=5)
+        assert listed.status_code == 200
+    finally:
+        go_on.set()
+        login.join(30)
+    assert answers[0].status_code == 303
