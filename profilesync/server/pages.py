@@ -64,7 +64,7 @@ def _source_page(request: Request, name: str, error: ProfilesyncError | None = N
         runs = [_with_duration(r) for r in store.runs(name, limit=20)]
         last_rejected = next((r for r in runs if r["rejected"]), None)
         rejected = store.rejected_rows(last_rejected["id"], 20) if last_rejected else []
-        connection = store.get_connection(source.connection) if source.strategy == "cdc" else None
+        connection = _judged_connection(store, source)
     # the warehouse is asked outside the store lock: a slow one must not stall other requests
     choices = _frequency_choices(connection, source, doc)
     return render(
@@ -80,6 +80,17 @@ def _source_page(request: Request, name: str, error: ProfilesyncError | None = N
             "error": error,
         },
     )
+
+
+def _judged_connection(store: Any, source: Source) -> Connection | None:
+    """The connection whose warehouse judges the source's frequencies (None: nothing to judge)."""
+    if source.strategy != "cdc":
+        return None
+    try:
+        found: Connection = store.get_connection(source.connection)
+    except ProfilesyncError:  # a page still shows, with every frequency offered
+        return None
+    return found
 
 
 def _frequency_choices(
