@@ -16,6 +16,7 @@ from profilesync.errors import ConfigurationError, ProfilesyncError
 from profilesync.mapping import QUERY_TABLE
 from profilesync.model import (
     DEFAULT_FREQUENCY_SECONDS,
+    Connection,
     Mapping,
     Source,
     check_name,
@@ -209,7 +210,15 @@ def frequency_problems(store: Store, source: Source, choices: list[int]) -> dict
 
     Longest first: once one passes, every shorter one passes too.
     """
-    warehouse = open_warehouse(store.get_connection(source.connection), source.name)
+    return retention_problems(store.get_connection(source.connection), source, choices)
+
+
+def retention_problems(
+    connection: Connection, source: Source, choices: list[int]
+) -> dict[int, list[Check]]:
+    """:func:`frequency_problems` with the source's connection already read: all warehouse
+    I/O and no store, so a caller can run it without holding the store."""
+    warehouse = open_warehouse(connection, source.name)
     try:
         # one inspection (all the warehouse I/O), then pure rules for each choice
         inspection = warehouse.inspect(source.mapping, source.strategy)

@@ -160,9 +160,21 @@ def _new_name(store: Store, name: str) -> str:
 
 def login(store: Store, name: str, password: str) -> User | None:
     """The active user ``name`` if ``password`` is theirs, else None (same cost either way)."""
+    return check_login(login_hash(store, name), password)
+
+
+def login_hash(store: Store, name: str) -> tuple[User | None, str]:
+    """What checking a login reads from the store: the user ``name`` (None if unknown) and
+    the hash to compare with. :func:`check_login` does the slow part without the store."""
     user = store.find_user(name.strip().lower())
     stored = store.user_password_hash(user.name) if user else None
-    ok = verify_password(password, stored or _DUMMY)
+    return user, stored or _DUMMY
+
+
+def check_login(found: tuple[User | None, str], password: str) -> User | None:
+    """The user of :func:`login_hash` if ``password`` is theirs and they are active."""
+    user, stored = found
+    ok = verify_password(password, stored)
     return user if ok and user is not None and user.status == "active" else None
 
 

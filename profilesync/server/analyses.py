@@ -25,17 +25,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import Field
 
 from profilesync.app import analyses
-from profilesync.server import deps
 from profilesync.server.analysis_pages import pages
 from profilesync.server.deps import require_token, store_session
 from profilesync.server.snapshot import analysing
 
 router = APIRouter()
 router.include_router(pages)
-
-# Queries read and change nothing: a viewer may run them like segmentation.
-deps.VIEWER_MAY.setdefault("/api/query/funnel", "a query: reads events, changes nothing")
-deps.VIEWER_MAY.setdefault("/api/query/retention", "a query: reads events, changes nothing")
 
 EXPORT_BATCH = 1000
 MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}

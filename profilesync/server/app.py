@@ -202,6 +202,12 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     _errors(app)
     _routes(app)
+    _include_routers(app)
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    """The API, the pages and the files, in the order their paths must be matched."""
     app.include_router(api.router)
     app.include_router(connection_pages.router)
     app.include_router(events.router)
@@ -215,7 +221,6 @@ def create_app(
     app.include_router(events.pages)
     app.mount("/static", StaticFiles(directory=str(deps.WEB / "static")), name="static")
     _mount_docs_assets(app)
-    return app
 
 
 #: answered as JSON (a 401 with WWW-Authenticate for a stranger), not as pages
@@ -313,8 +318,8 @@ def _routes(app: FastAPI) -> None:
 
 
 def _login_routes(app: FastAPI) -> None:
-    """The login form, sign-in (rate-limited, same-site only), sign-out, and the page where
-    an invited person sets a password."""
+    """The login form, sign-in (rate-limited, same-site only), sign-out, and the pages of
+    an invitation (:func:`_invite_routes`)."""
 
     @app.get("/login", include_in_schema=False)
     def login_form(request: Request, next: str = "/") -> Response:
@@ -336,7 +341,8 @@ def _login_routes(app: FastAPI) -> None:
         if wait is not None:
             return _too_many_logins(request, ctx, wait)
         with deps.store_session(request) as store:
-            user = auth.login(store, username, password)
+            found = app_users.login_hash(store, username)
+        user = app_users.check_login(found, password)  # scrypt is slow: not holding the store
         if user is None:
             auth.throttle.failed(address, username)
             return render(request, "login.html", {**ctx, "error": _WRONG_LOGIN}, 401)
@@ -349,6 +355,12 @@ def _login_routes(app: FastAPI) -> None:
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
         return response
+
+    _invite_routes(app)
+
+
+def _invite_routes(app: FastAPI) -> None:
+    """The page where an invited person sets a password, and its form."""
 
     @app.get("/login/invite/{code}", include_in_schema=False)
     def invitation(request: Request, code: str) -> Response:

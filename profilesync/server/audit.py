@@ -22,10 +22,9 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from profilesync.app import audit as app_audit
+from profilesync.server.readonly import only_reads
 
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-#: state-changing methods that only read (queries, Test mapping)
-READS = frozenset({"/query/segmentation", "/sources/test", "/sources/{name}/test"})
 #: (method, template without ``/api``) -> (action, target kind), where the words mislead
 ACTIONS = {
     ("POST", "/sources/new"): ("source.create", "source"),
@@ -47,9 +46,9 @@ _BODY_LIMIT = 256 * 1024
 def action_of(method: str, template: str) -> tuple[str, str] | None:
     """The action and target kind of a change through ``method`` on route ``template``
     (``("POST", "/api/sources/{name}/pause")`` -> ``("source.pause", "source")``)."""
-    path = template.removeprefix("/api")
-    if path in READS:
+    if only_reads(method, template):  # a query, a test (``readonly``)
         return None
+    path = template.removeprefix("/api")
     if (method, path) in ACTIONS:
         return ACTIONS[(method, path)]
     parts = [p for p in path.split("/") if p]

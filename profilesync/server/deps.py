@@ -46,6 +46,7 @@ from profilesync.app.users import User
 from profilesync.errors import ProfilesyncError, ui_view, without_cli_advice
 from profilesync.model import format_frequency
 from profilesync.server.auth import SESSION_COOKIE, Auth
+from profilesync.server.readonly import NOT_CHANGES
 
 WEB = Path(__file__).parent / "web"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -234,17 +235,7 @@ ROLE_ROUTES = (
     ("/api/audit", "editor"),
     ("/audit", "editor"),
 )
-#: state-changing routes a viewer may still use, and why
-VIEWER_MAY = {
-    "/api/query/segmentation": "a query: reads events, changes nothing",
-    "/api/sources/test": "Test mapping of an unsaved source: reads the warehouse only",
-    "/api/sources/{name}/test": "Test mapping of a saved source: reads the warehouse only",
-    "/api/tokens": "your own API tokens, which act with your role",
-    "/api/tokens/{token_id}": "revoking one of your own API tokens",
-    "/account/password": "your own password",
-    "/account/tokens": "your own API tokens, which act with your role",
-    "/account/tokens/{token_id}/revoke": "revoking one of your own API tokens",
-}
+#: POSTs a viewer may still make (queries, tests, their own account): ``readonly.NOT_CHANGES``
 #: pages that exist only to make a change (a form to fill in, a confirmation)
 _CHANGE_PAGE = re.compile(r"/(new|edit|delete)$")
 
@@ -259,8 +250,9 @@ def role_needed(method: str, template: str) -> str:
     for prefix, role in ROLE_ROUTES:
         if template == prefix or template.startswith(prefix + "/"):
             return role
-    if method in UNSAFE_METHODS and template not in VIEWER_MAY:
-        return "editor"
+    if method in UNSAFE_METHODS:
+        found = NOT_CHANGES.get((method, template))
+        return found.role if found else "editor"
     if method == "GET" and _CHANGE_PAGE.search(template):
         return "editor"
     return "viewer"

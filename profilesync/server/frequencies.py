@@ -6,11 +6,22 @@ cannot cover it, and Test mapping judged against the frequency that will be chos
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+import time
 from typing import Any, Protocol
 
 from profilesync.app import Store
+from profilesync.app.sources import retention_problems
 from profilesync.errors import ConfigurationError, ProfilesyncError
-from profilesync.model import DEFAULT_FREQUENCY_SECONDS, Source, format_frequency, parse_frequency
+from profilesync.model import (
+    DEFAULT_FREQUENCY_SECONDS,
+    Connection,
+    Source,
+    format_frequency,
+    parse_frequency,
+)
 from profilesync.server import views
 
 
@@ -29,6 +40,51 @@ def offered(store: Store, source: Source, current: int | None = None) -> list[di
     seconds = _frequencies(current)
     problems = views.frequency_problems(store, source, list(seconds.values()))
     return _choices(seconds, problems, current)
+
+
+#: how long the source page reuses a judged retention (its reload every 1.2 s during a sync
+#: would otherwise reopen the warehouse each time); a changed mapping or connection is
+#: judged afresh at once, and changing the frequency always checks the warehouse again
+JUDGED_SECONDS = 180.0
+_judged: dict[tuple[Any, ...], tuple[float, dict[int, list[Any]] | None]] = {}
+_judged_lock = threading.Lock()
+
+
+def offered_judged(
+    connection: Connection, source: Source, current: int | None = None
+) -> list[dict[str, Any]]:
+    """:func:`offered` for a saved source whose connection was read already: no store is
+    needed (call it without holding the store lock), and the judgement is kept
+    :data:`JUDGED_SECONDS` per source, mapping and connection. A warehouse that cannot be
+    reached disables nothing (and is not asked again meanwhile either)."""
+    seconds = _frequencies(current)
+    key = _fingerprint(connection, source, seconds)
+    now = time.monotonic()
+    with _judged_lock:
+        for stale in [k for k, (at, _) in _judged.items() if now - at > JUDGED_SECONDS]:
+            del _judged[stale]
+        found = _judged.get(key)
+    if found is None:
+        try:
+            problems: dict[int, list[Any]] | None = retention_problems(
+                connection, source, sorted(seconds.values())
+            )
+        except ProfilesyncError:
+            problems = None
+        found = (now, problems)
+        with _judged_lock:
+            _judged[key] = found
+    return _choices(seconds, found[1] or {}, current)
+
+
+def _fingerprint(
+    connection: Connection, source: Source, seconds: dict[str, int]
+) -> tuple[Any, ...]:
+    config = json.dumps(connection.config, sort_keys=True, default=str)
+    digest = hashlib.sha256(
+        f"{connection.kind}\0{config}\0{source.mapping!r}\0{source.strategy}".encode()
+    ).hexdigest()
+    return (source.id, source.name, digest, tuple(sorted(seconds.values())))
 
 
 def unchecked(current: int | None = None) -> list[dict[str, Any]]:

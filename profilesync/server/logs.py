@@ -7,15 +7,16 @@
 Two kinds of records carry fields:
 
 - ``profilesync.access``, one per HTTP request (:class:`AccessLog`): ``method``, ``path``
-  (never the query string: an Identify call may carry an ``api_key`` there), ``status``,
-  ``duration_ms``, ``client`` and ``user`` when the request came with a UI session;
+  (the route's template when it has parameters, such as ``/login/invite/{code}``; never
+  the query string: an Identify call may carry an ``api_key`` there), ``status``,
+  ``duration_ms``, ``client`` and ``user`` when the request was authenticated;
 - ``profilesync.sync``, one per sync run (:func:`logging_syncs`): ``source``, ``run_id``,
   ``status``, ``rows`` (read, inserted, updated, deleted, unchanged, rejected),
   ``operations``, ``duration_ms`` and, for a failure, ``error_code``.
 
 Secrets never reach a line: no request header, body or query string is logged, and
 whatever text a record carries passes :func:`redact` (API tokens, bearer credentials,
-``api_key`` and ``password`` values) as a last guard.
+``api_key`` and ``password`` values, invitation codes) as a last guard.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from profilesync.errors import (
@@ -50,15 +50,16 @@ _SECRETS = re.compile(
     r"(?P<token>\bps_[A-Za-z0-9_-]{20,})"
     r"|(?P<bearer>\b[Bb]earer\s+)\S+"
     r"|(?P<field>\b(?:api_key|password|token|secret)[\"']?\s*[=:]\s*[\"']?)[^\s&\"',}]+"
+    r"|(?P<invite>/login/invite/)[^\s/?#\"'{]+"
 )
 
 
 def redact(text: str) -> str:
-    """``text`` with API tokens, bearer credentials and ``api_key=``/``password=`` values
-    replaced by ``[redacted]``."""
+    """``text`` with API tokens, bearer credentials, ``api_key=``/``password=`` values and
+    invitation codes (``/login/invite/<code>``) replaced by ``[redacted]``."""
 
     def hide(match: re.Match[str]) -> str:
-        keep = match.group("bearer") or match.group("field") or ""
+        keep = match.group("bearer") or match.group("field") or match.group("invite") or ""
         return f"{keep}[redacted]"
 
     return _SECRETS.sub(hide, text)
@@ -144,7 +145,7 @@ def _log_request(scope: Scope, status: int, duration_ms: float) -> None:
     client = scope.get("client")
     fields: dict[str, Any] = {
         "method": scope["method"],
-        "path": scope["path"],
+        "path": _path(scope),
         "status": status,
         "duration_ms": round(duration_ms, 1),
         "client": f"{client[0]}:{client[1]}" if client else None,
@@ -159,19 +160,25 @@ def _log_request(scope: Scope, status: int, duration_ms: float) -> None:
     access_log.info(message, extra={"fields": fields})
 
 
+def _path(scope: Scope) -> str:
+    """The route's template when it has path parameters (``/login/invite/{code}``: an
+    invitation code opens an account and is never written), else the path itself (which a
+    route without parameters equals, and which names the file under a mount); a path no
+    route matched passes :func:`redact`."""
+    template = getattr(scope.get("route"), "path", None)
+    if isinstance(template, str) and "{" in template:
+        return template
+    return redact(str(scope["path"]))
+
+
 def _user(scope: Scope) -> str | None:
-    """Who made the request: what authentication put in ``request.state.user``, else the
-    user of the UI session cookie (a bearer token's owner is not known here)."""
+    """Who made the request: the user authentication found (``request.state.user``), else
+    nobody. Never looked up here: this runs on the event loop, where waiting for the store
+    would stall every request."""
     state = scope.get("state") or {}
     user = state.get("user") if isinstance(state, dict) else None
-    if isinstance(user, str):
-        return user
-    try:
-        from profilesync.server.deps import session_user
-
-        return session_user(Request(scope))
-    except Exception:  # no app state (yet): an anonymous line, never a failed request
-        return None
+    name = getattr(user, "name", None)
+    return name if isinstance(name, str) else None
 
 
 SyncFn = Callable[..., SyncResult]

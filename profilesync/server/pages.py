@@ -7,7 +7,6 @@ repeats it; errors render beside what they concern or on the error page.
 from __future__ import annotations
 
 import calendar
-import contextlib
 from datetime import date, datetime
 from typing import Any
 
@@ -16,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup, escape
 
 from profilesync.errors import ConcurrentSyncError, NotFoundError, ProfilesyncError
-from profilesync.model import parse_frequency
+from profilesync.model import Connection, Source, parse_frequency
 from profilesync.server import frequencies, views
 from profilesync.server.deps import (
     get_scheduler,
@@ -65,7 +64,9 @@ def _source_page(request: Request, name: str, error: ProfilesyncError | None = N
         runs = [_with_duration(r) for r in store.runs(name, limit=20)]
         last_rejected = next((r for r in runs if r["rejected"]), None)
         rejected = store.rejected_rows(last_rejected["id"], 20) if last_rejected else []
-        choices = _frequency_choices(store, source, doc)
+        connection = _judged_connection(store, source)
+    # the warehouse is asked outside the store lock: a slow one must not stall other requests
+    choices = _frequency_choices(connection, source, doc)
     return render(
         request,
         "source.html",
@@ -81,12 +82,24 @@ def _source_page(request: Request, name: str, error: ProfilesyncError | None = N
     )
 
 
-def _frequency_choices(store: Any, source: Any, doc: dict[str, Any]) -> list[dict[str, Any]]:
+def _judged_connection(store: Any, source: Source) -> Connection | None:
+    """The connection whose warehouse judges the source's frequencies (None: nothing to judge)."""
+    if source.strategy != "cdc":
+        return None
+    try:
+        found: Connection = store.get_connection(source.connection)
+    except ProfilesyncError:  # a page still shows, with every frequency offered
+        return None
+    return found
+
+
+def _frequency_choices(
+    connection: Connection | None, source: Source, doc: dict[str, Any]
+) -> list[dict[str, Any]]:
     """As in "Add a source"; a warehouse that cannot be reached disables nothing here
     (changing the frequency checks it again), a diff source has no retention to judge."""
-    if source.strategy == "cdc":
-        with contextlib.suppress(ProfilesyncError):
-            return frequencies.offered(store, source, doc["frequency_seconds"])
+    if connection is not None:
+        return frequencies.offered_judged(connection, source, doc["frequency_seconds"])
     return frequencies.unchecked(doc["frequency_seconds"])
 
 

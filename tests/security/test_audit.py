@@ -44,6 +44,19 @@ def test_changes_through_api_and_ui_are_recorded_with_who_and_how(
     assert not any(e["target"] == "nosuch" for e in log)
 
 
+def test_queries_and_tests_leave_no_entry(served: Served, team: Team) -> None:
+    before = served.api.get("/api/audit").json()
+    vera, ed = team("vera", "viewer"), team("ed", "editor")
+    days = {"start": "2024-05-01", "end": "2024-05-02"}
+    funnel = {"steps": ["View", "Buy"], "window": "1h", **days}
+    assert vera.api.post("/api/query/funnel", json=funnel).status_code == 200
+    retention = {"start_event": "View", "return_event": "Buy", "buckets": 2, **days}
+    assert vera.api.post("/api/query/retention", json=retention).status_code == 200
+    assert ed.api.post("/api/connections/lake/test").status_code == 200
+    assert ed.api.post("/api/sources/people/test").status_code == 200
+    assert served.api.get("/api/audit").json() == before
+
+
 def test_the_audit_page_and_filter(served: Served, team: Team) -> None:
     ed = team("ed", "editor")
     ed.ui.post("/sources/people/frequency", data={"frequency": "1d"})
