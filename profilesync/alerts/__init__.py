@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from profilesync.alerts.channels import KINDS, Answer, check_config, public, send
 from profilesync.alerts.message import Message
-from profilesync.alerts.rules import EVENTS, quota_events, run_events, sample_message
+from profilesync.alerts.rules import (
+    EVENTS,
+    quota_events,
+    run_events,
+    sample_message,
+    source_subject,
+)
 
 __all__ = [
     "EVENTS",
@@ -26,4 +32,5 @@ __all__ = [
     "run_events",
     "sample_message",
     "send",
+    "source_subject",
 ]

@@ -9,7 +9,12 @@ Each subject has a state in the store (``alert_state``):
   A failure that will be retried changes nothing, and a state that does not change
   raises nothing: a source failing every hour alerts once.
 - ``quota_80:<month>`` and ``quota_100:<month>`` are ``sent`` once this month's operations
-  reached that share of the plan's limit: each threshold alerts once a month.
+  reached that share of the plan's limit: each threshold alerts once a month. The quota
+  refuses any sync that would pass the limit, so usage seldom lands on 100% exactly: a
+  refused sync counts as reaching it (``quota_100``, besides the source's stop).
+
+A deleted source's state is forgotten (:func:`profilesync.app.alerts.forget_source`), so
+a new source of the same name starts afresh.
 """
 
 from __future__ import annotations
@@ -109,26 +114,20 @@ def _run_message(
     return Message(event, subject, title, text, fields)
 
 
-def quota_events(store: Store) -> list[Message]:
-    """The quota thresholds this month's usage crossed for the first time this month."""
+def quota_events(store: Store, *, refused: BaseException | None = None) -> list[Message]:
+    """The quota thresholds this month's usage crossed for the first time this month.
+
+    ``refused``: the quota refused a sync (which would have passed the limit), so the
+    limit counts as reached whatever the usage: ``quota_100`` only, once a month too.
+    """
     usage = store.usage()
     used, limit, month = int(usage["used"]), int(usage["limit"]), str(usage["month"])
+    reached = [THRESHOLDS[-1]] if refused is not None else crossed(used, limit)
     messages = []
-    for event, pct in crossed(used, limit):
+    for event, pct in reached:
         subject = f"{event}:{month}"
         if store.swap_alert_state(subject, "sent") == "sent":
             continue
-        title = f"{pct}% of this month's operations used ({month})"
-        text = (
-            f"{used:,} of {limit:,} operations ({used * 100 // limit}%) of the {usage['plan']} "
-            f"plan are used in {month}."
-        )
-        text += (
-            " Syncs that would pass the limit are refused until the month ends or the limit "
-            "is raised."
-            if pct >= 100
-            else ""
-        )
         fields = {
             "month": month,
             "used": used,
@@ -136,6 +135,25 @@ def quota_events(store: Store) -> list[Message]:
             "plan": usage["plan"],
             "threshold": pct,
         }
+        if refused is not None:
+            title = f"Monthly operations limit reached ({month}): a sync was refused"
+            text = (
+                f"{used:,} of {limit:,} operations of the {usage['plan']} plan are used in "
+                f"{month}; a sync that would pass the limit was refused:\n{refused}"
+            )
+            fields.update(error=str(refused), error_code=getattr(refused, "code", None))
+        else:
+            title = f"{pct}% of this month's operations used ({month})"
+            text = (
+                f"{used:,} of {limit:,} operations ({used * 100 // limit}%) of the "
+                f"{usage['plan']} plan are used in {month}."
+            )
+            text += (
+                " Syncs that would pass the limit are refused until the month ends or the "
+                "limit is raised."
+                if pct >= 100
+                else ""
+            )
         messages.append(Message(event, subject, title, text, fields))
     return messages
 

@@ -1,10 +1,12 @@
 """Alert use cases: channels (add, list, remove, test), their deliveries, and telling them
 after a run.
 
-Sending happens after the sync has committed and outside the store's lock: the store is
-read and written in short steps (``lock``, when the caller shares the store between
-threads), the receivers are called in between. A receiver that fails, hangs or is gone is
-recorded as a failed delivery; nothing here raises into a sync.
+After a run, :func:`decide_run` records what changed and returns the alerts to send, in
+one short step the caller may take under its locks; :func:`deliver` then calls the
+receivers with no lock held (neither the store's nor one a sync or a write waits for)
+and records each answer in its own short write (``lock``, when the caller shares the
+store between threads). A receiver that fails, hangs or is gone is recorded as a failed
+delivery; nothing here raises into a sync.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from typing import Any
 from profilesync import alerts
 from profilesync.alerts import Message
 from profilesync.app.home import Store
-from profilesync.errors import ConcurrentSyncError, ConfigurationError, NotFoundError
+from profilesync.errors import (
+    ConcurrentSyncError,
+    ConfigurationError,
+    NotFoundError,
+    QuotaExceededError,
+)
 from profilesync.model import check_name
 from profilesync.store.alerting import Channel, Delivery
 
@@ -25,7 +32,10 @@ __all__ = [
     "EVENTS",
     "KINDS",
     "add_channel",
+    "decide_run",
+    "deliver",
     "deliveries",
+    "forget_source",
     "get_channel",
     "list_channels",
     "notify_run",
@@ -38,6 +48,8 @@ EVENTS = alerts.EVENTS
 KINDS = alerts.KINDS
 log = logging.getLogger("profilesync.alerts")
 Lock = AbstractContextManager[Any]
+#: alerts decided and not sent yet: each channel with the message it takes
+Pending = list[tuple[Channel, Message]]
 
 
 def parse_events(events: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -104,28 +116,55 @@ def notify_run(
     stopped: bool | None = None,
     lock: Lock | None = None,
 ) -> list[Delivery]:
-    """Tell the channels what a finished run of ``name`` changed (see
-    :mod:`profilesync.alerts.rules`); the deliveries made. Never raises.
+    """Tell the channels what a finished run of ``name`` changed: :func:`decide_run` then
+    :func:`deliver`. Never raises. Hold no lock a sync or a write waits for when calling it;
+    a caller that must decide under such a lock calls the two itself."""
+    pending = decide_run(store, name, error=error, retrying=retrying, stopped=stopped, lock=lock)
+    return deliver(store, pending, lock=lock)
+
+
+def decide_run(
+    store: Store,
+    name: str,
+    *,
+    error: BaseException | None = None,
+    retrying: bool = False,
+    stopped: bool | None = None,
+    lock: Lock | None = None,
+) -> Pending:
+    """What a finished run of ``name`` changed (see :mod:`profilesync.alerts.rules`), the
+    new state recorded, and the channels to tell: store reads and writes only, so it may
+    run under the sync's locks. Never raises.
 
     ``retrying``: the failure will be retried, so nothing changed yet. ``stopped``: the
     caller stopped the source for a person (default: judged from the error's code).
     """
     if retrying or isinstance(error, ConcurrentSyncError):
         return []
-    guard = lock or nullcontext()
     try:
-        with guard:
+        with lock or nullcontext():
             messages = _decide(store, name, error, stopped)
-            plan = [
-                (channel, message)
-                for message in messages
-                for channel in store.list_alert_channels()
-                if message.event in channel.events
-            ]
-        return _send(store, plan, guard)
+            channels = store.list_alert_channels() if messages else []
+        return [(c, m) for m in messages for c in channels if m.event in c.events]
     except Exception:  # alerts never break a sync: the run is committed already
-        log.exception("alerts after the run of %s could not be sent", name)
+        log.exception("alerts after the run of %s could not be decided", name)
         return []
+
+
+def deliver(store: Store, pending: Pending, *, lock: Lock | None = None) -> list[Delivery]:
+    """Send each pending alert (no lock held while a receiver is called), recording each
+    answer in its own short write. Never raises."""
+    try:
+        return _send(store, pending, lock or nullcontext())
+    except Exception:
+        log.exception("alerts could not be sent or recorded")
+        return []
+
+
+def forget_source(store: Store, name: str) -> None:
+    """A deleted source: forget its alert state, so a new source of that name starts
+    afresh (no ``recovered`` for a failure of the one before)."""
+    store.forget_alert_state(alerts.source_subject(name))
 
 
 def _decide(
@@ -141,21 +180,25 @@ def _decide(
     )
     if error is None:
         messages += alerts.quota_events(store)
+    elif getattr(error, "code", None) == QuotaExceededError.code:
+        messages += alerts.quota_events(store, refused=error)  # the limit is reached
     return messages
 
 
-def _send(store: Store, plan: list[tuple[Channel, Message]], guard: Lock) -> list[Delivery]:
-    """Call each receiver (no lock held), then record every answer."""
-    answers = [(channel, message, alerts.send(channel, message)) for channel, message in plan]
-    with guard:
-        return [
-            store.record_delivery(
-                channel.name,
-                message.event,
-                message.subject,
-                message.title,
-                "sent" if answer.ok else "failed",
-                answer.text,
+def _send(store: Store, pending: Pending, guard: Lock) -> list[Delivery]:
+    """Call each receiver (no lock held), then record its answer."""
+    recorded = []
+    for channel, message in pending:
+        answer = alerts.send(channel, message)
+        with guard:
+            recorded.append(
+                store.record_delivery(
+                    channel.name,
+                    message.event,
+                    message.subject,
+                    message.title,
+                    "sent" if answer.ok else "failed",
+                    answer.text,
+                )
             )
-            for channel, message, answer in answers
-        ]
+    return recorded

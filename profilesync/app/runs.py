@@ -6,6 +6,7 @@ recovery, a quota threshold) once it is over; the scheduler of ``serve`` calls
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,15 +25,24 @@ def sync_now(
     home: Path | str, name: str, *, resync: bool = False, progress: Progress | None = None
 ) -> SyncResult:
     """Run one sync of ``name`` now, holding its lock so no other process syncs it
-    meanwhile; then the alert channels hear of what changed (a manual run is not retried)."""
-    with engine.source_lock(home, name), session(home) as store:
-        try:
-            result = engine.sync(store, name, resync=resync, locked=True, progress=progress)
-        except ProfilesyncError as exc:
-            alerts.notify_run(store, name, error=exc)
-            raise
-        alerts.notify_run(store, name)
-        return result
+    meanwhile; then the alert channels hear of what changed (a manual run is not retried),
+    once the lock is released."""
+    pending: alerts.Pending = []
+    with contextlib.ExitStack() as source_lock:
+        # the lock first: a sync elsewhere is refused at once, before the store is opened
+        source_lock.enter_context(engine.source_lock(home, name))
+        with session(home) as store:
+            try:
+                result = engine.sync(store, name, resync=resync, locked=True, progress=progress)
+            except ProfilesyncError as exc:
+                pending = alerts.decide_run(store, name, error=exc)
+                raise
+            else:
+                pending = alerts.decide_run(store, name)
+            finally:
+                source_lock.close()  # released before any receiver is called
+                alerts.deliver(store, pending)
+            return result
 
 
 def sync_source(store: Store, name: str, *, resync: bool = False) -> SyncResult:

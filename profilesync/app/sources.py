@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from profilesync.app import _engine as engine
+from profilesync.app import alerts
 from profilesync.app._warehouses import Check, Warehouse, open_warehouse
 from profilesync.app.home import Store, json_value
 from profilesync.errors import ConfigurationError, ProfilesyncError
@@ -261,6 +262,7 @@ def delete_source(
     finally:
         warehouse.close()
     store.delete_source(name)
+    alerts.forget_source(store, name)  # a new source of this name starts afresh
     return warning
 
 

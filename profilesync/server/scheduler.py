@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from profilesync.app import Store
-from profilesync.app.alerts import notify_run
+from profilesync.app.alerts import Pending, decide_run, deliver
 from profilesync.app.runs import sync_source
 from profilesync.errors import NEEDS_PERSON, ConcurrentSyncError, NotFoundError, ProfilesyncError
 from profilesync.model import MAX_FREQUENCY_SECONDS, Source, SyncResult
@@ -206,12 +206,17 @@ class Scheduler:
             self.run(name, resync=resync, claimed=True)
 
     def run(self, name: str, *, resync: bool = False, claimed: bool = False) -> SyncResult | None:
-        """One sync now, in this thread; None when another sync of ``name`` holds it."""
+        """One sync now, in this thread; None when another sync of ``name`` holds it.
+
+        What the run changed for the alert channels is decided under the locks; the
+        receivers are called after they are released, so writes and syncs never wait on one.
+        """
         if not claimed and not self._claim(name):
             raise ConcurrentSyncError(
                 f"a sync of source {name!r} is already queued or running: wait for it to finish"
             )
         state = self._state(name)
+        pending: Pending = []
         try:
             with self.sync_lock, contextlib.ExitStack() as held:
                 if self.sync_store is None:  # one connection: syncs hold the store's lock
@@ -223,20 +228,21 @@ class Scheduler:
                 except ConcurrentSyncError:
                     return None  # another process syncs it: not a failure, not a retry
                 except NotFoundError as exc:
-                    self.states.pop(name, None)  # deleted meanwhile
-                    notify_run(self.store, name, error=exc, lock=self.lock)  # or its table
+                    self.states.pop(name, None)  # deleted meanwhile, or its table is gone
+                    pending = decide_run(self.store, name, error=exc, lock=self.lock)
                     raise
                 except ProfilesyncError as exc:
-                    self._failed(name, state, started, exc)
+                    pending = self._failed(name, state, started, exc)
                     raise
-                self._succeeded(name, state, started)
+                pending = self._succeeded(name, state, started)
                 return result
         finally:
             self.running = None
             with self._guard:
                 self.busy.discard(name)
+            deliver(self.store, pending, lock=self.lock)  # no sync or write waits on it
 
-    def _succeeded(self, name: str, state: SourceState, started: datetime) -> None:
+    def _succeeded(self, name: str, state: SourceState, started: datetime) -> Pending:
         state.last_started, state.retries, state.retry_at, state.last_error = (
             started,
             0,
@@ -244,11 +250,11 @@ class Scheduler:
             None,
         )
         self.unblock(name)
-        notify_run(self.store, name, lock=self.lock)  # a recovery, a quota threshold
+        return decide_run(self.store, name, lock=self.lock)  # a recovery, a quota threshold
 
     def _failed(
         self, name: str, state: SourceState, started: datetime, exc: ProfilesyncError
-    ) -> None:
+    ) -> Pending:
         state.last_started, state.last_error = started, str(exc)
         if exc.code in NEEDS_PERSON:
             state.retries, state.retry_at = 0, None
@@ -267,7 +273,9 @@ class Scheduler:
             log.warning("source %s failed: %s", name, exc)
         # once per change: a failure still to be retried tells no one yet
         retrying, stopped = state.retry_at is not None, exc.code in NEEDS_PERSON
-        notify_run(self.store, name, error=exc, retrying=retrying, stopped=stopped, lock=self.lock)
+        return decide_run(
+            self.store, name, error=exc, retrying=retrying, stopped=stopped, lock=self.lock
+        )
 
     # -- stopped sources -------------------------------------------------------------
     def blocked(self, name: str) -> dict[str, Any] | None:

@@ -86,3 +86,7 @@ class Alerting(Protocol):
         """Set ``subject``'s state and return the one it had, in one transaction: two
         processes noticing the same change send one alert."""
         ...
+
+    def forget_alert_state(self, subject: str) -> None:
+        """Drop ``subject``'s state (none kept is the same as ``ok``)."""
+        ...

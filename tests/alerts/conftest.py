@@ -22,18 +22,27 @@ def free_port() -> int:
 
 
 class Webhook:
-    """Answers every POST with ``status`` and ``reply``, keeping each JSON body."""
+    """Answers every POST with ``status`` and ``reply``, keeping each JSON body.
+
+    With ``hold`` set to an event, a receiver slow to answer: it answers after 3 seconds,
+    or as soon as the event is set; ``received`` is set once a body has arrived.
+    """
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
         self.status = 200
         self.reply = "ok"
+        self.hold: threading.Event | None = None
+        self.received = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 receiver.bodies.append(json.loads(self.rfile.read(length)))
+                receiver.received.set()
+                if receiver.hold is not None:
+                    receiver.hold.wait(3)
                 data = receiver.reply.encode()
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", str(len(data)))

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from profilesync.app import alerts
-from profilesync.errors import TableReplacedError, WarehouseUnavailableError
+from profilesync.app import alerts, runs, sources
+from profilesync.engine.locks import source_lock
+from profilesync.errors import QuotaExceededError, TableReplacedError, WarehouseUnavailableError
 from profilesync.server.scheduler import RetryPolicy, Scheduler
 from profilesync.sources.delta import DeltaSource
 from profilesync.store.duckdb import DuckDBStore
@@ -168,7 +169,7 @@ def test_a_missing_table_alerts_run_failed_once_and_recovers_when_it_is_back(
         clock.advance(12 * HOUR)
         assert s.tick() == ["users"]
     assert webhook.events() == ["run_failed"]
-    assert "not found" in webhook.bodies[0]["profilesync"]["error"]
+    assert "does not exist" in webhook.bodies[0]["profilesync"]["error"]
     shutil.move(moved, warehouse.root)
     clock.advance(12 * HOUR)
     assert s.tick() == ["users"]
@@ -196,3 +197,76 @@ def test_a_receiver_that_fails_or_is_gone_is_recorded_and_the_sync_still_succeed
     assert sent["gone"]["status"] == "failed"
     assert "refused" in sent["gone"]["answer"].lower()
     assert len(webhook.bodies) == 1
+
+
+def test_a_sync_refused_by_the_quota_alerts_quota_100_and_the_stop_once(
+    scheduler: Callable[..., Scheduler],
+    store: DuckDBStore,
+    clock: Clock,
+    warehouse: Warehouse,
+    webhook: Webhook,
+) -> None:
+    warehouse.create("prod.users", users_table(15))
+    table_source(store, "users", "prod.users", "uid", [("title", "Title")])
+    store.set_setting("operations_limit", "10")  # the first sync needs 15: refused
+    alerts.add_channel(store, "hook", "webhook", {"url": webhook.url})
+    s = scheduler(clock)
+    assert s.tick() == ["users"]
+    assert sorted(webhook.events()) == ["quota_100", "source_stopped"]
+    quota = next(b for b in webhook.bodies if b["profilesync"]["event"] == "quota_100")
+    fields = quota["profilesync"]
+    assert (fields["used"], fields["limit"], fields["threshold"]) == (0, 10, 100)
+    assert fields["error_code"] == "quota_exceeded" and "would reach 15" in fields["error"]
+    assert "Monthly operations limit reached" in quota["text"] and "refused" in quota["text"]
+    with pytest.raises(QuotaExceededError):  # refused again by hand: nothing new is sent
+        s.run("users")
+    assert len(webhook.bodies) == 2
+    assert sorted(d["event"] for d in alerts.deliveries(store)) == ["quota_100", "source_stopped"]
+
+
+def test_a_source_deleted_while_failing_and_added_again_starts_afresh(
+    scheduler: Callable[..., Scheduler],
+    store: DuckDBStore,
+    users: str,
+    clock: Clock,
+    warehouse: Warehouse,
+    webhook: Webhook,
+) -> None:
+    alerts.add_channel(store, "hook", "webhook", {"url": webhook.url}, "run_failed,recovered")
+    s = scheduler(clock)
+    assert s.tick() == ["users"]
+    moved = warehouse.root.with_name("moved")
+    shutil.move(warehouse.root, moved)
+    clock.advance(12 * HOUR)
+    assert s.tick() == ["users"]
+    assert webhook.events() == ["run_failed"]
+    shutil.move(moved, warehouse.root)
+    sources.delete_source(store, "users")
+    s.forget("users")
+    table_source(store, "users", "prod.users", "uid", [("title", "Title")])
+    clock.advance(12 * HOUR)
+    assert s.tick() == ["users"]
+    assert store.runs("users", 1)[0]["status"] == "success"
+    assert webhook.events() == ["run_failed"]  # not "recovered": this source never failed
+    shutil.move(warehouse.root, moved)  # and its own failures alert as before
+    clock.advance(12 * HOUR)
+    assert s.tick() == ["users"]
+    assert webhook.events() == ["run_failed", "run_failed"]
+
+
+def test_a_manual_sync_releases_the_source_before_a_slow_receiver_answers(
+    store: DuckDBStore, users: str, webhook: Webhook
+) -> None:
+    webhook.hold = threading.Event()  # answers after 3 s, or once released
+    alerts.add_channel(store, "slow", "webhook", {"url": webhook.url})
+    store.set_setting("operations_limit", "6")  # 5 users: quota_80
+    worker = threading.Thread(target=runs.sync_now, args=[store.home, "users"])
+    worker.start()
+    try:
+        assert webhook.received.wait(15)
+        with source_lock(store.home, "users"):  # free: another sync could start now
+            pass
+    finally:
+        webhook.hold.set()
+        worker.join(15)
+    assert [(d["event"], d["status"]) for d in alerts.deliveries(store)] == [("quota_80", "sent")]

@@ -4,6 +4,8 @@ the page in Debian's Chromium too."""
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -122,3 +124,51 @@ def test_add_a_webhook_and_test_it_in_the_browser(served: Served, webhook: Webho
         expect(delivery).to_contain_text("Test alert from profilesync to ops-hook")
         expect(delivery).to_contain_text("HTTP 200: ok from the receiver")
     assert webhook.events() == ["test"]
+
+
+def test_a_slow_receiver_holds_up_no_write_and_its_delivery_is_recorded(
+    tmp_path: Path, webhook: Webhook
+) -> None:
+    webhook.hold = threading.Event()  # answers after 3 s, or once the pause below is done
+    lake = Warehouse(tmp_path / "lake")
+    lake.create("prod.users", users_table(5))
+    lake.create("prod.others", users_table(2, start=30_001))
+    with serving(tmp_path / "home") as served:
+        api = served.api
+        api.post("/api/alerts", json={"name": "slow", "kind": "webhook", "url": webhook.url})
+        api.post(
+            "/api/connections",
+            json={"name": "lake", "kind": "delta", "config": {"path": str(lake.root)}},
+        )
+        for name, table, title in (
+            ("users", "prod.users", "Title"),
+            ("others", "prod.others", "Job"),
+        ):
+            made = api.post(
+                "/api/sources",
+                json={
+                    "name": name,
+                    "connection": "lake",
+                    "table": table,
+                    "user_id": "uid",
+                    "properties": [{"column": "title", "name": title}],
+                },
+            )
+            assert made.status_code in (200, 201), made.text
+        with served.app.state.store_lock:
+            served.app.state.store.set_setting("operations_limit", "6")  # 5 users: 83%
+        assert api.post("/api/sources/users/sync").status_code == 202
+        assert webhook.received.wait(15)  # quota_80 is at the receiver, not answered yet
+        started = time.monotonic()
+        paused = api.post("/api/sources/others/pause", timeout=2.5)
+        assert paused.status_code == 200 and time.monotonic() - started < 2.5
+        assert api.get("/api/alerts/deliveries").json() == []  # still being delivered
+        webhook.hold.set()
+        deadline = time.monotonic() + 15
+        while not (shown := api.get("/api/alerts/deliveries").json()):
+            assert time.monotonic() < deadline, "the delivery was not recorded"
+            time.sleep(0.05)
+        assert [(d["event"], d["status"], d["answer"]) for d in shown] == [
+            ("quota_80", "sent", "HTTP 200: ok")
+        ]
+        assert api.get("/api/sources/others").json()["state"] == "paused"

@@ -131,3 +131,7 @@ class AlertTables(Connected):
                 con.execute("DELETE FROM alert_state WHERE subject = ?", [subject])
                 con.execute("INSERT INTO alert_state VALUES (?, ?, ?)", [subject, state, now()])
         return previous
+
+    def forget_alert_state(self, subject: str) -> None:
+        with self.transaction() as con:
+            con.execute("DELETE FROM alert_state WHERE subject = ?", [subject])
