@@ -19,43 +19,49 @@ alert_app = typer.Typer(
 )
 
 
+WebhookOpt = Annotated[
+    str | None, typer.Option("--webhook", help="POST a Slack-compatible JSON body to this URL.")
+]
+EmailOpt = Annotated[
+    str | None, typer.Option("--email", help="Send email to these addresses (comma-separated).")
+]
+PortOpt = Annotated[
+    int | None,
+    typer.Option("--smtp-port", help="SMTP port [default: 587, 465 with ssl, 25 with none]."),
+]
+PasswordFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--smtp-password-file",
+        help="File holding the SMTP password (asked for when --smtp-user is given "
+        "without it). Kept encrypted.",
+    ),
+]
+OnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--on",
+        help=f"Events to send (comma-separated) [default: all: {', '.join(alerts.EVENTS)}].",
+    ),
+]
+
+
 @alert_app.command("add")
 def alert_add(
     name: str,
-    webhook: Annotated[
-        str | None,
-        typer.Option("--webhook", help="POST a Slack-compatible JSON body to this URL."),
-    ] = None,
-    email: Annotated[
-        str | None, typer.Option("--email", help="Send email to these addresses (comma-separated).")
-    ] = None,
+    webhook: WebhookOpt = None,
+    email: EmailOpt = None,
     smtp_host: Annotated[str | None, typer.Option("--smtp-host", help="SMTP server.")] = None,
-    smtp_port: Annotated[
-        int | None,
-        typer.Option("--smtp-port", help="SMTP port [default: 587, 465 with ssl, 25 with none]."),
-    ] = None,
+    smtp_port: PortOpt = None,
     smtp_security: Annotated[
         str, typer.Option("--smtp-security", help="starttls, ssl or none.")
     ] = "starttls",
     smtp_user: Annotated[str | None, typer.Option("--smtp-user", help="SMTP login.")] = None,
-    smtp_password_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--smtp-password-file",
-            help="File holding the SMTP password (asked for when --smtp-user is given "
-            "without it). Kept encrypted.",
-        ),
-    ] = None,
+    smtp_password_file: PasswordFileOpt = None,
     smtp_from: Annotated[
         str | None, typer.Option("--smtp-from", help="Sender address [default: the login].")
     ] = None,
-    on: Annotated[
-        str | None,
-        typer.Option(
-            "--on",
-            help=f"Events to send (comma-separated) [default: all: {', '.join(alerts.EVENTS)}].",
-        ),
-    ] = None,
+    on: OnOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Add a channel: --webhook URL, or --email TO with --smtp-host."""
@@ -63,7 +69,6 @@ def alert_add(
         raise ConfigurationError("give either --webhook URL or --email TO (with --smtp-host)")
     kind, config = "webhook", dict[str, Any](url=webhook)
     if email is not None:
-        password = _password(smtp_user, smtp_password_file)
         kind, config = (
             "email",
             {
@@ -72,7 +77,7 @@ def alert_add(
                 "port": smtp_port,
                 "security": smtp_security,
                 "user": smtp_user,
-                "password": password,
+                "password": _password(smtp_user, smtp_password_file),
                 "from": smtp_from or smtp_user,
             },
         )

@@ -39,8 +39,8 @@ from profilesync.query.flow import (
     ranked_groups,
     with_ctes,
 )
-from profilesync.query.model import NONE_LABEL, OTHER_LABEL
 from profilesync.query.relations import Catalog, Store, load_catalog, physical
+from profilesync.query.results import group_label
 from profilesync.query.runner import project_id_of
 from profilesync.query.timerange import time_range
 
@@ -195,7 +195,7 @@ def shape(
         groups = sorted((r for r in rows if r[2] != 0), key=lambda r: (not r[1], r[2]))
         answer["groups"] = [
             {
-                "label": _label(r[0], r[1]),
+                "label": group_label(r[0], r[1]),
                 "group": json_value(r[0]) if r[1] else None,
                 "other": not r[1],
                 "steps": _steps(names, r[3:]),
@@ -203,12 +203,6 @@ def shape(
             for r in groups
         ]
     return answer
-
-
-def _label(grp: Any, named: Any) -> str:
-    if not named:
-        return OTHER_LABEL
-    return NONE_LABEL if grp is None else str(json_value(grp))
 
 
 def _steps(names: list[str], values: tuple[Any, ...] | list[Any]) -> list[dict[str, Any]]:

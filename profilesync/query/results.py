@@ -19,6 +19,15 @@ from profilesync.query.model import NONE_LABEL, OTHER_LABEL, SegmentationQuery
 Row = tuple[Any, ...]
 
 
+def group_label(grp: Any, named: Any) -> str:
+    """How a group is labelled in every analysis: its value as JSON shows it, ``(none)`` for
+    no value, ``other`` for the groups past the limit (``named`` false)."""
+    if not named:
+        return OTHER_LABEL
+    value = json_value(grp)
+    return NONE_LABEL if value is None else str(value)
+
+
 def shape(
     query: SegmentationQuery,
     start: datetime,
@@ -66,11 +75,11 @@ class Series:
         self.group = json_value(grp) if named else None
         self.other = not named
         self.rank = rank if named else 10**9
-        group_label = OTHER_LABEL if not named else NONE_LABEL if grp is None else str(self.group)
         if not q.group_by:
             self.label = ev or q.events[0]
         else:
-            self.label = f"{ev}: {group_label}" if ev else group_label
+            label = group_label(grp, named)
+            self.label = f"{ev}: {label}" if ev else label
         self.parts: list[tuple[int, int, float]] = [(0, 0, 0.0)] * size
         self.total: int | float | None = None
 

@@ -33,8 +33,8 @@ from profilesync.query.flow import (
     ranked_groups,
     with_ctes,
 )
-from profilesync.query.model import NONE_LABEL, OTHER_LABEL
 from profilesync.query.relations import Catalog, Store, load_catalog, physical
+from profilesync.query.results import group_label
 from profilesync.query.runner import project_id_of
 from profilesync.query.timerange import time_range
 
@@ -174,7 +174,7 @@ def shape(
         groups = sorted((k for k in tables if k[2] != 0), key=lambda k: (not k[1], k[2]))
         answer["groups"] = [
             {
-                "label": OTHER_LABEL if not named else NONE_LABEL if grp is None else str(grp),
+                "label": group_label(grp, named),
                 "group": grp,
                 "other": not named,
                 "cohorts": cohorts(tables[(grp, named, rank)]),

@@ -23,6 +23,7 @@ from profilesync.app import events as app_events
 from profilesync.app import projects as app_projects
 from profilesync.errors import ConfigurationError, ProfilesyncError
 from profilesync.server.deps import render, require_user, store_session, templates
+from profilesync.server.queryforms import day, message
 from profilesync.server.snapshot import analysing
 
 pages = APIRouter(include_in_schema=False)
@@ -99,28 +100,13 @@ def _filters(rows: list[tuple[str, str, str]]) -> list[app_events.Filter]:
 
 def _shared_fields(form: dict[str, Any]) -> dict[str, Any]:
     return {
-        "start": _day(form["start"]),
-        "end": _day(form["end"]),
+        "start": day(form["start"]),
+        "end": day(form["end"]),
         "where": _filters(form["filters"]),
         "group_by": app_events.PropertyRef.parse(form["group_by"]) if form["group_by"] else None,
         "limit": int(form["limit"]) if str(form["limit"]).isdigit() else 10,
         "project": form["project"] or None,
     }
-
-
-def _day(text: str) -> date | None:
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise ConfigurationError(f"{text!r} is not a date: write it as YYYY-MM-DD") from exc
-
-
-def _message(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-    return str(exc)
 
 
 def _as_json(value: Any) -> str:
@@ -221,7 +207,7 @@ def funnels_page(request: Request, _: str = Depends(require_user)) -> Response:
             with analysing(request) as store:
                 result = analyses.funnel(store, query)
         except (ValidationError, ProfilesyncError) as exc:
-            error = _message(exc)
+            error = message(exc)
     context = {
         **_choices(request),
         "form": form,
@@ -320,7 +306,7 @@ def retention_page(request: Request, _: str = Depends(require_user)) -> Response
                 result = analyses.retention(store, query)
             tables = retention_tables(result, datetime.now(UTC).date())
         except (ValidationError, ProfilesyncError) as exc:
-            error = _message(exc)
+            error = message(exc)
     chart = retention_chart(tables, bool(result and "groups" in result)) if result else None
     context = {
         **_choices(request),
@@ -426,7 +412,7 @@ def add_cohort_page(
         with store_session(request) as store:
             saved = analyses.cohort_add(store, name, definition)
     except (ValidationError, ProfilesyncError) as exc:
-        return _cohorts_page(request, name, form, _message(exc))
+        return _cohorts_page(request, name, form, message(exc))
     return RedirectResponse(f"/cohorts/{quote(saved['name'], safe='')}?done=saved", 303)
 
 

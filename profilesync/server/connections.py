@@ -19,6 +19,7 @@ from profilesync.app import connections
 from profilesync.errors import ProfilesyncError
 from profilesync.model import Connection
 from profilesync.server.deps import render, require_user, store_session, write_session
+from profilesync.server.forms import form_data
 from profilesync.server.kinds import kind_info
 
 router = APIRouter(dependencies=[Depends(require_user)], include_in_schema=False)
@@ -28,10 +29,6 @@ NOTICES = {
     "changed": "Connection saved: it connected with the new settings.",
     "changed_untried": "Connection saved without trying it: press Test when the warehouse is up.",
 }
-
-
-async def form_data(request: Request) -> FormData:
-    return await request.form()
 
 
 @router.get("/connections/{name}")

@@ -28,15 +28,12 @@ from profilesync.server.deps import (
     store_session,
     write_session,
 )
+from profilesync.server.forms import form_data
 
 router = APIRouter(dependencies=[Depends(require_user)], include_in_schema=False)
 
 #: empty "add a property" rows the form offers (no script adds more)
 ADD_ROWS = 3
-
-
-async def form_data(request: Request) -> FormData:
-    return await request.form()
 
 
 @dataclass

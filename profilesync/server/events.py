@@ -14,12 +14,8 @@ its own), so a long query does not hold up ingestion.
 from __future__ import annotations
 
 import json
-import secrets
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -32,6 +28,8 @@ from profilesync.errors import ConfigurationError, ProfilesyncError
 from profilesync.model import NAME_PATTERN
 from profilesync.server import ingest
 from profilesync.server.deps import render, require_token, require_user, store_session, templates
+from profilesync.server.queryforms import day, message
+from profilesync.server.shown_once import ShownOnce
 
 router = APIRouter()
 router.include_router(ingest.router)
@@ -156,7 +154,7 @@ def segmentation_page(request: Request, _: str = Depends(require_user)) -> Respo
         try:
             result = run_segmentation(request, _query(params))
         except (ValidationError, ProfilesyncError) as exc:
-            error = _message(exc)
+            error = message(exc)
     return render(
         request,
         "segmentation.html",
@@ -212,28 +210,13 @@ def _query(params: Any) -> app_events.SegmentationQuery:
         metric=form["metric"],
         property=app_events.PropertyRef.parse(form["property"]) if form["property"] else None,
         interval=form["interval"],
-        start=_day(form["start"]),
-        end=_day(form["end"]),
+        start=day(form["start"]),
+        end=day(form["end"]),
         filters=filters,
         group_by=app_events.PropertyRef.parse(form["group_by"]) if form["group_by"] else None,
         limit=int(form["limit"]) if str(form["limit"]).isdigit() else 10,
         project=form["project"] or None,
     )
-
-
-def _day(text: str) -> date | None:
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise ConfigurationError(f"{text!r} is not a date: write it as YYYY-MM-DD") from exc
-
-
-def _message(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-    return str(exc)
 
 
 @pages.get("/users")
@@ -260,28 +243,8 @@ PROJECT_NOTICES = {
 }
 
 #: a fresh key waits here (never in the URL) for the one page view that shows it
-_FRESH: dict[str, tuple[str, str, str, float]] = {}
-_FRESH_LOCK = threading.Lock()  # page handlers run on several threadpool threads
 FRESH_SECONDS = 600
-
-
-def _hold_key(user: str, project: str, key: str) -> str:
-    """Keep ``key`` for the signed-in user's next page view; return the ticket that fetches it."""
-    now, ticket = time.monotonic(), secrets.token_urlsafe(16)
-    with _FRESH_LOCK:
-        for stale in [t for t, held in _FRESH.items() if held[3] < now]:
-            del _FRESH[stale]
-        _FRESH[ticket] = (user, project, key, now + FRESH_SECONDS)
-    return ticket
-
-
-def _take_key(user: str, ticket: str) -> tuple[str, str] | None:
-    """The held (project, key), removed as it is read: a reload does not show it again."""
-    with _FRESH_LOCK:
-        held = _FRESH.pop(ticket, None)
-    if held is None or held[0] != user or held[3] < time.monotonic():
-        return None
-    return held[1], held[2]
+_FRESH: ShownOnce[tuple[str, str]] = ShownOnce(FRESH_SECONDS)
 
 
 def _project_rows(request: Request) -> list[dict[str, Any]]:
@@ -306,7 +269,7 @@ def _projects_page(
     status: int = 200,
 ) -> Response:
     params = request.query_params
-    fresh = _take_key(user, params["key"]) if "key" in params else None
+    fresh = _FRESH.take(user, params["key"]) if "key" in params else None
     notice = PROJECT_NOTICES.get(params.get("notice", ""))
     if "key" in params and fresh is None:
         notice = PROJECT_NOTICES["key_gone"]
@@ -328,7 +291,7 @@ def _projects_page(
 
 
 def _to_key(user: str, project: str, key: str, notice: str) -> RedirectResponse:
-    ticket = _hold_key(user, project, key)
+    ticket = _FRESH.hold(user, (project, key))
     return RedirectResponse(f"/projects?notice={notice}&key={ticket}", status_code=303)
 
 

@@ -12,9 +12,6 @@ mounts these routes and the audit trail of every change (``server.audit``).
 
 from __future__ import annotations
 
-import secrets
-import threading
-import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
@@ -35,11 +32,13 @@ from profilesync.server.deps import (
     require_user,
     store_session,
 )
+from profilesync.server.shown_once import ShownOnce
 
 api = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
 pages = APIRouter(dependencies=[Depends(require_user)], include_in_schema=False)
 #: seconds a just-made secret (invitation link, token) stays readable by its maker
 SHOWN_FOR = 300
+_SHOWN: ShownOnce[str] = ShownOnce(SHOWN_FOR)
 
 
 def install(app: FastAPI) -> None:
@@ -158,8 +157,8 @@ NOTICES = {
 
 def _page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
     notice = NOTICES.get(request.query_params.get("done", ""))
-    shown = _take_shown(request, request.query_params.get("shown", ""))
     me = _me(request)
+    shown = _SHOWN.take(me.name, request.query_params.get("shown", ""))
     ctx = {"me": me, "done": notice, "shown": shown, "roles": list(reversed(ROLES)), **context}
     return render(request, template, ctx, status_code=status)
 
@@ -182,7 +181,7 @@ def invite_page(request: Request, name: str = Form(""), role: str = Form("viewer
             user, code = app_users.invite(store, name, role, by=_me(request).name)
     except ConfigurationError as exc:
         return _members(request, 422, error=str(exc), name=name, role=role)
-    ticket = _hold_shown(request, invite_url(request, code))
+    ticket = _SHOWN.hold(_me(request).name, invite_url(request, code))
     return RedirectResponse(f"/members?done=invited&shown={ticket}#{user.name}", status_code=303)
 
 
@@ -236,7 +235,7 @@ def create_token_page(request: Request, label: str = Form("")) -> Response:
     except ConfigurationError as exc:
         return _account(request, 422, token_error=str(exc), label=label)
     return RedirectResponse(
-        f"/account?done=token&shown={_hold_shown(request, token)}", status_code=303
+        f"/account?done=token&shown={_SHOWN.hold(_me(request).name, token)}", status_code=303
     )
 
 
@@ -271,27 +270,3 @@ def audit_page(request: Request, target: str = "", limit: int = 200) -> Response
     with store_session(request) as store:
         found = app_audit.entries(store, limit, target.strip() or None)
     return _page(request, "audit.html", entries=found, target=target, active="audit")
-
-
-# -- secrets shown once -----------------------------------------------------------------------------
-
-_shown: dict[str, tuple[str, str, float]] = {}
-_shown_lock = threading.Lock()
-
-
-def _hold_shown(request: Request, text: str) -> str:
-    """Keep ``text`` for its maker's next page only (never in a URL or a log)."""
-    ticket = secrets.token_urlsafe(16)
-    with _shown_lock:
-        for key in [k for k, (_, _, t) in _shown.items() if t < time.monotonic()]:
-            del _shown[key]
-        _shown[ticket] = (_me(request).name, text, time.monotonic() + SHOWN_FOR)
-    return ticket
-
-
-def _take_shown(request: Request, ticket: str) -> str | None:
-    with _shown_lock:
-        held = _shown.pop(ticket, None) if ticket else None
-    if held is None or held[0] != _me(request).name or held[2] < time.monotonic():
-        return None
-    return held[1]

@@ -32,6 +32,7 @@ from profilesync.model import (
 from profilesync.server import views
 from profilesync.server.audit import note_change
 from profilesync.server.deps import render, require_user, store_session
+from profilesync.server.forms import form_data
 from profilesync.server.frequencies import frequency_choices, test_report
 from profilesync.server.kinds import all_kinds, kind_info
 
@@ -47,10 +48,6 @@ LABELS = {
     "save": "Name and frequency",
 }
 USER_ID_GUESSES = ("user_id", "userid", "uid", "user", "id")
-
-
-async def form_data(request: Request) -> FormData:
-    return await request.form()
 
 
 @dataclass

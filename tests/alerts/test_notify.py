@@ -4,9 +4,8 @@ once per change of state, never at every attempt, and never in the way of a sync
 from __future__ import annotations
 
 import shutil
-import threading
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,46 +17,14 @@ from profilesync.server.scheduler import RetryPolicy, Scheduler
 from profilesync.sources.delta import DeltaSource
 from profilesync.store.duckdb import DuckDBStore
 from tests.alerts.conftest import Mailbox, Webhook, free_port
-from tests.conftest import Warehouse, table_source, users_table
-
-HOUR = timedelta(hours=1)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def users(store: DuckDBStore, warehouse: Warehouse) -> str:
-    warehouse.create("prod.users", users_table(5))
-    table_source(store, "users", "prod.users", "uid", [("title", "Title")])
-    return "users"
-
-
-@pytest.fixture
-def scheduler(store: DuckDBStore) -> Iterator[Callable[..., Scheduler]]:
-    """Schedulers as ``serve`` builds them: syncs on a second connection to the store."""
-    opened: list[DuckDBStore] = []
-
-    def make(clock: Clock, **kwargs: Any) -> Scheduler:
-        opened.append(DuckDBStore(store.home))
-        return Scheduler(store, threading.RLock(), clock=clock, sync_store=opened[-1], **kwargs)
-
-    yield make
-    for extra in opened:
-        extra.close()
+from tests.conftest import Warehouse, users_table
+from tests.server.scheduling import (  # noqa: F401 (fixtures)
+    HOUR,
+    Clock,
+    clock_fixture,
+    scheduler_fixture,
+    users_fixture,
+)
 
 
 def test_a_retried_failure_alerts_once_when_the_retries_are_used_up_and_recovery_once(

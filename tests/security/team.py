@@ -64,22 +64,31 @@ def team(served: Served) -> Iterator[Team]:
 def build_world(tmp_path: Path, served: Served) -> None:
     lake = Warehouse(tmp_path / "lake")
     lake.create("prod.users", people([10001, 10002], ["Analyst", "Engineer"]))
+    synced_delta_source(served, lake, "people", {"title": "Title"})
+    assert served.api.post("/api/projects", json={"name": "web"}).status_code == 201
+
+
+def synced_delta_source(
+    served: Served, lake: Warehouse, source: str, properties: dict[str, str]
+) -> None:
+    """Through the API: a connection ``lake`` to ``lake`` and a source on its ``prod.users``
+    table keyed by ``uid`` with ``properties`` (column -> name), synced once."""
     api = served.api
     made = api.post(
         "/api/connections",
         json={"name": "lake", "kind": "delta", "config": {"path": str(lake.root)}},
     )
     assert made.status_code == 201, made.text
-    source = {
-        "name": "people",
+    spec = {
+        "name": source,
         "connection": "lake",
         "table": "prod.users",
         "user_id": "uid",
-        "properties": [{"column": "title", "name": "Title"}],
+        "properties": [{"column": c, "name": n} for c, n in properties.items()],
     }
-    assert api.post("/api/sources", json=source).status_code == 201
-    assert api.post("/api/sources/people/sync", params={"wait": "true"}).status_code == 200
-    assert api.post("/api/projects", json={"name": "web"}).status_code == 201
+    assert api.post("/api/sources", json=spec).status_code == 201
+    ran = api.post(f"/api/sources/{source}/sync", params={"wait": "true"})
+    assert ran.status_code == 200 and ran.json()["status"] == "success", ran.text
 
 
 def snapshot(served: Served) -> dict[str, Any]:

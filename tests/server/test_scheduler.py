@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,47 +18,13 @@ from profilesync.sources.delta import DeltaSource
 from profilesync.store.duckdb import DuckDBStore
 from profilesync.sync import engine
 from tests.conftest import Warehouse, profiles, table_source, users_table
-
-HOUR = timedelta(hours=1)
-
-
-class Clock:
-    """Starts at the real time (runs are stamped with it) and moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def users(store: DuckDBStore, warehouse: Warehouse) -> str:
-    warehouse.create("prod.users", users_table(5))
-    table_source(store, "users", "prod.users", "uid", [("title", "Title")])
-    return "users"
-
-
-@pytest.fixture
-def scheduler(store: DuckDBStore) -> Iterator[Callable[..., Scheduler]]:
-    """Builds schedulers as ``serve`` does: syncs on a second connection to the store."""
-    opened: list[DuckDBStore] = []
-
-    def make(clock: Clock, **kwargs: Any) -> Scheduler:
-        opened.append(DuckDBStore(store.home))
-        return Scheduler(store, threading.RLock(), clock=clock, sync_store=opened[-1], **kwargs)
-
-    yield make
-    for extra in opened:
-        extra.close()
+from tests.server.scheduling import (  # noqa: F401 (fixtures)
+    HOUR,
+    Clock,
+    clock_fixture,
+    scheduler_fixture,
+    users_fixture,
+)
 
 
 def runs(store: DuckDBStore, name: str) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ import pytest
 from tests.alerts.conftest import Webhook
 from tests.browser import chromium_page
 from tests.conftest import Warehouse
+from tests.security.team import synced_delta_source
 from tests.server.conftest import PASSWORD, Served, serving
 
 pytestmark = pytest.mark.browser
@@ -37,23 +38,9 @@ def week_one(served: Served, lake: Warehouse, webhook: Webhook) -> None:
             }
         ),
     )
-    api = served.api
-    made = api.post(
-        "/api/connections",
-        json={"name": "lake", "kind": "delta", "config": {"path": str(lake.root)}},
-    )
-    assert made.status_code == 201, made.text
-    source = {
-        "name": "users",
-        "connection": "lake",
-        "table": "prod.users",
-        "user_id": "uid",
-        "properties": [{"column": "dma", "name": "DMA"}],
-    }
-    assert api.post("/api/sources", json=source).status_code == 201
-    assert api.post("/api/sources/users/sync?wait=true").json()["status"] == "success"
+    synced_delta_source(served, lake, "users", {"dma": "DMA"})
     hook = {"name": "ops-hook", "kind": "webhook", "url": webhook.url}
-    assert api.post("/api/alerts", json=hook).status_code == 201
+    assert served.api.post("/api/alerts", json=hook).status_code == 201
 
 
 def sync_now(page: Any, served: Served, runs: int) -> dict[str, Any]:
