@@ -27,7 +27,7 @@ EmailOpt = Annotated[
 ]
 PortOpt = Annotated[
     int | None,
-    typer.Option("--smtp-port", help="SMTP port [default: 587, 465 with ssl, 25 with none]."),
+    typer.Option("--smtp-port", help="SMTP port (by default 587, 465 with ssl, 25 with none)."),
 ]
 PasswordFileOpt = Annotated[
     Path | None,
@@ -41,7 +41,7 @@ OnOpt = Annotated[
     str | None,
     typer.Option(
         "--on",
-        help=f"Events to send (comma-separated) [default: all: {', '.join(alerts.EVENTS)}].",
+        help=f"Events to send, comma-separated (by default all: {', '.join(alerts.EVENTS)}).",
     ),
 ]
 
@@ -59,7 +59,7 @@ def alert_add(
     smtp_user: Annotated[str | None, typer.Option("--smtp-user", help="SMTP login.")] = None,
     smtp_password_file: PasswordFileOpt = None,
     smtp_from: Annotated[
-        str | None, typer.Option("--smtp-from", help="Sender address [default: the login].")
+        str | None, typer.Option("--smtp-from", help="Sender address (by default the login).")
     ] = None,
     on: OnOpt = None,
     json_out: JsonOpt = False,

@@ -4,6 +4,7 @@ once per change of state, never at every attempt, and never in the way of a sync
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from profilesync.server.scheduler import RetryPolicy, Scheduler
 from profilesync.sources.delta import DeltaSource
 from profilesync.store.duckdb import DuckDBStore
 from tests.alerts.conftest import Mailbox, Webhook, free_port
-from tests.conftest import Warehouse, users_table
+from tests.conftest import Warehouse, table_source, users_table
 from tests.server.scheduling import (  # noqa: F401 (fixtures)
     HOUR,
     Clock,
