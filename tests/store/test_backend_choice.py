@@ -94,6 +94,7 @@ def test_the_store_comes_from_the_environment_and_a_home_keeps_it(cli: Cli) -> N
 
 
 def test_a_duckdb_home_refuses_chdb(cli: Cli, warehouse: Warehouse) -> None:
+    warehouse.create("prod.users", users_table(3))
     cli.ok("connection", "add", "lake", "--kind", "delta", "--path", str(warehouse.root))
     refused = cli("connection", "list", env=CHDB)
     assert refused.returncode == 1
