@@ -12,7 +12,8 @@ The plan (see :class:`~profilesync.query.analyses.FunnelQuery` for the definitio
   first event of every step after ``t1``, and step k's time is the latest of steps 2..k;
 - ``u``: one row per user with the group value at step 1 and every step's time;
 - per group (the top groups by users at step 1, the rest as ``other``) and overall:
-  users at each step and the median time from step 1 to it.
+  users at each step and the median time from step 1 to it; the groups are aggregated
+  and ranked in one pass, and only a rest past the limit is read again.
 
 ClickHouse's ``windowFunnel`` is not used: the same plan runs on both stores.
 """
@@ -26,17 +27,16 @@ from sqlglot import exp
 
 from profilesync.model import json_value
 from profilesync.query.analyses import FunnelQuery
+from profilesync.query.compiler import fragments
 from profilesync.query.flow import (
     MICROS,
     Context,
     add_group,
     after,
-    by_group,
     col,
     entries,
     event_rows,
     overall,
-    ranked_groups,
     same_user,
     user,
     with_ctes,
@@ -84,10 +84,44 @@ def compile_funnel(
     ]
     select: exp.Select = overall(aggregates, "u")
     if query.group_by:
-        ctes.append(("ranked", ranked_groups("u")))
-        grouped = by_group([a.copy() for a in aggregates], "u", query.limit)
-        select = exp.union(select, grouped, distinct=False)  # type: ignore[assignment]
+        ctes.append(("per", _per_group(aggregates)))
+        named, other = _top_and_other(aggregates, query.limit)
+        select = exp.union(select, exp.union(named, other, distinct=False), distinct=False)  # type: ignore[assignment]
     return with_ctes(select, ctes, dialect), ctx.params.values
+
+
+def _per_group(aggregates: list[exp.Expr]) -> exp.Select:
+    """``per``: ``aggregates`` per group, in one pass over ``u``, and the group's rank
+    ``r`` by its users (most first)."""
+    rank = fragments("row_number() OVER (ORDER BY count(*) DESC, u.grp NULLS LAST) AS r")
+    return (
+        exp.select(col("grp", "u").as_("grp"), *(a.copy() for a in aggregates), *rank)
+        .from_(exp.table_("u", alias="u"), copy=False)
+        .group_by(col("grp", "u"), copy=False)
+    )
+
+
+def _top_and_other(aggregates: list[exp.Expr], limit: int) -> tuple[exp.Select, exp.Select]:
+    """The top ``limit`` groups of ``per`` as they are, and the rest folded into one row
+    (``named`` false) from their users: none, and no second pass, when there is no rest."""
+    names = [a.alias_or_name for a in aggregates]
+    top = (
+        exp.select(col("grp"), *fragments("1 = 1 AS named"), col("r"), *map(col, names))
+        .from_(exp.table_("per"), copy=False)
+        .where(col("r") <= exp.Literal.number(limit), copy=False)
+    )
+    rest = (
+        exp.select(*fragments("NULL AS grp", "1 = 0 AS named", "min(p.r) AS r"), *(a.copy() for a in aggregates))
+        .from_(exp.table_("u", alias="u"), copy=False)
+        .join(exp.table_("per", alias="p"), on=fragments("u.grp IS NOT DISTINCT FROM p.grp")[0], copy=False)
+        .where(col("r", "p") > exp.Literal.number(limit), copy=False)
+    )  # fmt: skip
+    other = (
+        exp.select(exp.Star())
+        .from_(rest.subquery("rest"), copy=False)
+        .where(col("n1") > exp.Literal.number(0), copy=False)
+    )
+    return top, other
 
 
 def _next_step(k: int, window: exp.Expr, *, strict: bool) -> exp.Select:
