@@ -8,7 +8,8 @@ The plan (see :class:`~profilesync.query.analyses.RetentionQuery` for the defini
 - ``back``: every return after the start as its offset ``k`` (its own interval's number
   minus ``b``); ``on`` keeps each user's distinct offsets up to N, ``on_or_after`` each
   user's latest offset (capped at N): a user counts for every k up to it;
-- rows per group and cohort: users (``k`` = -1) and users per offset.
+- rows per group and cohort: users (``k`` = -1) and users per offset, counted in one pass
+  (``per``); the overall row, the groups' ranks and the rest past the limit add those up.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlglot import exp
 
 from profilesync.model import json_value
 from profilesync.query.analyses import RetentionQuery
+from profilesync.query.compiler import fragments
 from profilesync.query.flow import (
     DAY_US,
     Context,
@@ -30,7 +32,6 @@ from profilesync.query.flow import (
     entries,
     event_rows,
     overall,
-    ranked_groups,
     same_user,
     user,
     with_ctes,
@@ -87,13 +88,35 @@ def compile_retention(
     ctes: list[tuple[str, exp.Query]] = [("ev", ev), ("c1", entries(ctx, end)), *needed]
     ctes += [("u", users), ("back", _returns(ctx, query)), ("counted", _counted(query, n))]
     keys = [col("b", "u"), col("k", "u")]
-    aggregates = [exp.func("count", exp.Star()).as_("n")]
-    select: exp.Select = overall(aggregates, "counted", keys)
-    if grouped:
-        ctes.append(("ranked", ranked_groups("u")))
-        grouped_rows = by_group([a.copy() for a in aggregates], "counted", query.limit, keys)
-        select = exp.union(select, grouped_rows, distinct=False)  # type: ignore[assignment]
+    if not grouped:
+        select: exp.Select = overall([exp.func("count", exp.Star()).as_("n")], "counted", keys)
+        return with_ctes(select, ctes, dialect), ctx.params.values
+    # counts add up: one pass over ``counted`` per group, cohort and offset (``per``), and
+    # the overall row, the ranks and the rest past the limit from those few rows
+    per = (
+        exp.select(col("grp"), col("b"), col("k"), *fragments("count(*) AS n"))
+        .from_(exp.table_("counted"), copy=False)
+        .group_by(col("grp"), col("b"), col("k"), copy=False)
+    )
+    ctes += [("per", per), ("ranked", _ranked())]
+    total = [exp.func("sum", col("n", "u")).as_("n")]
+    select = overall(total, "per", keys)
+    grouped_rows = by_group([a.copy() for a in total], "per", query.limit, keys)
+    select = exp.union(select, grouped_rows, distinct=False)  # type: ignore[assignment]
     return with_ctes(select, ctes, dialect), ctx.params.values
+
+
+def _ranked() -> exp.Select:
+    """The groups of ``per`` ranked by their users (the cohorts' sizes), most first."""
+    users = "sum(CASE WHEN k = -1 THEN n ELSE 0 END)"
+    return (
+        exp.select(
+            col("grp"),
+            *fragments(f"row_number() OVER (ORDER BY {users} DESC, grp NULLS LAST) AS r"),
+        )
+        .from_(exp.table_("per"), copy=False)
+        .group_by(col("grp"), copy=False)
+    )
 
 
 def _number(ctx: Context, ts: exp.Expr, interval: str) -> exp.Expr:
