@@ -1,12 +1,15 @@
 """What funnels and retention share: the events they read, per user, in one dialect.
 
 Both analyses start from :func:`event_rows`: one row per event that matches any of the
-analysis's events, with ``uid`` (the user, or ``device:<id>``), ``ts`` (microseconds since
-the epoch: exact integer arithmetic on every engine), one boolean flag per step (``f1``,
-``f2``, ...: the event matches that step) and ``grp`` (the group-by value at that event).
-A ``profile:`` group is the same at every event of a user who sent it with a ``user_id``
-(the current value), so it is not joined to every event: ``keyed`` marks those events and
-:func:`group_values` joins the profiles to the users at step 1 only.
+analysis's events, with the user as two columns, ``uid`` and ``anon`` (the ``user_id``, or
+for an anonymous event the ``device_id`` and true: a device is never taken for a user whose
+id reads the same), ``ts`` (microseconds since the epoch: exact integer arithmetic on every
+engine), one boolean flag per step (``f1``, ``f2``, ...: the event matches that step) and
+``grp`` (the group-by value at that event). The pair keeps the columns' own values, where a
+computed string (``'device:' || device_id``) would cost DuckDB its compact grouping on
+short ids. A ``profile:`` group is the same at every event of a user (the current value;
+none for a device), so it is not joined to every event: :func:`group_values` joins the
+profiles to the users at step 1 only.
 Profile properties and cohorts come through the segmentation compiler's property
 resolution (:class:`profilesync.query.compiler._Properties`), so a filter means the same
 everywhere.
@@ -109,14 +112,10 @@ def event_rows(
     known (true, false, or the step's own filters)."""
     props = ctx.props
     time = exp.column("time", "e", quoted=True)
-    uid = exp.func(
-        "coalesce",
-        col("user_id", "e"),
-        exp.DPipe(this=exp.Literal.string("device:"), expression=col("device_id", "e")),
-    )
+    uid = exp.func("coalesce", col("user_id", "e"), col("device_id", "e"))
+    anon = col("user_id", "e").is_(exp.null())
     per_user = per_user_group(group_by)
     group = props.value(group_by).expr if group_by and not per_user else exp.null()
-    keyed = [exp.Not(this=col("user_id", "e").is_(exp.null())).as_("keyed")] if per_user else []
     conditions: list[exp.Expr] = [time >= ctx.bind(lower)]
     if upper is not None:
         conditions.append(time.copy() < ctx.bind(upper))
@@ -128,10 +127,10 @@ def event_rows(
         flags = [_flag(ctx, step, kind) for step in steps]
         select = exp.select(
             uid.copy().as_("uid"),
+            anon.copy().as_("anon"),
             ctx.fn.epoch_us(time.copy()).as_("ts"),
             *(flag.as_(f"f{i}") for i, flag in enumerate(flags, 1)),
             group.copy().as_("grp"),
-            *(k.copy() for k in keyed),
         ).from_(relation(EVENTS, "e"))
         is_kind = col("event_type", "e").eq(ctx.bind(kind))
         where_all = exp.and_(is_kind, *(c.copy() for c in conditions))
@@ -147,42 +146,53 @@ def per_user_group(group_by: PropertyRef | None) -> bool:
     return group_by is not None and group_by.kind == "profile"
 
 
-def entries(ctx: Context, end: datetime, group_by: PropertyRef | None) -> exp.Select:
-    """``c1``: each user's first step-1 event before ``end`` (``t1``); for a profile group
-    also ``tk``, their first step-1 event sent with a ``user_id``."""
+def entries(ctx: Context, end: datetime) -> exp.Select:
+    """``c1``: each user's first step-1 event before ``end`` (``t1``)."""
     end_us = ctx.bind(int((end - datetime(1970, 1, 1)).total_seconds()) * MICROS)
-    firsts = [exp.func("min", col("ts")).as_("t1")]
-    if per_user_group(group_by):
-        keyed_ts = exp.Case(ifs=[exp.If(this=col("keyed"), true=col("ts"))])
-        firsts.append(exp.func("min", keyed_ts).as_("tk"))
     return (
-        exp.select(col("uid"), *firsts)
+        exp.select(*user("ev", named=True), exp.func("min", col("ts")).as_("t1"))
         .from_(exp.table_("ev"), copy=False)
         .where(exp.and_(col("f1"), col("ts") < end_us), copy=False)
-        .group_by(col("uid"), copy=False)
+        .group_by(*user("ev"), copy=False)
     )
 
 
-def group_values(ctx: Context, group_by: PropertyRef) -> exp.Select:
-    """``g``: each entered user's group value at their first step-1 event. A profile
-    property is the user's current value when one of the events at that first moment
-    carried their ``user_id`` (an anonymous event has no profile); anything else is
-    :func:`first_value` of the events."""
+def user(table: str, *, named: bool = False) -> list[exp.Expr]:
+    """The columns that name a user (see the module doc); ``named``: as ``uid`` and
+    ``anon``, for a select list (ClickHouse would keep a join's table prefix)."""
+    columns = [col("uid", table), col("anon", table)]
+    return [c.as_(c.name) for c in columns] if named else list(columns)
+
+
+def same_user(a: str, b: str) -> exp.Expr:
+    """Rows of ``a`` and ``b`` are of the same user."""
+    return exp.and_(col("uid", a).eq(col("uid", b)), col("anon", a).eq(col("anon", b)))
+
+
+def add_group(
+    ctx: Context, users: exp.Select, group_by: PropertyRef | None
+) -> tuple[exp.Select, list[tuple[str, exp.Query]]]:
+    """``users`` (a select from ``c1``) with ``grp``, each entered user's group value at
+    their first step-1 event, and the relations that needs. A profile property is the
+    user's current value (a device has no profile), joined here, in the same pass;
+    anything else is :func:`first_value` of the events (``g``)."""
+    if group_by is None:
+        return users.select(exp.null().as_("grp"), copy=False), []
     if not per_user_group(group_by):
-        return first_value("c1", "ev", "f1")
+        users = users.select(col("grp", "g").as_("grp"), copy=False).join(
+            exp.table_("g"), on=same_user("g", "c1"), join_type="left", copy=False
+        )
+        return users, [("g", first_value("c1", "ev", "f1"))]
     prop = ctx.catalog.property(group_by.name)
     value = exp.column(group_by.name, "p", quoted=True)
-    known = exp.Case(ifs=[exp.If(this=col("tk", "s").eq(col("t1", "s")), true=value)])
-    return (
-        exp.select(col("uid", "s").as_("uid"), known.as_("grp"))
-        .from_(exp.table_("c1", alias="s"), copy=False)
-        .join(
-            profile_relation(prop.source, "p"),
-            on=col("user_id", "p").eq(col("uid", "s")),
-            join_type="left",
-            copy=False,
-        )
+    known = exp.Case(ifs=[exp.If(this=exp.not_(col("anon", "c1")), true=value)])
+    users = users.select(known.as_("grp"), copy=False).join(
+        profile_relation(prop.source, "p"),
+        on=col("user_id", "p").eq(col("uid", "c1")),
+        join_type="left",
+        copy=False,
     )
+    return users, []
 
 
 def _flag(ctx: Context, step: Step, kind: str) -> exp.Expr:
@@ -205,13 +215,13 @@ def after(e: str, ts: exp.Expr, previous_flag: str) -> exp.Expr:
 def first_value(users: str, events: str, flag: str) -> exp.Select:
     """The group value of each user's first event: the smallest among the matches of
     ``flag`` at the user's first moment ``t1`` (one row per user of ``users``)."""
-    on = exp.and_(col("uid", "e").eq(col("uid", "s")), col("ts", "e").eq(col("t1", "s")))
+    on = exp.and_(same_user("e", "s"), col("ts", "e").eq(col("t1", "s")))
     return (
-        exp.select(col("uid", "s").as_("uid"), *fragments("min(e.grp) AS grp"))
+        exp.select(*user("s", named=True), *fragments("min(e.grp) AS grp"))
         .from_(exp.table_(events, alias="e"), copy=False)
         .join(exp.table_(users, alias="s"), on=on, copy=False)
         .where(col(flag, "e"), copy=False)
-        .group_by(col("uid", "s"), copy=False)
+        .group_by(*user("s"), copy=False)
     )
 
 
@@ -243,16 +253,23 @@ def by_group(
     )  # fmt: skip
 
 
-def with_ctes(select: exp.Select, ctes: Sequence[tuple[str, exp.Query]]) -> exp.Select:
+def with_ctes(
+    select: exp.Select, ctes: Sequence[tuple[str, exp.Query]], dialect: str
+) -> exp.Select:
     """``select`` with ``ctes`` (in order); each read more than once is MATERIALIZED, so it
-    is computed once on both engines (ClickHouse would run it again at every reference)."""
+    is computed once on both engines (ClickHouse would run it again at every reference).
+    On DuckDB the events (``ev``) are not: each reader scans them again with its own
+    filter pushed into the scan, and the columns keep their statistics, which let DuckDB
+    group and join short ids as integers (a materialized relation has none)."""
     reads: dict[str, int] = {}
     for node in [select, *(cte for _, cte in ctes)]:
         for table in node.find_all(exp.Table):
             if not table.db:
                 reads[table.name] = reads.get(table.name, 0) + 1
     for name, cte in ctes:
-        again = reads.get(name, 0) > 1 or None  # False would say NOT MATERIALIZED
+        again: bool | None = reads.get(name, 0) > 1 or None  # None: no keyword
+        if name == "ev" and dialect == "duckdb":
+            again = False  # NOT MATERIALIZED
         select = select.with_(name, as_=cte, materialized=again, copy=False)
     return select
 

@@ -12,7 +12,8 @@ The plan (see :class:`~profilesync.query.analyses.FunnelQuery` for the definitio
   first event of every step after ``t1``, and step k's time is the latest of steps 2..k;
 - ``u``: one row per user with the group value at step 1 and every step's time;
 - per group (the top groups by users at step 1, the rest as ``other``) and overall:
-  users at each step and the median time from step 1 to it.
+  users at each step and the median time from step 1 to it; the groups are aggregated
+  and ranked in one pass, and only a rest past the limit is read again.
 
 ClickHouse's ``windowFunnel`` is not used: the same plan runs on both stores.
 """
@@ -26,17 +27,18 @@ from sqlglot import exp
 
 from profilesync.model import json_value
 from profilesync.query.analyses import FunnelQuery
+from profilesync.query.compiler import fragments
 from profilesync.query.flow import (
     MICROS,
     Context,
+    add_group,
     after,
-    by_group,
     col,
     entries,
     event_rows,
-    group_values,
     overall,
-    ranked_groups,
+    same_user,
+    user,
     with_ctes,
 )
 from profilesync.query.relations import Catalog, Store, load_catalog, physical
@@ -64,7 +66,7 @@ def compile_funnel(
     window = timedelta(seconds=query.window_seconds)
     ev = event_rows(ctx, query.steps, query.where, query.group_by, start, end + window, project_id)
     w = ctx.bind(query.window_seconds * MICROS)
-    ctes: list[tuple[str, exp.Query]] = [("ev", ev), ("c1", entries(ctx, end, query.group_by))]
+    ctes: list[tuple[str, exp.Query]] = [("ev", ev), ("c1", entries(ctx, end))]
     if query.order == "any":
         ctes.append(("c", _any_order(n, w)))
         times = _any_times(n)
@@ -73,9 +75,8 @@ def compile_funnel(
             (f"c{k}", _next_step(k, w, strict=query.order == "strict")) for k in range(2, n + 1)
         ]
         times = [col("t", f"c{k}") for k in range(2, n + 1)]
-    if query.group_by:
-        ctes.append(("g", group_values(ctx, query.group_by)))
-    ctes.append(("u", _users(n, times, query.order == "any", grouped=query.group_by is not None)))
+    users, needed = add_group(ctx, _users(n, times, query.order == "any"), query.group_by)
+    ctes += [*needed, ("u", users)]
     aggregates = [exp.func("count", col("t1", "u")).as_("n1")]
     aggregates += [exp.func("count", col(f"t{k}", "u")).as_(f"n{k}") for k in range(2, n + 1)]
     aggregates += [
@@ -83,10 +84,44 @@ def compile_funnel(
     ]
     select: exp.Select = overall(aggregates, "u")
     if query.group_by:
-        ctes.append(("ranked", ranked_groups("u")))
-        grouped = by_group([a.copy() for a in aggregates], "u", query.limit)
-        select = exp.union(select, grouped, distinct=False)  # type: ignore[assignment]
-    return with_ctes(select, ctes), ctx.params.values
+        ctes.append(("per", _per_group(aggregates)))
+        named, other = _top_and_other(aggregates, query.limit)
+        select = exp.union(select, exp.union(named, other, distinct=False), distinct=False)  # type: ignore[assignment]
+    return with_ctes(select, ctes, dialect), ctx.params.values
+
+
+def _per_group(aggregates: list[exp.Expr]) -> exp.Select:
+    """``per``: ``aggregates`` per group, in one pass over ``u``, and the group's rank
+    ``r`` by its users (most first)."""
+    rank = fragments("row_number() OVER (ORDER BY count(*) DESC, u.grp NULLS LAST) AS r")
+    return (
+        exp.select(col("grp", "u").as_("grp"), *(a.copy() for a in aggregates), *rank)
+        .from_(exp.table_("u", alias="u"), copy=False)
+        .group_by(col("grp", "u"), copy=False)
+    )
+
+
+def _top_and_other(aggregates: list[exp.Expr], limit: int) -> tuple[exp.Select, exp.Select]:
+    """The top ``limit`` groups of ``per`` as they are, and the rest folded into one row
+    (``named`` false) from their users: none, and no second pass, when there is no rest."""
+    names = [a.alias_or_name for a in aggregates]
+    top = (
+        exp.select(col("grp"), *fragments("1 = 1 AS named"), col("r"), *map(col, names))
+        .from_(exp.table_("per"), copy=False)
+        .where(col("r") <= exp.Literal.number(limit), copy=False)
+    )
+    rest = (
+        exp.select(*fragments("NULL AS grp", "1 = 0 AS named", "min(p.r) AS r"), *(a.copy() for a in aggregates))
+        .from_(exp.table_("u", alias="u"), copy=False)
+        .join(exp.table_("per", alias="p"), on=fragments("u.grp IS NOT DISTINCT FROM p.grp")[0], copy=False)
+        .where(col("r", "p") > exp.Literal.number(limit), copy=False)
+    )  # fmt: skip
+    other = (
+        exp.select(exp.Star())
+        .from_(rest.subquery("rest"), copy=False)
+        .where(col("n1") > exp.Literal.number(0), copy=False)
+    )
+    return top, other
 
 
 def _next_step(k: int, window: exp.Expr, *, strict: bool) -> exp.Select:
@@ -96,7 +131,7 @@ def _next_step(k: int, window: exp.Expr, *, strict: bool) -> exp.Select:
         "min",
         exp.Case(ifs=[exp.If(this=exp.and_(col(f"f{k}", "e"), after("e", previous, f"f{k - 1}")), true=col("ts", "e"))]),
     )  # fmt: skip
-    columns = [col("uid", "s").as_("uid"), col("t1", "s").as_("t1"), found.as_("t")]
+    columns = [*user("s", named=True), col("t1", "s").as_("t1"), found.as_("t")]
     if strict:  # the first event of another step after step k-1
         other = exp.and_(exp.not_(col(f"f{k}", "e")), col("ts", "e") > previous.copy())
         columns.append(
@@ -111,15 +146,15 @@ def _next_step(k: int, window: exp.Expr, *, strict: bool) -> exp.Select:
     inner = (
         exp.select(*columns)
         .from_(exp.table_("ev", alias="e"), copy=False)
-        .join(exp.table_(f"c{k - 1}", alias="s"), on=col("uid", "e").eq(col("uid", "s")), copy=False)
+        .join(exp.table_(f"c{k - 1}", alias="s"), on=same_user("e", "s"), copy=False)
         .where(exp.and_(*within), copy=False)
-        .group_by(col("uid", "s"), col("t1", "s"), copy=False)
+        .group_by(*user("s"), col("t1", "s"), copy=False)
     )  # fmt: skip
     keep: exp.Expr = exp.Not(this=col("t").is_(exp.null()))
     if strict:
         keep = exp.and_(keep, exp.paren(exp.or_(col("x").is_(exp.null()), col("x") >= col("t"))))
     return (
-        exp.select(col("uid"), col("t1"), col("t"))
+        exp.select(col("uid"), col("anon"), col("t1"), col("t"))
         .from_(inner.subquery("chain"), copy=False)
         .where(keep, copy=False)
     )
@@ -135,11 +170,11 @@ def _any_order(n: int, window: exp.Expr) -> exp.Select:
         for k in range(2, n + 1)
     ]  # fmt: skip
     return (
-        exp.select(col("uid", "s").as_("uid"), *firsts)
+        exp.select(*user("s", named=True), *firsts)
         .from_(exp.table_("ev", alias="e"), copy=False)
-        .join(exp.table_("c1", alias="s"), on=col("uid", "e").eq(col("uid", "s")), copy=False)
+        .join(exp.table_("c1", alias="s"), on=same_user("e", "s"), copy=False)
         .where(exp.and_(col("ts", "e") >= col("t1", "s"), col("ts", "e") <= col("t1", "s") + window.copy()), copy=False)
-        .group_by(col("uid", "s"), copy=False)
+        .group_by(*user("s"), copy=False)
     )  # fmt: skip
 
 
@@ -156,19 +191,17 @@ def _any_times(n: int) -> list[exp.Expr]:
     return times
 
 
-def _users(n: int, times: list[exp.Expr], any_order: bool, *, grouped: bool) -> exp.Select:
-    """One row per user who entered: group value, ``t1`` and every later step's time."""
+def _users(n: int, times: list[exp.Expr], any_order: bool) -> exp.Select:
+    """One row per user who entered: ``t1`` and every later step's time."""
     select = exp.select(
-        col("uid", "c1").as_("uid"),
-        (col("grp", "g") if grouped else exp.null()).as_("grp"),
+        *user("c1", named=True),
         col("t1", "c1").as_("t1"),
         *(t.as_(f"t{k}") for k, t in enumerate(times, 2)),
     ).from_(exp.table_("c1"), copy=False)
-    joined = ["g"] if grouped else []
-    joined += ["c"] if any_order else [f"c{k}" for k in range(2, n + 1)]
+    joined = ["c"] if any_order else [f"c{k}" for k in range(2, n + 1)]
     for name in joined:
         select = select.join(
-            exp.table_(name), on=col("uid", name).eq(col("uid", "c1")), join_type="left", copy=False
+            exp.table_(name), on=same_user(name, "c1"), join_type="left", copy=False
         )
     return select
 

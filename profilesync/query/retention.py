@@ -8,7 +8,8 @@ The plan (see :class:`~profilesync.query.analyses.RetentionQuery` for the defini
 - ``back``: every return after the start as its offset ``k`` (its own interval's number
   minus ``b``); ``on`` keeps each user's distinct offsets up to N, ``on_or_after`` each
   user's latest offset (capped at N): a user counts for every k up to it;
-- rows per group and cohort: users (``k`` = -1) and users per offset.
+- rows per group and cohort: users (``k`` = -1) and users per offset, counted in one pass
+  (``per``); the overall row, the groups' ranks and the rest past the limit add those up.
 """
 
 from __future__ import annotations
@@ -20,17 +21,19 @@ from sqlglot import exp
 
 from profilesync.model import json_value
 from profilesync.query.analyses import RetentionQuery
+from profilesync.query.compiler import fragments
 from profilesync.query.flow import (
     DAY_US,
     Context,
+    add_group,
     after,
     by_group,
     col,
     entries,
     event_rows,
-    group_values,
     overall,
-    ranked_groups,
+    same_user,
+    user,
     with_ctes,
 )
 from profilesync.query.relations import Catalog, Store, load_catalog, physical
@@ -73,28 +76,47 @@ def compile_retention(
     steps = [query.start_event, query.return_event]
     ev = event_rows(ctx, steps, query.where, query.group_by, start, upper, project_id)
     grouped = query.group_by is not None
-    users = exp.select(
-        col("uid", "c1").as_("uid"),
-        (col("grp", "g") if grouped else exp.null()).as_("grp"),
-        col("t1", "c1").as_("t1"),
-        _number(ctx, col("t1", "c1"), query.interval).as_("b"),
-    ).from_(exp.table_("c1"), copy=False)
-    if grouped:
-        users = users.join(
-            exp.table_("g"), on=col("uid", "g").eq(col("uid", "c1")), join_type="left", copy=False
-        )
-    ctes: list[tuple[str, exp.Query]] = [("ev", ev), ("c1", entries(ctx, end, query.group_by))]
-    if query.group_by is not None:
-        ctes.append(("g", group_values(ctx, query.group_by)))
+    users, needed = add_group(
+        ctx,
+        exp.select(
+            *user("c1", named=True),
+            col("t1", "c1").as_("t1"),
+            _number(ctx, col("t1", "c1"), query.interval).as_("b"),
+        ).from_(exp.table_("c1"), copy=False),
+        query.group_by,
+    )
+    ctes: list[tuple[str, exp.Query]] = [("ev", ev), ("c1", entries(ctx, end)), *needed]
     ctes += [("u", users), ("back", _returns(ctx, query)), ("counted", _counted(query, n))]
     keys = [col("b", "u"), col("k", "u")]
-    aggregates = [exp.func("count", exp.Star()).as_("n")]
-    select: exp.Select = overall(aggregates, "counted", keys)
-    if grouped:
-        ctes.append(("ranked", ranked_groups("u")))
-        grouped_rows = by_group([a.copy() for a in aggregates], "counted", query.limit, keys)
-        select = exp.union(select, grouped_rows, distinct=False)  # type: ignore[assignment]
-    return with_ctes(select, ctes), ctx.params.values
+    if not grouped:
+        select: exp.Select = overall([exp.func("count", exp.Star()).as_("n")], "counted", keys)
+        return with_ctes(select, ctes, dialect), ctx.params.values
+    # counts add up: one pass over ``counted`` per group, cohort and offset (``per``), and
+    # the overall row, the ranks and the rest past the limit from those few rows
+    per = (
+        exp.select(col("grp"), col("b"), col("k"), *fragments("count(*) AS n"))
+        .from_(exp.table_("counted"), copy=False)
+        .group_by(col("grp"), col("b"), col("k"), copy=False)
+    )
+    ctes += [("per", per), ("ranked", _ranked())]
+    total = [exp.func("sum", col("n", "u")).as_("n")]
+    select = overall(total, "per", keys)
+    grouped_rows = by_group([a.copy() for a in total], "per", query.limit, keys)
+    select = exp.union(select, grouped_rows, distinct=False)  # type: ignore[assignment]
+    return with_ctes(select, ctes, dialect), ctx.params.values
+
+
+def _ranked() -> exp.Select:
+    """The groups of ``per`` ranked by their users (the cohorts' sizes), most first."""
+    users = "sum(CASE WHEN k = -1 THEN n ELSE 0 END)"
+    return (
+        exp.select(
+            col("grp"),
+            *fragments(f"row_number() OVER (ORDER BY {users} DESC, grp NULLS LAST) AS r"),
+        )
+        .from_(exp.table_("per"), copy=False)
+        .group_by(col("grp"), copy=False)
+    )
 
 
 def _number(ctx: Context, ts: exp.Expr, interval: str) -> exp.Expr:
@@ -108,9 +130,9 @@ def _returns(ctx: Context, query: RetentionQuery) -> exp.Select:
     """Each return after a user's start, as its offset from the start's interval."""
     offset = _number(ctx, col("ts", "e"), query.interval) - col("b", "s")
     return (
-        exp.select(col("uid", "s").as_("uid"), offset.as_("k"))
+        exp.select(*user("s", named=True), offset.as_("k"))
         .from_(exp.table_("ev", alias="e"), copy=False)
-        .join(exp.table_("u", alias="s"), on=col("uid", "e").eq(col("uid", "s")), copy=False)
+        .join(exp.table_("u", alias="s"), on=same_user("e", "s"), copy=False)
         .where(
             exp.and_(col("f2", "e"), col("ts", "e") >= col("t1", "s"), after("e", col("t1", "s"), "f1")),
             copy=False,
@@ -123,7 +145,7 @@ def _counted(query: RetentionQuery, n: int) -> exp.Query:
     top = exp.Literal.number(n)
     if query.mode == "on":
         offsets = (
-            exp.select(col("uid"), col("k"))
+            exp.select(col("uid"), col("anon"), col("k"))
             .distinct()
             .from_(exp.table_("back"), copy=False)
             .where(col("k") <= top, copy=False)
@@ -131,14 +153,14 @@ def _counted(query: RetentionQuery, n: int) -> exp.Query:
     else:
         latest = exp.Least(this=exp.func("max", col("k")), expressions=[top])
         offsets = (
-            exp.select(col("uid"), latest.as_("k"))
+            exp.select(col("uid"), col("anon"), latest.as_("k"))
             .from_(exp.table_("back"), copy=False)
-            .group_by(col("uid"), copy=False)
+            .group_by(col("uid"), col("anon"), copy=False)
         )
     returned = (
         exp.select(col("grp", "u").as_("grp"), col("b", "u").as_("b"), col("k", "o").as_("k"))
         .from_(exp.table_("u"), copy=False)
-        .join(offsets.subquery("o"), on=col("uid", "o").eq(col("uid", "u")), copy=False)
+        .join(offsets.subquery("o"), on=same_user("o", "u"), copy=False)
     )
     cohort = exp.select(col("grp"), col("b"), exp.Literal.number(-1).as_("k")).from_("u")
     return exp.union(cohort, returned, distinct=False)

@@ -145,6 +145,35 @@ def test_same_event_type_twice_needs_two_events(store: Store, world: World) -> N
     assert users(ask(store, world, steps=["View", "View"], window="1h")) == [7, 0]
 
 
+def test_a_device_is_never_a_user_whose_id_reads_the_same(store: Store) -> None:
+    """A user whose id is written ``device:d9`` or ``d8`` and the anonymous devices ``d9``
+    and ``d8`` are four people: no step of one is another's."""
+    events = [
+        Event("View", "device:d9", at(0)),
+        Event("Cart", None, at(5), device_id="d9"),
+        Event("View", None, at(0), device_id="d8"),
+        Event("Cart", "d8", at(5)),
+    ]
+    w = World(events, {"device:d9": {"Title": "Engineer"}, "d8": {"Title": "Manager"}})
+    load(store, w)
+    answer = funnel(store, FunnelQuery(**RANGE, steps=["View", "Cart"], window="1h"))
+    assert users(answer) == [2, 0]
+    by_title = funnel(
+        store,
+        FunnelQuery(
+            **RANGE,
+            steps=["View", "Cart"],
+            window="1h",
+            group_by={"kind": "profile", "name": "Title"},
+        ),
+    )
+    # the device d8 has no profile, though a user d8 has one
+    assert {g["label"]: users(g) for g in by_title["groups"]} == {
+        "Engineer": [1, 0],
+        "(none)": [1, 0],
+    }
+
+
 def random_world(seed: int) -> World:
     rng = random.Random(seed)
     kinds = ["View", "Cart", "Buy", "Other"]
