@@ -6,8 +6,8 @@ build them; :mod:`~profilesync.query.funnel`, :mod:`~profilesync.query.retention
 
 Shared by funnels and retention:
 
-- users are counted once: by ``user_id``, or ``device:<device_id>`` for anonymous events
-  (as segmentation's unique users);
+- users are counted once: by ``user_id``, or by ``device_id`` for anonymous events, kept
+  apart (a device is never a user whose id reads the same);
 - ``where`` filters every event the analysis reads (``event``, ``user``, ``field``,
   ``group`` kinds), or the user: ``profile`` (the current synced value) and ``cohort``
   (membership now);
