@@ -2,7 +2,6 @@
 
 from profilesync.server.events import (
     CORS,
-    FILTER_ROWS,
     FRESH_SECONDS,
     NAV,
     PROJECT_NOTICES,
@@ -11,6 +10,7 @@ from profilesync.server.events import (
     router,
     run_segmentation,
 )
+from profilesync.server.queryforms import FILTER_ROWS
 
 __all__ = [
     "CORS",

@@ -23,7 +23,7 @@ from profilesync.app import events as app_events
 from profilesync.app import projects as app_projects
 from profilesync.errors import ConfigurationError, ProfilesyncError
 from profilesync.server.deps import render, require_user, store_session, templates
-from profilesync.server.queryforms import day, message
+from profilesync.server.queryforms import day, filter_rows, filters, message
 from profilesync.server.snapshot import analysing
 
 pages = APIRouter(include_in_schema=False)
@@ -33,7 +33,6 @@ NAV = [("Funnels", "/funnels"), ("Retention", "/retention"), ("Cohorts", "/cohor
 _nav: list[tuple[str, str]] = templates.env.globals["extra_nav"]  # type: ignore[assignment]
 _nav.extend(item for item in NAV if item not in _nav)
 
-FILTER_ROWS = 3
 CONDITION_ROWS = 3
 BEHAVIOUR_ROWS = 2
 MIN_STEPS = 2
@@ -63,15 +62,7 @@ def _choices(request: Request) -> dict[str, Any]:
 
 def _common(params: Any) -> dict[str, Any]:
     """Range, filters, group, groups shown and project, as the form holds them."""
-    rows = list(
-        zip(
-            params.getlist("filter_prop"),
-            params.getlist("filter_op"),
-            params.getlist("filter_value"),
-            strict=False,
-        )
-    )
-    rows += [("", "is", "")] * (FILTER_ROWS - len(rows))
+    rows = filter_rows(params)
     return {
         "start": params.get("start", ""),
         "end": params.get("end", ""),
@@ -82,27 +73,11 @@ def _common(params: Any) -> dict[str, Any]:
     }
 
 
-def _filters(rows: list[tuple[str, str, str]]) -> list[app_events.Filter]:
-    """The filled filter rows (``kind:name`` pickers, comma-separated values)."""
-    filters = []
-    for prop, op, value in rows:
-        if not prop:
-            continue
-        ref = app_events.PropertyRef.parse(prop)
-        values = [v.strip() for v in value.split(",") if v.strip()]
-        filters.append(
-            app_events.Filter.model_validate(
-                {"kind": ref.kind, "name": ref.name, "op": op, "values": values}
-            )
-        )
-    return filters
-
-
 def _shared_fields(form: dict[str, Any]) -> dict[str, Any]:
     return {
         "start": day(form["start"]),
         "end": day(form["end"]),
-        "where": _filters(form["filters"]),
+        "where": filters(form["filters"]),
         "group_by": app_events.PropertyRef.parse(form["group_by"]) if form["group_by"] else None,
         "limit": int(form["limit"]) if str(form["limit"]).isdigit() else 10,
         "project": form["project"] or None,
@@ -356,7 +331,7 @@ def _definition(form: dict[str, Any]) -> analyses.CohortDefinition:
         for did, event, times, days in form["behaviour"]
         if event
     ]
-    return analyses.CohortDefinition(where=_filters(where), behaviour=behaviour)
+    return analyses.CohortDefinition(where=filters(where), behaviour=behaviour)
 
 
 def _cohort_rows(request: Request) -> list[dict[str, Any]]:

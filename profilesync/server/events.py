@@ -28,7 +28,7 @@ from profilesync.errors import ConfigurationError, ProfilesyncError
 from profilesync.model import NAME_PATTERN
 from profilesync.server import ingest
 from profilesync.server.deps import render, require_token, require_user, store_session, templates
-from profilesync.server.queryforms import day, message
+from profilesync.server.queryforms import day, filter_rows, filters, message
 from profilesync.server.shown_once import ShownOnce
 
 router = APIRouter()
@@ -138,8 +138,6 @@ def delete_project(request: Request, name: str, _: str = Depends(require_token))
 
 # -- pages ------------------------------------------------------------------------------
 
-FILTER_ROWS = 3
-
 
 @pages.get("/segmentation")
 def segmentation_page(request: Request, _: str = Depends(require_user)) -> Response:
@@ -171,15 +169,7 @@ def segmentation_page(request: Request, _: str = Depends(require_user)) -> Respo
 
 
 def _form(params: Any) -> dict[str, Any]:
-    filters = list(
-        zip(
-            params.getlist("filter_prop"),
-            params.getlist("filter_op"),
-            params.getlist("filter_value"),
-            strict=False,
-        )
-    )
-    filters += [("", "is", "")] * (FILTER_ROWS - len(filters))
+    rows = filter_rows(params)
     return {
         "events": params.getlist("event"),
         "metric": params.get("metric", "totals"),
@@ -191,20 +181,13 @@ def _form(params: Any) -> dict[str, Any]:
         "limit": params.get("limit", "10"),
         "chart": params.get("chart", "line"),
         "project": params.get("project", ""),
-        "filters": filters,
+        "filters": rows,
     }
 
 
 def _query(params: Any) -> app_events.SegmentationQuery:
     """The form's fields as a query (``kind:name`` pickers, comma-separated filter values)."""
     form = _form(params)
-    filters = []
-    for prop, op, value in form["filters"]:
-        if not prop:
-            continue
-        ref = app_events.PropertyRef.parse(prop)
-        values = [v.strip() for v in value.split(",") if v.strip()]
-        filters.append(app_events.Filter(kind=ref.kind, name=ref.name, op=op, values=values))
     return app_events.SegmentationQuery(
         events=form["events"],
         metric=form["metric"],
@@ -212,7 +195,7 @@ def _query(params: Any) -> app_events.SegmentationQuery:
         interval=form["interval"],
         start=day(form["start"]),
         end=day(form["end"]),
-        filters=filters,
+        filters=filters(form["filters"]),
         group_by=app_events.PropertyRef.parse(form["group_by"]) if form["group_by"] else None,
         limit=int(form["limit"]) if str(form["limit"]).isdigit() else 10,
         project=form["project"] or None,
